@@ -1,0 +1,424 @@
+"""Login over the socket: SMS codes, tokens, sessions (methods ``auth.*``).
+
+Rules (pure, in :mod:`api.auth.otp` and :mod:`api.auth.tokens`) meet the database
+here. Every code check runs in one transaction holding the row lock of the phone's
+code state, so a code is consumed exactly once and concurrent guesses serialize.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal, Protocol
+from uuid import UUID, uuid4
+
+from pydantic import Field
+
+from api.auth import otp, tokens
+from api.auth.phones import InvalidPhone, normalize_phone
+from rtc_server.auth import Identity
+from rtc_server.clock import Clock
+from rtc_server.config import AuthSettings
+from rtc_server.errors import (
+    Forbidden,
+    InvalidCode,
+    InvalidParams,
+    NotFound,
+    RateLimited,
+    Unauthenticated,
+)
+from rtc_server.rpc.registry import Access, Caller, Empty, MethodRegistry, Params, Result, UserId
+from storage import accounts
+from storage.database import Database
+
+log = logging.getLogger("rtc.auth")
+
+Role = Literal["customer", "provider", "admin"]
+# Called after sessions are revoked, to close their open sockets (on every instance).
+RevokedHook = Callable[[int, list[UUID], str], Awaitable[None]]
+
+
+class SmsSender(Protocol):
+    async def send_code(self, phone: str, code: str, ttl_seconds: int) -> None: ...
+
+
+class LogSmsSender:
+    """Development: writes each code to the log so a developer can log in."""
+
+    async def send_code(self, phone: str, code: str, ttl_seconds: int) -> None:
+        log.warning(
+            "login code (development SMS sender)",
+            extra={"phone": phone, "code": code, "ttl_seconds": ttl_seconds},
+        )
+
+
+# --- Wire models -------------------------------------------------------------------------
+
+
+class RequestOtp(Params):
+    phone: str = Field(min_length=4, max_length=32)
+    role: Role
+
+
+class OtpRequested(Result):
+    sent: bool = Field(description="Always true: the answer never tells if an account exists")
+    expires_in_seconds: int
+    resend_after_seconds: int
+
+
+class Device(Params):
+    device_id: str | None = Field(None, max_length=128)
+    platform: Literal["android", "ios", "web", "other"] | None = None
+    model: str | None = Field(None, max_length=128)
+    app_version: str | None = Field(None, max_length=32)
+
+
+class VerifyOtp(Params):
+    phone: str = Field(min_length=4, max_length=32)
+    role: Role
+    code: str = Field(pattern=r"^[0-9]{4,8}$")
+    full_name: str | None = Field(None, min_length=2, max_length=100)
+    device: Device | None = None
+
+
+class User(Result):
+    id: int
+    phone: str
+    role: str
+    full_name: str | None
+    is_verified: bool
+    created_at: datetime
+
+
+class Tokens(Result):
+    access_token: str
+    refresh_token: str
+    access_token_expires_at: datetime
+    refresh_token_expires_at: datetime
+    session_id: str
+    user: User
+
+
+class Refresh(Params):
+    refresh_token: str = Field(min_length=1, max_length=256)
+
+
+class SessionId(Params):
+    session_id: UUID
+
+
+class Done(Result):
+    ok: bool = True
+    revoked: int = 0
+
+
+class SessionInfo(Result):
+    session_id: str
+    device: dict[str, Any]
+    ip: str | None
+    created_at: datetime
+    last_used_at: datetime
+    expires_at: datetime
+    current: bool
+
+
+class Sessions(Result):
+    sessions: list[SessionInfo]
+
+
+# --- The service -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Rejection:
+    error: Exception
+
+
+class AuthService:
+    def __init__(
+        self,
+        db: Database,
+        settings: AuthSettings,
+        *,
+        jwt_secret: bytes,
+        otp_key: bytes,
+        clock: Clock,
+        sms: SmsSender,
+        on_revoked: RevokedHook,
+    ) -> None:
+        self._db = db
+        self._settings = settings
+        self._clock = clock
+        self._sms = sms
+        self._on_revoked = on_revoked
+        self._otp_key = otp_key
+        self._access = tokens.AccessTokens(
+            jwt_secret, ttl=timedelta(seconds=int(settings.access_token_ttl))
+        )
+        self._refresh_ttl = timedelta(seconds=settings.refresh_token_ttl)
+        self._policy = otp.OtpPolicy(
+            ttl=timedelta(seconds=settings.otp_ttl),
+            max_attempts=settings.otp_max_attempts,
+            lock_duration=timedelta(seconds=settings.otp_lock),
+            resend_cooldown=timedelta(seconds=settings.otp_resend_cooldown),
+            max_sends_per_phone=settings.otp_max_per_phone,
+            phone_window=timedelta(seconds=settings.otp_phone_window),
+            max_sends_per_ip=settings.otp_max_per_ip,
+            ip_window=timedelta(seconds=settings.otp_ip_window),
+        )
+
+    def register(self, registry: MethodRegistry) -> None:
+        add = registry.add
+        add("auth.requestOtp", self.request_otp, params=RequestOtp, result=OtpRequested,
+            access=Access.PUBLIC)
+        add("auth.verifyOtp", self.verify_otp, params=VerifyOtp, result=Tokens,
+            access=Access.PUBLIC)
+        add("auth.refresh", self.refresh, params=Refresh, result=Tokens, access=Access.PUBLIC)
+        add("auth.logout", self.logout, result=Done)
+        add("auth.logoutAll", self.logout_all, result=Done)
+        add("auth.sessions", self.sessions, result=Sessions)
+        add("auth.revokeSession", self.revoke_session, params=SessionId, result=Done)
+
+    def _phone(self, raw: str) -> str:
+        try:
+            return normalize_phone(raw, self._settings.default_region)
+        except InvalidPhone as exc:
+            raise InvalidParams(
+                f"invalid phone: {exc.reason}", fields=[{"field": "phone", "message": exc.reason}]
+            ) from None
+
+    # -- codes --
+
+    async def request_otp(self, caller: Caller, params: RequestOtp) -> OtpRequested:
+        """Send a 6-digit login code by SMS. Same answer whether or not an account exists."""
+        phone = self._phone(params.phone)
+        now = self._clock.now()
+        policy = self._policy
+        code = otp.generate_code(policy.code_length)
+        async with self._db.transaction() as conn:
+            state = _state(await accounts.lock_otp(conn, phone, params.role))
+            counts = await accounts.count_sends(
+                conn, phone, caller.ip, now - policy.phone_window, now - policy.ip_window
+            )
+            decision = otp.decide_send(
+                state, now, policy, counts.for_phone, counts.for_ip,
+                oldest_phone_send_at=counts.oldest_for_phone,
+                oldest_ip_send_at=counts.oldest_for_ip,
+            )
+            if isinstance(decision, otp.SendRefused):
+                refusal: otp.SendRefused | None = decision
+            else:
+                refusal = None
+                digest = otp.code_digest(self._otp_key, phone, params.role, code)
+                issued = otp.issue(state, digest, now, policy)
+                await accounts.save_otp(conn, phone, params.role, _row(issued))
+                await accounts.record_send(conn, phone, caller.ip, now)
+                deliverable = await self._may_receive_code(conn, phone, params.role)
+        if refusal is not None:
+            raise RateLimited(
+                "too many codes requested; wait before asking again",
+                retry_after=refusal.retry_after.total_seconds(),
+                reason=refusal.reason,
+            )
+        ttl = int(policy.ttl.total_seconds())
+        if deliverable:
+            await self._sms.send_code(phone, code, ttl)
+        return OtpRequested(
+            sent=True,
+            expires_in_seconds=ttl,
+            resend_after_seconds=int(policy.resend_cooldown.total_seconds()),
+        )
+
+    async def _may_receive_code(self, conn: Any, phone: str, role: str) -> bool:
+        user = await accounts.find_user(conn, phone, role)
+        if role == "admin":
+            return user is not None and user.is_active
+        return user is None or user.is_active
+
+    async def verify_otp(self, caller: Caller, params: VerifyOtp) -> Tokens:
+        """Check the code; on success create the account if new and open a session."""
+        phone = self._phone(params.phone)
+        now = self._clock.now()
+        digest = otp.code_digest(self._otp_key, phone, params.role, params.code)
+        async with self._db.transaction() as conn:
+            state = _state(await accounts.lock_otp(conn, phone, params.role))
+            outcome = otp.decide_verify(state, digest, now, self._policy)
+            await accounts.save_otp(conn, phone, params.role, _row(outcome.new_state))
+            if isinstance(outcome, otp.Accepted):
+                result = await self._login(conn, phone, params, caller.ip, now)
+        if isinstance(outcome, otp.Locked):
+            raise RateLimited(
+                "too many wrong codes; this phone is locked for a while",
+                retry_after=outcome.retry_after.total_seconds(),
+                reason="locked",
+            )
+        if isinstance(outcome, otp.Rejected):
+            raise InvalidCode(
+                "wrong or expired code", reason=outcome.reason, attemptsLeft=outcome.attempts_left
+            )
+        if isinstance(result, _Rejection):
+            raise result.error
+        return result
+
+    async def _login(
+        self, conn: Any, phone: str, params: VerifyOtp, ip: str | None, now: datetime
+    ) -> Tokens | _Rejection:
+        if params.role == "admin":
+            user = await accounts.find_user(conn, phone, "admin")
+            if user is None:
+                # No admin account: its code was never sent. Same answer as a bad code.
+                return _Rejection(InvalidCode("wrong or expired code", reason="no_code",
+                                              attemptsLeft=0))
+        else:
+            user = await accounts.upsert_verified_user(conn, phone, params.role, params.full_name)
+        if not user.is_active:
+            return _Rejection(Forbidden("this account is disabled"))
+        device = params.device.model_dump(by_alias=True, exclude_none=True) if params.device else {}
+        session_id = uuid4()
+        refresh = tokens.new_refresh_token()
+        refresh_expires = now + self._refresh_ttl
+        await accounts.create_session(
+            conn, session_id, user.id, device, ip, refresh_expires,
+            tokens.hash_refresh_token(refresh),
+        )
+        log.info("login", extra={"user": user.id, "role": user.role, "session": str(session_id)})
+        return self._tokens(user, session_id, refresh, refresh_expires, now)
+
+    def _tokens(
+        self, user: accounts.UserRow, session_id: UUID, refresh: str, refresh_expires: datetime,
+        now: datetime,
+    ) -> Tokens:
+        access, claims = self._access.issue(user.id, user.role, session_id, now)
+        return Tokens(
+            access_token=access,
+            refresh_token=refresh,
+            access_token_expires_at=claims.expires_at,
+            refresh_token_expires_at=refresh_expires,
+            session_id=str(session_id),
+            user=User(
+                id=user.id, phone=user.phone, role=user.role, full_name=user.full_name,
+                is_verified=user.is_verified, created_at=user.created_at,
+            ),
+        )
+
+    # -- tokens --
+
+    async def refresh(self, caller: Caller, params: Refresh) -> Tokens:
+        """Rotate a refresh token: the old one stops working, a new pair is returned.
+
+        Presenting a token that was already rotated means it leaked (or a client
+        misbehaves): the whole session is revoked (RFC 6819 section 5.2.2.3).
+        """
+        if not tokens.looks_like_refresh_token(params.refresh_token):
+            raise Unauthenticated("invalid refresh token", reason="token_invalid")
+        old_hash = tokens.hash_refresh_token(params.refresh_token)
+        now = self._clock.now()
+        async with self._db.transaction() as conn:
+            row = await accounts.lock_refresh_token(conn, old_hash)
+            if row is None:
+                raise Unauthenticated("invalid refresh token", reason="token_invalid")
+            if row.used_at is not None:
+                revoked = await accounts.revoke_sessions(
+                    conn, row.user_id, "refresh_token_reuse", row.session_id
+                )
+                reuse = True
+            else:
+                reuse = False
+                if (row.session_revoked_at is not None or row.token_expires_at <= now
+                        or not row.user_active):
+                    raise Unauthenticated("session ended; log in again", reason="session_revoked")
+                new_refresh = tokens.new_refresh_token()
+                expires = now + self._refresh_ttl
+                await accounts.rotate_refresh_token(
+                    conn, old_hash, tokens.hash_refresh_token(new_refresh), row.session_id, expires
+                )
+                user = await accounts.get_user(conn, row.user_id)
+        if reuse:
+            log.warning("refresh token reuse: session revoked",
+                        extra={"user": row.user_id, "session": str(row.session_id)})
+            await self._revoked(row.user_id, revoked, "refresh token reused")
+            raise Unauthenticated("refresh token already used; log in again",
+                                  reason="token_reused")
+        assert user is not None
+        return self._tokens(user, row.session_id, new_refresh, expires, now)
+
+    async def authenticate(self, access_token: str) -> Identity:
+        """The :class:`rtc_server.auth.Authenticator` of sockets."""
+        try:
+            claims = self._access.verify(access_token, self._clock.now())
+        except tokens.TokenExpired:
+            raise Unauthenticated("access token expired", reason="token_expired") from None
+        except tokens.TokenError:
+            raise Unauthenticated("invalid access token", reason="token_invalid") from None
+        if not await accounts.session_alive(self._db, claims.session_id):
+            raise Unauthenticated("session ended; log in again", reason="session_revoked")
+        return Identity(
+            user_id=UserId(claims.user_id),
+            role=claims.role,
+            session_id=claims.session_id,
+            expires_at=claims.expires_at.timestamp(),
+        )
+
+    # -- sessions --
+
+    async def logout(self, caller: Caller, params: Empty) -> Done:
+        """End this socket's session: its refresh token stops working, its sockets close."""
+        user_id = caller.require_user()
+        assert caller.session_id is not None
+        revoked = await accounts.revoke_sessions(self._db, user_id, "logout", caller.session_id)
+        await self._revoked(user_id, revoked, "logged out")
+        return Done(revoked=len(revoked))
+
+    async def logout_all(self, caller: Caller, params: Empty) -> Done:
+        """End every session of this account, on every device."""
+        user_id = caller.require_user()
+        revoked = await accounts.revoke_sessions(self._db, user_id, "logout_all")
+        await self._revoked(user_id, revoked, "logged out everywhere")
+        return Done(revoked=len(revoked))
+
+    async def sessions(self, caller: Caller, params: Empty) -> Sessions:
+        """The account's live sessions (devices), newest use first."""
+        rows = await accounts.list_sessions(self._db, caller.require_user())
+        return Sessions(
+            sessions=[
+                SessionInfo(
+                    session_id=str(r.id), device=r.device, ip=r.ip, created_at=r.created_at,
+                    last_used_at=r.last_used_at, expires_at=r.expires_at,
+                    current=r.id == caller.session_id,
+                )
+                for r in rows
+            ]
+        )
+
+    async def revoke_session(self, caller: Caller, params: SessionId) -> Done:
+        """End one of the account's sessions (e.g. a lost phone)."""
+        user_id = caller.require_user()
+        revoked = await accounts.revoke_sessions(self._db, user_id, "revoked", params.session_id)
+        if not revoked:
+            raise NotFound("no such live session")
+        await self._revoked(user_id, revoked, "session revoked")
+        return Done(revoked=len(revoked))
+
+    async def _revoked(self, user_id: int, session_ids: list[UUID], reason: str) -> None:
+        if session_ids:
+            await self._on_revoked(user_id, session_ids, reason)
+
+
+def _state(row: accounts.OtpRow) -> otp.OtpState:
+    return otp.OtpState(
+        code_digest=row.code_digest,
+        expires_at=row.expires_at,
+        attempts=row.attempts,
+        locked_until=row.locked_until,
+        last_sent_at=row.last_sent_at,
+    )
+
+
+def _row(state: otp.OtpState) -> accounts.OtpRow:
+    return accounts.OtpRow(
+        state.code_digest, state.expires_at, state.attempts, state.locked_until,
+        state.last_sent_at,
+    )
+

@@ -1,0 +1,170 @@
+"""The composition root: builds every component from the settings and runs them.
+
+Start order: database (embedded if no DSN) → migrations → secrets → bus → hub,
+events, methods → socket port → HTTP port → background jobs. Stop order is the
+reverse, with the socket port draining first (see :meth:`SocketServer.shutdown`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from uuid import UUID
+
+from api.auth.service import AuthService, LogSmsSender, SmsSender
+from rtc_server.bus import Bus, InProcessBus, SessionsRevoked
+from rtc_server.clock import Clock, SystemClock
+from rtc_server.config import Settings
+from rtc_server.dispatch import Dispatcher
+from rtc_server.events import EventDelivery, EventPublisher
+from rtc_server.http import HttpServer
+from rtc_server.hub import Hub
+from rtc_server.metrics import Metrics
+from rtc_server.rpc.registry import MethodRegistry
+from rtc_server.server import SocketServer
+from rtc_server.session_methods import SessionMethods
+from storage import accounts
+from storage.database import Database, PoolSettings
+from storage.embedded import EmbeddedPostgres
+from storage.migrate import apply_migrations, pending_migrations
+
+log = logging.getLogger("rtc.app")
+
+
+async def open_database(settings: Settings) -> tuple[Database, EmbeddedPostgres | None]:
+    """Connect to the configured PostgreSQL, or start the embedded one."""
+    embedded = None
+    dsn = settings.database.dsn
+    if not dsn:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        embedded = await asyncio.to_thread(EmbeddedPostgres.start, settings.data_dir)
+        dsn = embedded.dsn
+        log.info("embedded postgresql running", extra={"data_dir": str(settings.data_dir)})
+    d = settings.database
+    try:
+        db = await Database.connect(
+            PoolSettings(
+                dsn=dsn,
+                min_size=d.pool_min,
+                max_size=d.pool_max,
+                max_inactive_connection_lifetime=d.idle_timeout,
+                connect_timeout=d.connect_timeout,
+                command_timeout=d.command_timeout,
+                timezone=d.timezone,
+            )
+        )
+    except BaseException:
+        if embedded is not None:
+            await asyncio.to_thread(embedded.stop)
+        raise
+    return db, embedded
+
+
+class App:
+    """One server instance. ``await start()``, then ``await stop()``."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Clock | None = None,
+        sms: SmsSender | None = None,
+        bus: Bus | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.sms = sms or LogSmsSender()
+        self.bus: Bus = bus or InProcessBus()
+        self.metrics = Metrics()
+        self.registry = MethodRegistry()
+        self.db: Database | None = None
+        self._embedded: EmbeddedPostgres | None = None
+        self._jobs: list[asyncio.Task[None]] = []
+        self._revocations: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        s = self.settings
+        self.db, self._embedded = await open_database(s)
+        db = self.db
+        applied = await apply_migrations(db)
+        if applied:
+            log.info("migrations applied", extra={"migrations": applied})
+        jwt_secret = s.auth.jwt_secret.encode() or await accounts.server_secret(db, "jwt")
+        otp_key = await accounts.server_secret(db, "otp_hmac")
+        self.metrics.bind_pool(db.stats)
+
+        await self.bus.start()
+        self.hub = Hub(self.bus, self.metrics)
+        self.publisher = EventPublisher(db, self.bus, self.metrics)
+        self.delivery = EventDelivery(db, self.hub, s.events, self.metrics)
+        self.auth = AuthService(
+            db,
+            s.auth,
+            jwt_secret=jwt_secret,
+            otp_key=otp_key,
+            clock=self.clock,
+            sms=self.sms,
+            on_revoked=self._close_revoked_sessions,
+        )
+        SessionMethods(self.registry, self.auth, self.delivery).register()
+        self.auth.register(self.registry)
+
+        self.dispatcher = Dispatcher(self.registry, s.server, self.metrics)
+        self.sockets = SocketServer(
+            s.server,
+            hub=self.hub,
+            dispatcher=self.dispatcher,
+            delivery=self.delivery,
+            authenticator=self.auth,
+            metrics=self.metrics,
+        )
+        await self.sockets.start()
+        self.http = HttpServer(s.http, self.metrics, self._readiness)
+        await self.http.start()
+        self._jobs.append(asyncio.create_task(self.delivery.prune_forever()))
+        log.info(
+            "server ready",
+            extra={"socket_port": self.sockets.port, "http_port": self.http.port},
+        )
+
+    async def _close_revoked_sessions(
+        self, user_id: int, session_ids: list[UUID], reason: str
+    ) -> None:
+        # Published from a task so that the revoking request's own answer is written
+        # before its socket is closed.
+        message = SessionsRevoked(user_id, tuple(str(s) for s in session_ids), reason)
+        task = asyncio.create_task(self.bus.publish(message))
+        self._revocations.add(task)
+        task.add_done_callback(self._revocations.discard)
+
+    async def _readiness(self) -> dict[str, bool]:
+        assert self.db is not None
+        database = await self.db.ping()
+        migrated = False
+        if database:
+            try:
+                migrated = not await pending_migrations(self.db)
+            except Exception:  # noqa: BLE001 - readiness reports, never raises
+                migrated = False
+        return {
+            "database": database,
+            "migrations": migrated,
+            "bus": self.bus.healthy,
+            "accepting": not self.dispatcher.draining,
+        }
+
+    async def stop(self) -> None:
+        log.info("shutting down")
+        if hasattr(self, "sockets"):
+            await self.sockets.shutdown()
+        for job in self._jobs:
+            job.cancel()
+        await asyncio.gather(*self._jobs, *self._revocations, return_exceptions=True)
+        if hasattr(self, "http"):
+            await self.http.stop()
+        await self.bus.close()
+        if self.db is not None:
+            await self.db.close()
+        if self._embedded is not None:
+            await asyncio.to_thread(self._embedded.stop)
+        log.info("stopped")

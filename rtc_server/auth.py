@@ -1,0 +1,31 @@
+"""What the core needs to know of login: turn an access token into an :class:`Identity`.
+
+The login methods themselves (codes, tokens, sessions) live in :mod:`api.auth`, which
+implements :class:`Authenticator`; the core only binds sockets to identities.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+from uuid import UUID
+
+from rtc_server.rpc.registry import UserId
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    user_id: UserId
+    role: str
+    session_id: UUID
+    expires_at: float  # Unix time the access token expires
+
+
+class Authenticator(Protocol):
+    async def authenticate(self, access_token: str) -> Identity:
+        """Verify the token and that its session is still alive.
+
+        Raises :class:`rtc_server.errors.Unauthenticated` (with ``reason``
+        ``token_expired``, ``token_invalid`` or ``session_revoked``) otherwise.
+        """
+        ...

@@ -1,0 +1,148 @@
+"""``rtc-server``: run the server, apply migrations, create an admin.
+
+    rtc-server [serve] [--config FILE] [--data-dir DIR] [--port N] [--http-port N]
+                       [--log-format json|text]
+    rtc-server migrate [--config FILE] [--data-dir DIR]
+    rtc-server create-admin --phone P [--name N] [--config FILE] [--data-dir DIR]
+
+Flags win over environment variables, which win over the config file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from rtc_server import logs
+from rtc_server.config import ConfigError, Settings, load_settings
+
+log = logging.getLogger("rtc.cli")
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", type=Path, help="TOML settings file (default ./config.toml)")
+    common.add_argument("--data-dir", type=Path, help="data folder (embedded PostgreSQL ...)")
+    common.add_argument("--log-format", choices=["json", "text"], help="log line format")
+
+    parser = argparse.ArgumentParser(prog="rtc-server", description="BuildXpert RTC server")
+    commands = parser.add_subparsers(dest="command")
+    serve = commands.add_parser("serve", parents=[common], help="run the server (default)")
+    serve.add_argument("--port", type=int, help="socket port (websockets)")
+    serve.add_argument("--http-port", type=int, help="HTTP port (health, metrics)")
+    commands.add_parser("migrate", parents=[common], help="apply database migrations and exit")
+    admin = commands.add_parser(
+        "create-admin", parents=[common], help="create or re-activate an admin account"
+    )
+    admin.add_argument("--phone", required=True)
+    admin.add_argument("--name")
+    return parser
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    if args.data_dir is not None:
+        overrides["data_dir"] = args.data_dir
+    if getattr(args, "port", None) is not None:
+        overrides["server"] = {"port": args.port}
+    if getattr(args, "http_port", None) is not None:
+        overrides["http"] = {"port": args.http_port}
+    if args.log_format is not None:
+        overrides["log"] = {"format": args.log_format}
+    return overrides
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
+        argv.insert(0, "serve")
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings(args.config, _overrides(args))
+    except ConfigError as exc:
+        print(f"rtc-server: {exc}", file=sys.stderr)
+        return 2
+    logs.configure(settings.log.format, settings.log.level)
+    if args.command == "migrate":
+        return asyncio.run(_migrate(settings))
+    if args.command == "create-admin":
+        return asyncio.run(_create_admin(settings, args.phone, args.name))
+    return _serve(settings)
+
+
+def _serve(settings: Settings) -> int:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux and macOS
+        return asyncio.run(_run(settings))
+    return uvloop.run(_run(settings))
+
+
+async def _run(settings: Settings) -> int:
+    from rtc_server.app import App
+    from storage.errors import StorageError
+
+    app = App(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await app.start()
+    except StorageError as exc:
+        log.error("cannot start: %s", exc)
+        await app.stop()
+        return 1
+    await stop.wait()
+    await app.stop()
+    return 0
+
+
+async def _migrate(settings: Settings) -> int:
+    from rtc_server.app import open_database
+    from storage.migrate import apply_migrations
+
+    db, embedded = await open_database(settings)
+    try:
+        applied = await apply_migrations(db)
+        log.info("migrations applied" if applied else "nothing to apply",
+                 extra={"migrations": applied})
+    finally:
+        await db.close()
+        if embedded is not None:
+            await asyncio.to_thread(embedded.stop)
+    return 0
+
+
+async def _create_admin(settings: Settings, phone: str, name: str | None) -> int:
+    from api.auth.phones import InvalidPhone, normalize_phone
+    from rtc_server.app import open_database
+    from storage import accounts
+    from storage.migrate import apply_migrations
+
+    try:
+        normalized = normalize_phone(phone, settings.auth.default_region)
+    except InvalidPhone as exc:
+        print(f"rtc-server: invalid phone: {exc.reason}", file=sys.stderr)
+        return 2
+    db, embedded = await open_database(settings)
+    try:
+        await apply_migrations(db)
+        user, created = await accounts.create_admin(db, normalized, name)
+    finally:
+        await db.close()
+        if embedded is not None:
+            await asyncio.to_thread(embedded.stop)
+    verb = "created" if created else "already existed; re-activated"
+    log.info(f"admin {verb}", extra={"user": user.id, "phone": user.phone})
+    print(f"admin {user.phone} (id {user.id}) {verb}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

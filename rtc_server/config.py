@@ -1,0 +1,192 @@
+"""Settings: loaded and validated once, in the composition root.
+
+Precedence, highest first: command-line flags, environment variables
+(``RTC_SECTION__KEY``, and ``RTC_DATA_DIR``), the TOML file (``config.toml`` or
+``--config``), the defaults below. ``config.toml`` at the repository root documents
+every setting with its default; ``tests/unit/test_config.py`` keeps the two in step.
+
+Every section is a small frozen model; components receive their own section, never the
+environment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ServerSettings(_Section):
+    """The websocket (socket) port and the limits of each socket."""
+
+    host: str = "0.0.0.0"
+    port: int = Field(8765, ge=0, le=65535)
+    path: str = "/ws"
+    # Limits of one socket.
+    max_frame_bytes: int = Field(65536, ge=1024)
+    max_inflight: int = Field(16, ge=1)
+    rate_per_second: float = Field(20.0, gt=0)
+    rate_burst: int = Field(40, ge=1)
+    # Requests refused by the rate limit, in a row, before the socket is closed (4029).
+    abuse_limit: int = Field(50, ge=1)
+    send_buffer_bytes: int = Field(1_048_576, ge=4096)
+    # Timeouts, seconds.
+    handshake_timeout: float = Field(10.0, gt=0)
+    auth_timeout: float = Field(120.0, gt=0)
+    ping_interval: float = Field(25.0, ge=0)
+    ping_timeout: float = Field(20.0, gt=0)
+    shutdown_grace: float = Field(10.0, ge=0)
+    compression: bool = False
+    # Sockets that this instance accepts at most (new ones are refused with HTTP 503).
+    max_connections: int = Field(50_000, ge=1)
+
+
+class HttpSettings(_Section):
+    """The HTTP port: health, readiness, metrics."""
+
+    host: str = "0.0.0.0"
+    port: int = Field(8766, ge=0, le=65535)
+
+
+class DatabaseSettings(_Section):
+    """PostgreSQL. An empty DSN starts the embedded PostgreSQL in the data folder."""
+
+    dsn: str = ""
+    pool_min: int = Field(1, ge=0)
+    pool_max: int = Field(20, ge=1)
+    idle_timeout: float = Field(30.0, ge=0)
+    connect_timeout: float = Field(10.0, gt=0)
+    command_timeout: float = Field(30.0, gt=0)
+    timezone: str = "Asia/Kolkata"
+
+
+class RedisSettings(_Section):
+    """Redis for fan-out between instances. Empty: fan-out stays in process."""
+
+    url: str = ""
+
+
+class AuthSettings(_Section):
+    """Login: one-time codes, access and refresh tokens."""
+
+    # Empty: generated at first start and kept in the database, shared by every
+    # instance on that database.
+    jwt_secret: str = ""
+    access_token_ttl: float = Field(900.0, ge=30)
+    refresh_token_ttl: float = Field(30 * 86400.0, ge=60)
+    default_region: str = Field("IN", min_length=2, max_length=2)
+    otp_ttl: float = Field(300.0, ge=30)
+    otp_max_attempts: int = Field(5, ge=1)
+    otp_lock: float = Field(900.0, ge=0)
+    otp_resend_cooldown: float = Field(30.0, ge=0)
+    otp_max_per_phone: int = Field(5, ge=1)
+    otp_phone_window: float = Field(3600.0, gt=0)
+    otp_max_per_ip: int = Field(20, ge=1)
+    otp_ip_window: float = Field(3600.0, gt=0)
+    # "log": write each code to the log (development). Real gateways come later.
+    sms_sender: Literal["log"] = "log"
+
+
+class EventSettings(_Section):
+    """The per-user event log: how long and how much of it is kept for replay."""
+
+    max_age: float = Field(7 * 86400.0, gt=0)
+    max_per_user: int = Field(1000, ge=10)
+    prune_interval: float = Field(300.0, gt=0)
+    replay_batch: int = Field(500, ge=1)
+    # A live event that arrives ahead of one still missing waits this long for it
+    # before the gap is read from the log.
+    gap_timeout: float = Field(0.25, gt=0)
+
+
+class LogSettings(_Section):
+    format: Literal["json", "text"] = "json"
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="RTC_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    data_dir: Path = Path("data")
+    server: ServerSettings = ServerSettings()
+    http: HttpSettings = HttpSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    redis: RedisSettings = RedisSettings()
+    auth: AuthSettings = AuthSettings()
+    events: EventSettings = EventSettings()
+    log: LogSettings = LogSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_file = _toml_file.get("path")
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        return tuple(sources)
+
+
+# pydantic-settings builds sources from the class; the file is chosen per load.
+_toml_file: dict[str, Path | None] = {}
+
+
+class ConfigError(Exception):
+    """A setting is invalid: the message names it."""
+
+
+def load_settings(
+    config_file: Path | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Settings:
+    """Load settings from defaults, the TOML file, the environment and ``overrides``.
+
+    ``overrides`` holds command-line values as nested dicts
+    (``{"server": {"port": 9000}}``); they win over everything else. Without
+    ``config_file``, ``./config.toml`` is read when it exists.
+    """
+    if config_file is None and Path("config.toml").is_file():
+        config_file = Path("config.toml")
+    if config_file is not None and not config_file.is_file():
+        raise ConfigError(f"config file {config_file} does not exist")
+    _toml_file["path"] = config_file
+    try:
+        # Init values are the highest-priority source; pydantic-settings merges nested
+        # sections across sources, so {"server": {"port": 1}} keeps the other keys.
+        return Settings(**(overrides or {}))
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from exc
+    except ValueError as exc:  # malformed TOML or env JSON
+        raise ConfigError(str(exc)) from exc
+    finally:
+        _toml_file.pop("path", None)
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors():
+        name = ".".join(str(part) for part in error["loc"])
+        env = "RTC_" + "__".join(str(part).upper() for part in error["loc"])
+        lines.append(f"setting {name} ({env}): {error['msg']}")
+    return "invalid configuration:\n  " + "\n  ".join(lines)

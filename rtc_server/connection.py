@@ -1,0 +1,148 @@
+"""One client socket: its identity, its limits, and the only way to write to it.
+
+Writes never wait. A frame goes straight into the transport's buffer; when a client
+reads so slowly that the buffer passes ``send_buffer_bytes``, the socket is closed
+with 4008 (slow consumer) instead of letting memory grow. Nothing is lost by that:
+events stay in the log and the client resumes from its last ``seq``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from websockets.asyncio.server import ServerConnection
+from websockets.protocol import State
+
+from rtc_server.delivery import DeliveryCursor
+from rtc_server.errors import CloseCode
+from rtc_server.ratelimit import TokenBucket
+from rtc_server.rpc.registry import Caller, UserId
+
+if TYPE_CHECKING:
+    from rtc_server.auth import Identity
+    from rtc_server.metrics import Metrics
+
+log = logging.getLogger("rtc.socket")
+_ids = itertools.count(1)
+
+
+class Connection:
+    __slots__ = (
+        "id",
+        "ws",
+        "caller",
+        "identity",
+        "cursor",
+        "bucket",
+        "inflight",
+        "refused_in_a_row",
+        "auth_timer",
+        "gap_timer",
+        "closing",
+        "_metrics",
+        "_send_limit",
+    )
+
+    def __init__(
+        self,
+        ws: ServerConnection,
+        *,
+        ip: str | None,
+        metrics: Metrics,
+        send_limit: int,
+        rate: float,
+        burst: int,
+    ) -> None:
+        self.id = next(_ids)
+        self.ws = ws
+        self.caller = Caller(connection_id=self.id, ip=ip)
+        self.identity: Identity | None = None
+        self.cursor: DeliveryCursor | None = None
+        self.bucket = TokenBucket(rate, burst, asyncio.get_running_loop().time())
+        self.inflight = 0
+        self.refused_in_a_row = 0
+        self.auth_timer: asyncio.TimerHandle | None = None
+        self.gap_timer: asyncio.TimerHandle | None = None
+        self.closing = False
+        self._metrics = metrics
+        self._send_limit = send_limit
+
+    @property
+    def user_id(self) -> UserId | None:
+        return self.caller.user_id
+
+    def bind(self, identity: Identity) -> None:
+        """The socket now speaks for ``identity`` (a user's login session)."""
+        self.identity = identity
+        self.caller = replace(
+            self.caller,
+            user_id=identity.user_id,
+            role=identity.role,
+            session_id=identity.session_id,
+        )
+        if self.auth_timer is not None:
+            self.auth_timer.cancel()
+            self.auth_timer = None
+
+    def send(self, frame: bytes) -> bool:
+        """Queue one text frame (UTF-8 JSON) without waiting; False if not sent."""
+        ws = self.ws
+        if self.closing or ws.protocol.state is not State.OPEN:
+            return False
+        if ws.transport.get_write_buffer_size() > self._send_limit:
+            self._metrics.send_drops.inc()
+            log.warning(
+                "slow consumer: send buffer full, closing",
+                extra={"user": self.user_id, "connection": self.id},
+            )
+            self.close(CloseCode.SLOW_CONSUMER, "send buffer full: reconnect and resume")
+            return False
+        try:
+            ws.protocol.send_text(frame)
+            ws.send_data()
+        except Exception:  # the transport died under us: the read loop will see it
+            log.debug("write failed", exc_info=True)
+            return False
+        return True
+
+    def deliver(self, seq: int, frame: bytes) -> list[bytes]:
+        """A live event for this socket's user; returns what was sent, in order."""
+        cursor = self.cursor
+        if cursor is None:
+            return []
+        frames = cursor.offer(seq, frame)
+        for out in frames:
+            self.send(out)
+        return frames
+
+    def close(self, code: int, reason: str) -> None:
+        """Start the closing handshake (does not wait for it)."""
+        if self._mark_closing(code):
+            # ws.close() waits for the peer; run it in the background, bounded by the
+            # library's close_timeout.
+            task = asyncio.get_running_loop().create_task(self.ws.close(code, reason))
+            _closing_tasks.add(task)
+            task.add_done_callback(_closing_tasks.discard)
+
+    async def close_now(self, code: int, reason: str) -> None:
+        """Close from the socket's own read loop, waiting for the handshake."""
+        if self._mark_closing(code):
+            await self.ws.close(code, reason)
+
+    def _mark_closing(self, code: int) -> bool:
+        if self.closing:
+            return False
+        self.closing = True
+        for timer in (self.auth_timer, self.gap_timer):
+            if timer is not None:
+                timer.cancel()
+        self._metrics.socket_closes.labels(str(code)).inc()
+        return True
+
+
+# Strong references to closing handshakes in progress (asyncio keeps only weak ones).
+_closing_tasks: set[asyncio.Task[None]] = set()

@@ -1,0 +1,277 @@
+"""From a text frame to responses: limits, lookup, access, validation, the call, the answer.
+
+Everything up to the call runs synchronously on the socket's read path. Plain
+(non-async) methods such as ``system.ping`` are answered there too; async methods run
+as tasks, at most ``max_inflight`` per socket. Errors are answered as JSON-RPC errors;
+only :class:`~rtc_server.errors.RpcError` details reach the client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable
+from contextvars import ContextVar
+from typing import Any
+
+from pydantic import BaseModel
+
+from rtc_server.config import ServerSettings
+from rtc_server.connection import Connection
+from rtc_server.errors import (
+    CloseCode,
+    InternalError,
+    MethodNotFound,
+    Overloaded,
+    RateLimited,
+    RpcError,
+    ServiceUnavailable,
+    Unauthenticated,
+)
+from rtc_server.metrics import Metrics
+from rtc_server.rpc.codec import (
+    BadItem,
+    Request,
+    decode_frame,
+    encode_batch,
+    encode_error,
+    encode_result,
+)
+from rtc_server.rpc.registry import Access, MethodRegistry, MethodSpec
+from storage.errors import DatabaseUnavailable, StorageError
+
+log = logging.getLogger("rtc.rpc")
+
+# The socket a core method (session.authenticate, events.ack) acts on. Domain methods
+# never read it: they get a Caller.
+current_connection: ContextVar[Connection] = ContextVar("current_connection")
+
+SLOW_REQUEST_SECONDS = 1.0
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        registry: MethodRegistry,
+        settings: ServerSettings,
+        metrics: Metrics,
+        *,
+        log_requests: bool = False,
+    ) -> None:
+        self.registry = registry
+        self.settings = settings
+        self.metrics = metrics
+        self.log_requests = log_requests
+        self.draining = False
+        self.tasks: set[asyncio.Task[None]] = set()
+        self._per_method: dict[str, tuple[Any, Any]] = {}
+        self._loop = asyncio.get_running_loop()
+
+    def handle_text(self, conn: Connection, text: str) -> None:
+        """One text frame from ``conn``. Never raises."""
+        now = self._loop.time()
+        frame = decode_frame(text)
+        wait = conn.bucket.take(now, cost=len(frame.items))
+        if wait > 0:
+            conn.refused_in_a_row += 1
+            if conn.refused_in_a_row >= self.settings.abuse_limit:
+                conn.close(CloseCode.RATE_ABUSE, "too many requests")
+                return
+            self._answer_all(conn, frame.items, RateLimited("too many requests", retry_after=wait))
+            return
+        conn.refused_in_a_row = 0
+        if frame.batch:
+            if not self._admit(conn, frame.items):
+                return
+            self._spawn(conn, self._run_batch(conn, frame.items, now))
+            return
+        item = frame.items[0]
+        if isinstance(item, BadItem):
+            self._count_error(item.error)
+            conn.send(encode_error(item.id, item.error))
+            return
+        self._start(conn, item, now)
+
+    def _start(self, conn: Connection, request: Request, started: float) -> None:
+        try:
+            spec = self._lookup(conn, request)
+            params = spec.parse_params(request.params)
+        except RpcError as error:
+            self._respond_error(conn, request, error, started)
+            return
+        if spec.inline:
+            self._run_inline(conn, spec, request, params, started)
+            return
+        if not self._admit(conn, [request]):
+            return
+        self._spawn(conn, self._run(conn, spec, request, params, started))
+
+    def _lookup(self, conn: Connection, request: Request) -> MethodSpec[Any, Any]:
+        if self.draining:
+            raise ServiceUnavailable("server is restarting: reconnect")
+        spec = self.registry.get(request.method)
+        if spec is None:
+            raise MethodNotFound(f"no method {request.method!r}")
+        spec.check_access(conn.caller)
+        identity = conn.identity
+        if identity is not None and spec.access is not Access.PUBLIC:
+            if identity.expires_at < time.time():
+                raise Unauthenticated(
+                    "access token expired: renew it with session.authenticate",
+                    reason="token_expired",
+                )
+        return spec
+
+    def _admit(self, conn: Connection, items: list[Any]) -> bool:
+        if conn.inflight < self.settings.max_inflight:
+            return True
+        self._answer_all(conn, items, Overloaded("too many requests in flight on this socket"))
+        return False
+
+    def _run_inline(
+        self, conn: Connection, spec: MethodSpec[Any, Any], request: Request, params: Any, t0: float
+    ) -> None:
+        token = current_connection.set(conn)
+        try:
+            result = spec.handler(conn.caller, params)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes an answer
+            self._respond_error(conn, request, self._to_rpc_error(exc, spec.name), t0)
+            return
+        finally:
+            current_connection.reset(token)
+        self._respond(conn, request, spec.name, result, t0)
+
+    async def _run(
+        self, conn: Connection, spec: MethodSpec[Any, Any], request: Request, params: Any, t0: float
+    ) -> None:
+        response = await self._call(conn, spec, request, params, t0)
+        if response is not None:
+            conn.send(response)
+
+    async def _call(
+        self, conn: Connection, spec: MethodSpec[Any, Any], request: Request, params: Any, t0: float
+    ) -> bytes | None:
+        current_connection.set(conn)  # tasks copy the context: this stays in the task
+        try:
+            result = await _awaitable(spec.handler(conn.caller, params))
+        except Exception as exc:  # noqa: BLE001 - every failure becomes an answer
+            error = self._to_rpc_error(exc, spec.name)
+            self._record(conn, spec.name, t0, error)
+            return None if request.notification else encode_error(request.id, error)
+        self._record(conn, spec.name, t0, None)
+        if request.notification:
+            return None
+        return encode_result(request.id, _to_json(result))
+
+    async def _run_batch(self, conn: Connection, items: list[Any], t0: float) -> None:
+        async def one(item: Any) -> bytes | None:
+            if isinstance(item, BadItem):
+                self._count_error(item.error)
+                return encode_error(item.id, item.error)
+            try:
+                spec = self._lookup(conn, item)
+                params = spec.parse_params(item.params)
+            except RpcError as error:
+                self._count_error(error)
+                return None if item.notification else encode_error(item.id, error)
+            return await self._call(conn, spec, item, params, t0)
+
+        responses = await asyncio.gather(*(one(item) for item in items))
+        answered = [r for r in responses if r is not None]
+        if answered:  # a batch of notifications gets no answer at all
+            conn.send(encode_batch(answered))
+
+    def _respond(
+        self, conn: Connection, request: Request, method: str, result: BaseModel, t0: float
+    ) -> None:
+        self._record(conn, method, t0, None)
+        if not request.notification:
+            conn.send(encode_result(request.id, _to_json(result)))
+
+    def _respond_error(self, conn: Connection, request: Request, error: RpcError, t0: float) -> None:
+        self._count_error(error)
+        if not request.notification:
+            conn.send(encode_error(request.id, error))
+
+    def _answer_all(self, conn: Connection, items: list[Any], error: RpcError) -> None:
+        self._count_error(error)
+        answers = [
+            encode_error(item.id, error)
+            for item in items
+            if isinstance(item, BadItem) or not item.notification
+        ]
+        if len(answers) == 1 and len(items) == 1:
+            conn.send(answers[0])
+        elif answers:
+            conn.send(encode_batch(answers))
+
+    def _spawn(self, conn: Connection, coro: Awaitable[None]) -> None:
+        conn.inflight += 1
+        task: asyncio.Task[None] = self._loop.create_task(coro)  # type: ignore[arg-type]
+        self.tasks.add(task)
+
+        def done(t: asyncio.Task[None]) -> None:
+            conn.inflight -= 1
+            self.tasks.discard(t)
+
+        task.add_done_callback(done)
+
+    def _to_rpc_error(self, exc: Exception, method: str) -> RpcError:
+        if isinstance(exc, RpcError):
+            return exc
+        if isinstance(exc, DatabaseUnavailable):
+            log.warning("database unavailable", extra={"method": method})
+            return ServiceUnavailable("the database is unavailable; try again")
+        if isinstance(exc, StorageError):
+            log.error("storage error", exc_info=exc, extra={"method": method})
+            return InternalError("internal error")
+        log.error("method failed", exc_info=exc, extra={"method": method})
+        return InternalError("internal error")
+
+    def _record(self, conn: Connection, method: str, t0: float, error: RpcError | None) -> None:
+        elapsed = self._loop.time() - t0
+        children = self._per_method.get(method)
+        if children is None:
+            children = (
+                self.metrics.rpc_requests.labels(method),
+                self.metrics.rpc_latency.labels(method),
+            )
+            self._per_method[method] = children
+        children[0].inc()
+        children[1].observe(elapsed)
+        if error is not None:
+            self._count_error(error)
+        if self.log_requests or elapsed > SLOW_REQUEST_SECONDS or isinstance(error, InternalError):
+            level = logging.WARNING if error is not None or elapsed > SLOW_REQUEST_SECONDS else logging.INFO
+            log.log(
+                level,
+                "request",
+                extra={
+                    "method": method,
+                    "user": conn.user_id,
+                    "latency_ms": round(elapsed * 1000, 3),
+                    "error": error.name if error is not None else None,
+                },
+            )
+
+    def _count_error(self, error: RpcError) -> None:
+        self.metrics.rpc_errors.labels(error.name).inc()
+
+    async def drain(self, timeout: float) -> bool:
+        """Refuse new requests and wait up to ``timeout`` for those in flight."""
+        self.draining = True
+        if not self.tasks:
+            return True
+        _, pending = await asyncio.wait(set(self.tasks), timeout=timeout)
+        return not pending
+
+
+async def _awaitable(value: Any) -> Any:
+    if isinstance(value, Awaitable):
+        return await value
+    return value
+
+
+def _to_json(result: BaseModel) -> bytes:
+    return result.__pydantic_serializer__.to_json(result, by_alias=True)

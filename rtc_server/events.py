@@ -1,0 +1,196 @@
+"""Events that are never lost: publishing, resuming, gap filling, acknowledging, pruning.
+
+``publish`` stores the event in the user's log (getting its ``seq``) and only then
+hands it to the bus for live delivery. A socket that resumes replays the log after the
+``seq`` it last saw, while live events for it wait in its cursor; the cursor then
+releases them with no gap and no duplicate at the seam (:mod:`rtc_server.delivery`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from pydantic import BaseModel
+from websockets.exceptions import ConnectionClosed
+
+from rtc_server.bus import Bus, EventBatch
+from rtc_server.config import EventSettings
+from rtc_server.connection import Connection
+from rtc_server.delivery import DeliveryCursor
+from rtc_server.hub import Hub
+from rtc_server.metrics import Metrics
+from rtc_server.rpc.codec import encode_event
+from storage import events as event_log
+from storage.database import Database
+from storage.errors import StorageError
+
+log = logging.getLogger("rtc.events")
+
+
+def encode_payload(data: BaseModel | Mapping[str, Any]) -> bytes:
+    if isinstance(data, BaseModel):
+        return data.__pydantic_serializer__.to_json(data, by_alias=True)
+    return orjson.dumps(data)
+
+
+class EventPublisher:
+    """What domain code uses to tell users something: ``publish`` and ``publish_many``."""
+
+    def __init__(self, db: Database, bus: Bus, metrics: Metrics) -> None:
+        self._db = db
+        self._bus = bus
+        self._metrics = metrics
+
+    async def publish(self, user_id: int, event: str, data: BaseModel | Mapping[str, Any]) -> int:
+        """Store ``event`` in the user's log and deliver it live; returns its ``seq``."""
+        seqs = await self.publish_many((user_id,), event, data)
+        return seqs[user_id]
+
+    async def publish_many(
+        self, user_ids: Iterable[int], event: str, data: BaseModel | Mapping[str, Any]
+    ) -> dict[int, int]:
+        """One event to many users: one durable write for all of them, then delivery."""
+        started = asyncio.get_running_loop().time()
+        payload = encode_payload(data)
+        seqs = await event_log.append(self._db, list(user_ids), event, payload.decode())
+        self._metrics.events_published.inc(len(seqs))
+        try:
+            await self._bus.publish(EventBatch(event, payload, seqs, started))
+        except Exception:
+            # Durable already: sockets catch up from the log (gap fill or resume).
+            log.exception("bus publish failed; events stay in the log", extra={"event": event})
+        return seqs
+
+
+@dataclass(frozen=True, slots=True)
+class Resumed:
+    recovered: bool  # False: the log no longer holds everything after the asked seq
+    resume_from: int  # replay starts after this seq
+    last_seq: int  # the user's newest seq when the resume started
+
+
+class EventDelivery:
+    """Per-socket replay and gap filling from the log, and acknowledgements."""
+
+    def __init__(self, db: Database, hub: Hub, settings: EventSettings, metrics: Metrics) -> None:
+        self._db = db
+        self._hub = hub
+        self._settings = settings
+        self._metrics = metrics
+        self._tasks: set[asyncio.Task[None]] = set()
+        hub.on_gap = self._schedule_gap_fill
+
+    async def resume(self, conn: Connection, last_seq: int | None) -> Resumed:
+        """Attach ``conn`` to its user's events; decide where its replay starts.
+
+        Live events are buffered from this moment on, so the log read that follows
+        cannot miss one committed in between. ``last_seq`` None resumes after the
+        user's last acknowledged event. Call :meth:`start_replay` once the answer is
+        on its way to the client.
+        """
+        user_id = conn.user_id
+        assert user_id is not None
+        conn.cursor = DeliveryCursor()
+        self._hub.attach(conn)
+        cursor = await event_log.cursor(self._db, user_id)
+        start = cursor.acked_seq if last_seq is None else last_seq
+        oldest_kept = cursor.first_seq if cursor.first_seq is not None else cursor.last_seq + 1
+        if start > cursor.last_seq or start < oldest_kept - 1:
+            # The client is ahead of the log (a reset database) or behind what is
+            # kept: it must refetch its state; live events continue from now.
+            return Resumed(False, cursor.last_seq, cursor.last_seq)
+        return Resumed(True, start, cursor.last_seq)
+
+    def start_replay(self, conn: Connection, resumed: Resumed) -> None:
+        self._spawn(self._replay(conn, resumed.resume_from))
+
+    async def _replay(self, conn: Connection, after: int) -> None:
+        user_id = conn.user_id
+        cursor = conn.cursor
+        assert user_id is not None and cursor is not None
+        batch_size = self._settings.replay_batch
+        try:
+            while not conn.closing:
+                batch = await event_log.read_after(self._db, user_id, after, batch_size)
+                for stored in batch:
+                    # send() waits while the client's buffer is full: a replay
+                    # follows the client's reading speed.
+                    await conn.ws.send(_frame(stored), text=True)
+                    after = stored.seq
+                self._metrics.events_delivered.labels("replay").inc(len(batch))
+                if len(batch) < batch_size:
+                    break
+        except (ConnectionClosed, StorageError):
+            # Socket gone, or database gone: the client resumes again later.
+            return
+        for frame in cursor.start_live(after):
+            conn.send(frame)
+        if cursor.has_gap:
+            self._schedule_gap_fill(conn)
+
+    def _schedule_gap_fill(self, conn: Connection) -> None:
+        if conn.gap_timer is not None or conn.closing:
+            return
+        loop = asyncio.get_running_loop()
+        conn.gap_timer = loop.call_later(
+            self._settings.gap_timeout, lambda: self._spawn(self._fill_gap(conn))
+        )
+
+    async def _fill_gap(self, conn: Connection) -> None:
+        conn.gap_timer = None
+        cursor = conn.cursor
+        user_id = conn.user_id
+        if cursor is None or user_id is None or conn.closing or not cursor.has_gap:
+            return
+        after, upto = cursor.gap()
+        try:
+            stored = await event_log.read_after(self._db, user_id, after, upto - after, upto)
+        except StorageError:
+            log.warning("gap fill failed; retrying", extra={"user": user_id})
+            self._schedule_gap_fill(conn)
+            return
+        self._metrics.event_gap_fills.inc()
+        for frame in cursor.fill([(s.seq, _frame(s)) for s in stored], upto):
+            conn.send(frame)
+        if cursor.has_gap:
+            self._schedule_gap_fill(conn)
+
+    async def acknowledge(self, conn: Connection, seq: int) -> int:
+        user_id = conn.user_id
+        assert user_id is not None
+        return await event_log.acknowledge(self._db, user_id, seq)
+
+    async def prune_forever(self) -> None:
+        """Keep the log within its age and count bounds (every instance may run this)."""
+        while True:
+            await asyncio.sleep(self._settings.prune_interval)
+            try:
+                removed = await event_log.prune(
+                    self._db, self._settings.max_age, self._settings.max_per_user
+                )
+            except StorageError:
+                log.warning("event log pruning failed; will retry", exc_info=True)
+                continue
+            self._metrics.events_pruned.inc(removed)
+            if removed:
+                log.info("event log pruned", extra={"removed": removed})
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _frame(stored: event_log.StoredEvent) -> bytes:
+    return encode_event(orjson.dumps(stored.event), stored.seq, stored.payload.encode())

@@ -1,0 +1,68 @@
+"""The HTTP port: liveness, readiness and Prometheus metrics (aiohttp).
+
+``/healthz`` answers while the process runs. ``/readyz`` answers 200 only when the
+database is reachable, every migration is applied, the bus is up and the server is
+not shutting down; otherwise 503 with what is wrong, so a load balancer stops
+sending new sockets here.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from rtc_server.config import HttpSettings
+from rtc_server.metrics import Metrics
+
+log = logging.getLogger("rtc.http")
+
+ReadinessCheck = Callable[[], Awaitable[dict[str, bool]]]
+
+
+class HttpServer:
+    def __init__(self, settings: HttpSettings, metrics: Metrics, readiness: ReadinessCheck) -> None:
+        self._settings = settings
+        self._metrics = metrics
+        self._readiness = readiness
+        self._runner: web.AppRunner | None = None
+        self._site: web.TCPSite | None = None
+        self.app = web.Application()
+        self.app.router.add_get("/healthz", self._healthz)
+        self.app.router.add_get("/readyz", self._readyz)
+        self.app.router.add_get("/metrics", self._metrics_page)
+
+    @property
+    def port(self) -> int:
+        assert self._runner is not None
+        address = self._runner.addresses[0]
+        return int(address[1])
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        self._site = web.TCPSite(self._runner, self._settings.host, self._settings.port)
+        await self._site.start()
+        log.info("http server listening", extra={"port": self.port})
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        checks = await self._readiness()
+        ready = all(checks.values())
+        return web.json_response(
+            {"status": "ready" if ready else "not ready", "checks": checks},
+            status=200 if ready else 503,
+        )
+
+    async def _metrics_page(self, request: web.Request) -> web.Response:
+        return web.Response(
+            body=self._metrics.render(),
+            headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
+        )

@@ -1,0 +1,82 @@
+"""Prometheus metrics of one server instance (served on the HTTP port at ``/metrics``).
+
+Each :class:`Metrics` has its own registry, so several servers can live in one
+process (the tests do). Names and meanings are listed in ``docs/operations.md``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.sockets_open = Gauge("rtc_sockets_open", "Open websockets", registry=r)
+        self.sockets_authenticated = Gauge(
+            "rtc_sockets_authenticated", "Websockets bound to a user", registry=r
+        )
+        self.socket_closes = Counter(
+            "rtc_socket_closes_total", "Websockets closed, by close code", ["code"], registry=r
+        )
+        self.rpc_requests = Counter(
+            "rtc_rpc_requests_total", "RPC requests handled, by method", ["method"], registry=r
+        )
+        self.rpc_latency = Histogram(
+            "rtc_rpc_latency_seconds",
+            "Time from a request's arrival to its response, by method",
+            ["method"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.rpc_errors = Counter(
+            "rtc_rpc_errors_total", "Error responses, by error name", ["error"], registry=r
+        )
+        self.events_published = Counter(
+            "rtc_events_published_total", "Events stored in the log (one per recipient)", registry=r
+        )
+        self.events_delivered = Counter(
+            "rtc_events_delivered_total", "Event frames written to sockets", ["path"], registry=r
+        )
+        self.event_delivery_lag = Histogram(
+            "rtc_event_delivery_lag_seconds",
+            "Time from a publish call to its frames being written to local sockets",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.event_gap_fills = Counter(
+            "rtc_event_gap_fills_total", "Live event gaps closed by reading the log", registry=r
+        )
+        self.events_pruned = Counter(
+            "rtc_events_pruned_total", "Events deleted from the log by age or count", registry=r
+        )
+        self.send_drops = Counter(
+            "rtc_send_queue_drops_total",
+            "Sockets closed because their send buffer overflowed (slow consumers)",
+            registry=r,
+        )
+        self.pool_size = Gauge("rtc_db_pool_size", "Database pool connections", registry=r)
+        self.pool_idle = Gauge("rtc_db_pool_idle", "Idle database pool connections", registry=r)
+        self.pool_waiting = Gauge(
+            "rtc_db_pool_waiting", "Coroutines waiting for a database connection", registry=r
+        )
+        self.pool_max = Gauge("rtc_db_pool_max", "Database pool maximum size", registry=r)
+
+    def bind_pool(self, stats: Callable[[], object]) -> None:
+        """Read the pool's figures at scrape time rather than tracking them."""
+
+        def reader(attr: str) -> Callable[[], float]:
+            return lambda: float(getattr(stats(), attr))
+
+        self.pool_size.set_function(reader("size"))
+        self.pool_idle.set_function(reader("idle"))
+        self.pool_waiting.set_function(reader("waiting"))
+        self.pool_max.set_function(reader("max_size"))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

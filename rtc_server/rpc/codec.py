@@ -1,0 +1,133 @@
+"""JSON-RPC 2.0 framing: text in, requests out; results and errors in, text out.
+
+Pure functions, no I/O (https://www.jsonrpc.org/specification). One websocket text
+frame carries one request object or a batch (an array of them). Ids are strings or
+integers; a request without ``id`` is a notification and gets no response.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Union
+
+import orjson
+
+from rtc_server.errors import InvalidRequest, ParseError, RpcError
+
+RequestId = Union[str, int, None]
+
+# Batches larger than this are refused whole: one frame must not fan out into
+# unbounded work.
+MAX_BATCH = 32
+MAX_METHOD_LENGTH = 128
+MAX_ID_LENGTH = 128
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    method: str
+    params: dict[str, Any] | list[Any] | None
+    id: RequestId
+    notification: bool  # no "id" member: no response is sent
+
+
+@dataclass(frozen=True, slots=True)
+class BadItem:
+    """An item of a frame that is not a valid request; answered with ``error``."""
+
+    id: RequestId
+    error: RpcError
+
+
+Item = Union[Request, BadItem]
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    items: list[Item]
+    batch: bool
+
+
+def decode_frame(data: str | bytes) -> Frame:
+    """Decode one text frame. Never raises: problems become :class:`BadItem`."""
+    try:
+        payload = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return Frame([BadItem(None, ParseError("frame is not valid JSON"))], batch=False)
+    if isinstance(payload, list):
+        if not payload:
+            return Frame([BadItem(None, InvalidRequest("empty batch"))], batch=False)
+        if len(payload) > MAX_BATCH:
+            error = InvalidRequest(f"batch larger than {MAX_BATCH}", limit=MAX_BATCH)
+            return Frame([BadItem(None, error)], batch=False)
+        return Frame([_decode_item(item) for item in payload], batch=True)
+    return Frame([_decode_item(payload)], batch=False)
+
+
+def _decode_item(item: Any) -> Item:
+    if not isinstance(item, dict):
+        return BadItem(None, InvalidRequest("a request must be a JSON object"))
+    has_id = "id" in item
+    request_id = item.get("id")
+    if not _valid_id(request_id):
+        return BadItem(None, InvalidRequest("id must be a string, an integer or null"))
+    if item.get("jsonrpc") != "2.0":
+        return BadItem(request_id, InvalidRequest('jsonrpc must be exactly "2.0"'))
+    method = item.get("method")
+    if not isinstance(method, str) or not method or len(method) > MAX_METHOD_LENGTH:
+        return BadItem(request_id, InvalidRequest("method must be a non-empty string"))
+    params = item.get("params")
+    if params is not None and not isinstance(params, (dict, list)):
+        return BadItem(request_id, InvalidRequest("params must be an object or an array"))
+    extra = item.keys() - {"jsonrpc", "method", "params", "id"}
+    if extra:
+        return BadItem(request_id, InvalidRequest(f"unknown members: {sorted(extra)}"))
+    return Request(method=method, params=params, id=request_id, notification=not has_id)
+
+
+def _valid_id(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return -(2**53) <= value <= 2**53  # JavaScript clients read ids as doubles
+    if isinstance(value, str):
+        return len(value) <= MAX_ID_LENGTH
+    return False
+
+
+def encode_result(request_id: RequestId, result_json: bytes) -> bytes:
+    """A success response around an already encoded result."""
+    return b'{"jsonrpc":"2.0","id":' + orjson.dumps(request_id) + b',"result":' + result_json + b"}"
+
+
+def encode_error(request_id: RequestId, error: RpcError) -> bytes:
+    return orjson.dumps({"jsonrpc": "2.0", "id": request_id, "error": error.to_error()})
+
+
+def encode_batch(responses: list[bytes]) -> bytes:
+    return b"[" + b",".join(responses) + b"]"
+
+
+def encode_event(method: bytes, seq: int, payload_json: bytes) -> bytes:
+    """A server-to-client event: a JSON-RPC notification whose params carry ``seq``.
+
+    ``method`` is the event name, already encoded as a JSON string (with quotes);
+    ``payload_json`` the event's data as JSON. Built by concatenation so an event
+    published to many users is encoded once.
+    """
+    return (
+        b'{"jsonrpc":"2.0","method":'
+        + method
+        + b',"params":{"seq":'
+        + str(seq).encode()
+        + b',"data":'
+        + payload_json
+        + b"}}"
+    )
+
+
+def encode_notification(method: str, params: dict[str, Any]) -> bytes:
+    """A server-to-client notification outside the event log (no ``seq``)."""
+    return orjson.dumps({"jsonrpc": "2.0", "method": method, "params": params})

@@ -1,0 +1,208 @@
+"""The socket port: websockets server, one read loop per socket, graceful shutdown.
+
+A socket starts anonymous. It is bound to a user either at the handshake, by an
+``Authorization: Bearer`` header (with ``RTC-Last-Seq`` to resume), or by
+``session.authenticate`` as a request. Anonymous sockets that do not authenticate
+within ``auth_timeout`` are closed with 4001.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http
+import logging
+import time
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from rtc_server.auth import Authenticator, Identity
+from rtc_server.config import ServerSettings
+from rtc_server.connection import Connection
+from rtc_server.dispatch import Dispatcher
+from rtc_server.errors import CloseCode, RpcError
+from rtc_server.events import EventDelivery
+from rtc_server.hub import Hub
+from rtc_server.metrics import Metrics
+from rtc_server.rpc.codec import encode_notification
+
+log = logging.getLogger("rtc.server")
+
+LAST_SEQ_HEADER = "RTC-Last-Seq"
+
+
+class SocketServer:
+    def __init__(
+        self,
+        settings: ServerSettings,
+        *,
+        hub: Hub,
+        dispatcher: Dispatcher,
+        delivery: EventDelivery,
+        authenticator: Authenticator,
+        metrics: Metrics,
+    ) -> None:
+        self.settings = settings
+        self.hub = hub
+        self.dispatcher = dispatcher
+        self.delivery = delivery
+        self.authenticator = authenticator
+        self.metrics = metrics
+        self._server: Server | None = None
+        self._handshake: dict[int, tuple[Identity, int | None]] = {}
+        self._sweeper: asyncio.Task[None] | None = None
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def start(self) -> None:
+        s = self.settings
+        self._server = await serve(
+            self._handle,
+            s.host,
+            s.port,
+            process_request=self._process_request,
+            compression="deflate" if s.compression else None,
+            max_size=s.max_frame_bytes,
+            open_timeout=s.handshake_timeout,
+            ping_interval=s.ping_interval or None,
+            ping_timeout=s.ping_timeout,
+            close_timeout=5,
+            server_header=None,
+        )
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep_expired())
+        log.info("socket server listening", extra={"port": self.port, "path": s.path})
+
+    async def _process_request(self, ws: ServerConnection, request: Request) -> Response | None:
+        path = request.path.split("?", 1)[0]
+        if path != self.settings.path:
+            return _http_error(ws, http.HTTPStatus.NOT_FOUND, "not found")
+        if self.dispatcher.draining:
+            return _http_error(ws, http.HTTPStatus.SERVICE_UNAVAILABLE, "restarting")
+        if len(self.hub.connections) >= self.settings.max_connections:
+            return _http_error(ws, http.HTTPStatus.SERVICE_UNAVAILABLE, "at capacity")
+        if "?" in request.path and "token" in request.path.lower():
+            # Tokens in URLs end up in proxy logs: refuse rather than ignore.
+            return _http_error(ws, http.HTTPStatus.BAD_REQUEST, "never put a token in the URL")
+        authorization = request.headers.get("Authorization")
+        if authorization is None:
+            return None
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            return _http_error(ws, http.HTTPStatus.UNAUTHORIZED, "use Authorization: Bearer")
+        last_seq = _parse_last_seq(request.headers)
+        if last_seq == -1:
+            return _http_error(ws, http.HTTPStatus.BAD_REQUEST, f"bad {LAST_SEQ_HEADER}")
+        try:
+            identity = await self.authenticator.authenticate(token.strip())
+        except RpcError as error:
+            return _http_error(ws, http.HTTPStatus.UNAUTHORIZED, error.message)
+        self._handshake[id(ws)] = (identity, last_seq)
+        return None
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        s = self.settings
+        remote = ws.remote_address
+        conn = Connection(
+            ws,
+            ip=remote[0] if remote else None,
+            metrics=self.metrics,
+            send_limit=s.send_buffer_bytes,
+            rate=s.rate_per_second,
+            burst=s.rate_burst,
+        )
+        self.hub.add(conn)
+        try:
+            handshake = self._handshake.pop(id(ws), None)
+            if handshake is not None:
+                await self._bind_at_handshake(conn, *handshake)
+            else:
+                conn.auth_timer = asyncio.get_running_loop().call_later(
+                    s.auth_timeout, _auth_timeout, conn
+                )
+            async for message in ws:
+                if isinstance(message, bytes):
+                    await conn.close_now(CloseCode.UNSUPPORTED_DATA, "text frames only")
+                    break
+                self.dispatcher.handle_text(conn, message)
+        except ConnectionClosed:
+            pass
+        finally:
+            conn.closing = True
+            for timer in (conn.auth_timer, conn.gap_timer):
+                if timer is not None:
+                    timer.cancel()
+            self.hub.remove(conn)
+
+    async def _bind_at_handshake(
+        self, conn: Connection, identity: Identity, last_seq: int | None
+    ) -> None:
+        conn.bind(identity)
+        resumed = await self.delivery.resume(conn, last_seq)
+        conn.send(
+            encode_notification(
+                "session.ready",
+                {
+                    "userId": identity.user_id,
+                    "role": identity.role,
+                    "recovered": resumed.recovered,
+                    "resumeFrom": resumed.resume_from,
+                    "lastSeq": resumed.last_seq,
+                },
+            )
+        )
+        self.delivery.start_replay(conn, resumed)
+
+    async def _sweep_expired(self) -> None:
+        """Close sockets whose access token expired and was not renewed in time."""
+        grace = self.settings.auth_timeout
+        while True:
+            await asyncio.sleep(min(30.0, grace))
+            now = time.time()
+            for conn in list(self.hub.connections):
+                identity = conn.identity
+                if identity is not None and identity.expires_at + grace < now:
+                    conn.close(CloseCode.AUTH_TIMEOUT, "access token expired")
+
+    async def shutdown(self) -> None:
+        """Stop accepting, finish requests in flight, then ask every client to reconnect."""
+        if self._server is None:
+            return
+        self._server.close(close_connections=False)
+        finished = await self.dispatcher.drain(self.settings.shutdown_grace)
+        if not finished:
+            log.warning("shutdown: requests still in flight after the grace period")
+        for conn in list(self.hub.connections):
+            conn.close(CloseCode.SERVICE_RESTART, "server restarting: reconnect")
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        await self._server.wait_closed()
+        for task in list(self.dispatcher.tasks):
+            task.cancel()
+        await self.delivery.close()
+        log.info("socket server stopped")
+
+
+def _auth_timeout(conn: Connection) -> None:
+    conn.auth_timer = None
+    if conn.identity is None:
+        conn.close(CloseCode.AUTH_TIMEOUT, "authenticate first")
+
+
+def _parse_last_seq(headers: Headers) -> int | None:
+    raw = headers.get(LAST_SEQ_HEADER)
+    if raw is None:
+        return None
+    raw = raw.strip()
+    if not raw.isdigit() or len(raw) > 18:
+        return -1
+    return int(raw)
+
+
+def _http_error(ws: ServerConnection, status: http.HTTPStatus, text: str) -> Response:
+    return ws.respond(status, text + "\n")
+

@@ -1,0 +1,125 @@
+"""Methods of the core itself: ping, discovery, binding a socket, acknowledging events."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from pydantic import Field, RootModel
+
+from rtc_server.auth import Authenticator
+from rtc_server.dispatch import current_connection
+from rtc_server.errors import Conflict
+from rtc_server.events import EventDelivery
+from rtc_server.rpc.registry import Access, Caller, Empty, MethodRegistry, Params, Result
+
+
+class Pong(Result):
+    pong: bool = True
+    server_time: int = Field(description="Server time, Unix milliseconds")
+
+
+class Document(RootModel[dict[str, Any]]):
+    pass
+
+
+class Authenticate(Params):
+    access_token: str = Field(min_length=1, max_length=4096)
+    last_seq: int | None = Field(
+        None,
+        ge=0,
+        description="The last event seq this app saw; omitted: after the last acknowledged",
+    )
+
+
+class Authenticated(Result):
+    user_id: int
+    role: str
+    session_id: str
+    access_token_expires_at: int = Field(description="Unix milliseconds")
+    recovered: bool = Field(
+        description="False: events after lastSeq are no longer kept; refetch state"
+    )
+    resume_from: int = Field(description="Events after this seq are replayed, then live ones")
+    last_seq: int = Field(description="The user's newest event seq at this moment")
+
+
+class Ack(Params):
+    seq: int = Field(ge=0, le=2**62)
+
+
+class Acked(Result):
+    acked_seq: int
+
+
+class SessionMethods:
+    def __init__(
+        self, registry: MethodRegistry, authenticator: Authenticator, delivery: EventDelivery
+    ) -> None:
+        self._registry = registry
+        self._authenticator = authenticator
+        self._delivery = delivery
+        self._discovery: Document | None = None
+
+    def register(self) -> None:
+        r = self._registry
+        r.add("system.ping", self.ping, result=Pong, access=Access.PUBLIC)
+        r.add("rpc.discover", self.discover, result=Document, access=Access.PUBLIC)
+        r.add(
+            "session.authenticate",
+            self.authenticate,
+            params=Authenticate,
+            result=Authenticated,
+            access=Access.PUBLIC,
+        )
+        r.add("events.ack", self.ack, params=Ack, result=Acked)
+
+    def ping(self, caller: Caller, params: Empty) -> Pong:
+        """Liveness and clock check; works before login."""
+        return Pong(server_time=int(time.time() * 1000))
+
+    def discover(self, caller: Caller, params: Empty) -> Document:
+        """The OpenRPC document of every method, event and error."""
+        if self._discovery is None:
+            self._discovery = Document(
+                self._registry.openrpc(title="BuildXpert RTC", version="1")
+            )
+        return self._discovery
+
+    async def authenticate(self, caller: Caller, params: Authenticate) -> Authenticated:
+        """Bind this socket to a user, or renew its access token; then resume events.
+
+        First call: events after ``lastSeq`` are replayed (after this answer), then
+        live events follow. On a socket already bound, the same user's new token
+        extends it without replaying anything.
+        """
+        conn = current_connection.get()
+        identity = await self._authenticator.authenticate(params.access_token)
+        if conn.identity is not None:
+            if conn.identity.user_id != identity.user_id:
+                raise Conflict("this socket belongs to another user; open a new one")
+            conn.bind(identity)
+            last = conn.cursor.last_sent if conn.cursor is not None else 0
+            return _authenticated(identity, True, last, last)
+        conn.bind(identity)
+        resumed = await self._delivery.resume(conn, params.last_seq)
+        # The replay task starts after this answer is written (no await in between).
+        self._delivery.start_replay(conn, resumed)
+        return _authenticated(identity, resumed.recovered, resumed.resume_from, resumed.last_seq)
+
+    async def ack(self, caller: Caller, params: Ack) -> Acked:
+        """Acknowledge every event up to ``seq`` (cumulative, across the user's devices)."""
+        acked = await self._delivery.acknowledge(current_connection.get(), params.seq)
+        return Acked(acked_seq=acked)
+
+
+def _authenticated(identity: Any, recovered: bool, resume_from: int, last_seq: int) -> Authenticated:
+    return Authenticated(
+        user_id=identity.user_id,
+        role=identity.role,
+        session_id=str(identity.session_id),
+        access_token_expires_at=int(identity.expires_at * 1000),
+        recovered=recovered,
+        resume_from=resume_from,
+        last_seq=last_seq,
+    )

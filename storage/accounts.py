@@ -1,0 +1,338 @@
+"""Queries of accounts and login: users, one-time codes, sessions, refresh tokens, secrets."""
+
+from __future__ import annotations
+
+import json
+import secrets as _secrets
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from storage.database import Database
+from storage.events import Executor
+
+
+@dataclass(frozen=True, slots=True)
+class UserRow:
+    id: int
+    phone: str
+    role: str
+    full_name: str | None
+    is_verified: bool
+    is_active: bool
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class OtpRow:
+    code_digest: bytes | None
+    expires_at: datetime | None
+    attempts: int
+    locked_until: datetime | None
+    last_sent_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRow:
+    id: UUID
+    user_id: int
+    device: dict[str, Any]
+    ip: str | None
+    created_at: datetime
+    last_used_at: datetime
+    expires_at: datetime
+    revoked_at: datetime | None
+
+
+_USER_COLUMNS = "id, phone, role, full_name, is_verified, is_active, created_at"
+
+
+def _user(row: Any) -> UserRow | None:
+    return None if row is None else UserRow(*(row[k] for k in UserRow.__slots__))
+
+
+# --- Secrets shared by all instances ---------------------------------------------------
+
+
+async def server_secret(db: Database, name: str, size: int = 32) -> bytes:
+    """The named secret; the first instance to ask generates it."""
+    await db.execute(
+        "INSERT INTO server_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+        name,
+        _secrets.token_bytes(size),
+    )
+    value: bytes = await db.fetchval("SELECT value FROM server_secrets WHERE name = $1", name)
+    return value
+
+
+# --- Users ------------------------------------------------------------------------------
+
+
+async def find_user(db: Executor, phone: str, role: str) -> UserRow | None:
+    return _user(
+        await db.fetchrow(
+            f"SELECT {_USER_COLUMNS} FROM users WHERE phone = $1 AND role = $2", phone, role
+        )
+    )
+
+
+async def get_user(db: Executor, user_id: int) -> UserRow | None:
+    return _user(await db.fetchrow(f"SELECT {_USER_COLUMNS} FROM users WHERE id = $1", user_id))
+
+
+async def upsert_verified_user(
+    db: Executor, phone: str, role: str, full_name: str | None
+) -> UserRow:
+    """The account of (phone, role), created on first login, marked verified."""
+    row = await db.fetchrow(
+        f"""
+        INSERT INTO users (phone, role, full_name, is_verified, last_login_at)
+        VALUES ($1, $2, $3, true, now())
+        ON CONFLICT (phone, role) DO UPDATE
+            SET is_verified = true, last_login_at = now(),
+                full_name = COALESCE(users.full_name, EXCLUDED.full_name),
+                updated_at = now()
+        RETURNING {_USER_COLUMNS}
+        """,
+        phone,
+        role,
+        full_name,
+    )
+    user = _user(row)
+    assert user is not None
+    return user
+
+
+async def create_admin(db: Database, phone: str, full_name: str | None) -> tuple[UserRow, bool]:
+    """Create (or re-activate) the admin account of ``phone``; returns (user, created)."""
+    row = await db.fetchrow(
+        f"""
+        INSERT INTO users (phone, role, full_name, is_active)
+        VALUES ($1, 'admin', $2, true)
+        ON CONFLICT (phone, role) DO UPDATE
+            SET is_active = true, full_name = COALESCE(EXCLUDED.full_name, users.full_name),
+                updated_at = now()
+        RETURNING {_USER_COLUMNS}, (xmax = 0) AS created
+        """,
+        phone,
+        full_name,
+    )
+    user = _user(row)
+    assert user is not None
+    return user, bool(row["created"])
+
+
+# --- One-time codes ---------------------------------------------------------------------
+
+
+async def lock_otp(conn: Executor, phone: str, role: str) -> OtpRow:
+    """Load (creating if absent) and row-lock the code state of (phone, role).
+
+    Call inside a transaction: concurrent sends or verifies of one phone serialize.
+    """
+    await conn.execute(
+        "INSERT INTO otp_challenges (phone, role) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        phone,
+        role,
+    )
+    row = await conn.fetchrow(
+        """
+        SELECT code_hmac, expires_at, attempts, locked_until, last_sent_at
+        FROM otp_challenges WHERE phone = $1 AND role = $2 FOR UPDATE
+        """,
+        phone,
+        role,
+    )
+    return OtpRow(*row.values())
+
+
+async def save_otp(conn: Executor, phone: str, role: str, state: OtpRow) -> None:
+    await conn.execute(
+        """
+        UPDATE otp_challenges
+        SET code_hmac = $3, expires_at = $4, attempts = $5, locked_until = $6, last_sent_at = $7
+        WHERE phone = $1 AND role = $2
+        """,
+        phone,
+        role,
+        state.code_digest,
+        state.expires_at,
+        state.attempts,
+        state.locked_until,
+        state.last_sent_at,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SendCounts:
+    for_phone: int
+    oldest_for_phone: datetime | None
+    for_ip: int
+    oldest_for_ip: datetime | None
+
+
+async def count_sends(
+    conn: Executor, phone: str, ip: str | None, phone_since: datetime, ip_since: datetime
+) -> SendCounts:
+    row = await conn.fetchrow(
+        """
+        SELECT
+          (SELECT count(*) FROM otp_sends WHERE phone = $1 AND sent_at > $3) AS phone_n,
+          (SELECT min(sent_at) FROM otp_sends WHERE phone = $1 AND sent_at > $3) AS phone_oldest,
+          (SELECT count(*) FROM otp_sends WHERE ip = $2 AND sent_at > $4) AS ip_n,
+          (SELECT min(sent_at) FROM otp_sends WHERE ip = $2 AND sent_at > $4) AS ip_oldest
+        """,
+        phone,
+        ip,
+        phone_since,
+        ip_since,
+    )
+    return SendCounts(row["phone_n"], row["phone_oldest"], row["ip_n"], row["ip_oldest"])
+
+
+async def record_send(conn: Executor, phone: str, ip: str | None, at: datetime) -> None:
+    await conn.execute(
+        "INSERT INTO otp_sends (phone, ip, sent_at) VALUES ($1, $2, $3)", phone, ip, at
+    )
+
+
+async def prune_otp(db: Database, before: datetime) -> None:
+    await db.execute("DELETE FROM otp_sends WHERE sent_at < $1", before)
+
+
+# --- Sessions and refresh tokens ------------------------------------------------------
+
+
+async def create_session(
+    conn: Executor,
+    session_id: UUID,
+    user_id: int,
+    device: dict[str, Any],
+    ip: str | None,
+    expires_at: datetime,
+    token_hash: bytes,
+) -> None:
+    await conn.execute(
+        """
+        INSERT INTO auth_sessions (id, user_id, device, ip, expires_at)
+        VALUES ($1, $2, $3::jsonb, $4, $5)
+        """,
+        session_id,
+        user_id,
+        json.dumps(device),
+        ip,
+        expires_at,
+    )
+    await conn.execute(
+        "INSERT INTO refresh_tokens (token_hash, session_id, expires_at) VALUES ($1, $2, $3)",
+        token_hash,
+        session_id,
+        expires_at,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshRow:
+    session_id: UUID
+    user_id: int
+    role: str
+    user_active: bool
+    token_expires_at: datetime
+    used_at: datetime | None
+    session_revoked_at: datetime | None
+
+
+async def lock_refresh_token(conn: Executor, token_hash: bytes) -> RefreshRow | None:
+    """The refresh token with its session and user, row-locked (inside a transaction)."""
+    row = await conn.fetchrow(
+        """
+        SELECT t.session_id, s.user_id, u.role, u.is_active AS user_active,
+               t.expires_at AS token_expires_at, t.used_at, s.revoked_at AS session_revoked_at
+        FROM refresh_tokens t
+        JOIN auth_sessions s ON s.id = t.session_id
+        JOIN users u ON u.id = s.user_id
+        WHERE t.token_hash = $1
+        FOR UPDATE OF t, s
+        """,
+        token_hash,
+    )
+    return None if row is None else RefreshRow(*row.values())
+
+
+async def rotate_refresh_token(
+    conn: Executor, old_hash: bytes, new_hash: bytes, session_id: UUID, expires_at: datetime
+) -> None:
+    await conn.execute("UPDATE refresh_tokens SET used_at = now() WHERE token_hash = $1", old_hash)
+    await conn.execute(
+        "INSERT INTO refresh_tokens (token_hash, session_id, expires_at) VALUES ($1, $2, $3)",
+        new_hash,
+        session_id,
+        expires_at,
+    )
+    await conn.execute(
+        "UPDATE auth_sessions SET last_used_at = now(), expires_at = $2 WHERE id = $1",
+        session_id,
+        expires_at,
+    )
+
+
+async def revoke_sessions(
+    db: Executor, user_id: int, reason: str, session_id: UUID | None = None
+) -> list[UUID]:
+    """Revoke one session of the user (or all when ``session_id`` is None)."""
+    rows = await db.fetch(
+        """
+        UPDATE auth_sessions SET revoked_at = now(), revoke_reason = $3
+        WHERE user_id = $1 AND revoked_at IS NULL AND ($2::uuid IS NULL OR id = $2)
+        RETURNING id
+        """,
+        user_id,
+        session_id,
+        reason,
+    )
+    return [row["id"] for row in rows]
+
+
+async def session_alive(db: Executor, session_id: UUID) -> bool:
+    """True while the session is not revoked or expired and its user is active."""
+    alive = await db.fetchval(
+        """
+        SELECT true FROM auth_sessions s JOIN users u ON u.id = s.user_id
+        WHERE s.id = $1 AND s.revoked_at IS NULL AND s.expires_at > now() AND u.is_active
+        """,
+        session_id,
+    )
+    return bool(alive)
+
+
+async def list_sessions(db: Executor, user_id: int) -> list[SessionRow]:
+    rows = await db.fetch(
+        """
+        SELECT id, user_id, device::text AS device, ip, created_at, last_used_at, expires_at,
+               revoked_at
+        FROM auth_sessions
+        WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > now()
+        ORDER BY last_used_at DESC
+        """,
+        user_id,
+    )
+    return [
+        SessionRow(
+            r["id"],
+            r["user_id"],
+            json.loads(r["device"]),
+            r["ip"],
+            r["created_at"],
+            r["last_used_at"],
+            r["expires_at"],
+            r["revoked_at"],
+        )
+        for r in rows
+    ]
+
+
+async def prune_auth(db: Database) -> None:
+    """Drop refresh tokens and sessions long expired (kept a week for reuse detection)."""
+    await db.execute("DELETE FROM refresh_tokens WHERE expires_at < now() - interval '7 days'")
+    await db.execute("DELETE FROM auth_sessions WHERE expires_at < now() - interval '7 days'")

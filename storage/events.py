@@ -1,0 +1,129 @@
+"""Queries of the per-user event log (tables ``user_event_cursors`` and ``user_events``).
+
+Each event gets its user's next ``seq`` in the same statement that stores it. The
+counter row stays locked until the transaction commits, so a user's events commit in
+``seq`` order and a rolled-back event gives its ``seq`` back: the log has no holes
+except where pruning removed old events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+class Executor(Protocol):
+    """A :class:`storage.database.Database` or a connection inside its transaction."""
+
+    async def fetch(self, query: str, *args: Any) -> list[Any]: ...
+
+    async def fetchrow(self, query: str, *args: Any) -> Any: ...
+
+    async def fetchval(self, query: str, *args: Any) -> Any: ...
+
+    async def execute(self, query: str, *args: Any) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    seq: int
+    event: str
+    payload: str  # JSON text, as sent on the wire
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    last_seq: int  # newest event's seq (0: none yet)
+    acked_seq: int  # highest seq acknowledged by any of the user's devices
+    first_seq: int | None  # oldest seq still in the log (None: log empty)
+
+
+_APPEND = """
+WITH seqs AS (
+    INSERT INTO user_event_cursors AS c (user_id, last_seq)
+    SELECT u, 1 FROM unnest($1::bigint[]) AS u ORDER BY u
+    ON CONFLICT (user_id) DO UPDATE SET last_seq = c.last_seq + 1
+    RETURNING user_id, last_seq
+)
+INSERT INTO user_events (user_id, seq, event, payload)
+SELECT user_id, last_seq, $2, $3::json FROM seqs
+RETURNING user_id, seq
+"""
+
+
+async def append(db: Executor, user_ids: Sequence[int], event: str, payload: str) -> dict[int, int]:
+    """Store one event for each of ``user_ids`` in one statement; returns user → seq.
+
+    Users are locked in id order, so two concurrent fan-outs cannot deadlock.
+    """
+    unique = sorted(set(user_ids))
+    if not unique:
+        return {}
+    rows = await db.fetch(_APPEND, unique, event, payload)
+    return {row["user_id"]: row["seq"] for row in rows}
+
+
+async def read_after(
+    db: Executor, user_id: int, after_seq: int, limit: int, upto: int | None = None
+) -> list[StoredEvent]:
+    """Events of ``user_id`` with ``after_seq < seq <= upto``, oldest first."""
+    rows = await db.fetch(
+        """
+        SELECT seq, event, payload FROM user_events
+        WHERE user_id = $1 AND seq > $2 AND ($3::bigint IS NULL OR seq <= $3)
+        ORDER BY seq LIMIT $4
+        """,
+        user_id,
+        after_seq,
+        upto,
+        limit,
+    )
+    return [StoredEvent(row["seq"], row["event"], row["payload"]) for row in rows]
+
+
+async def cursor(db: Executor, user_id: int) -> Cursor:
+    row = await db.fetchrow(
+        """
+        SELECT c.last_seq, c.acked_seq,
+               (SELECT min(seq) FROM user_events e WHERE e.user_id = $1) AS first_seq
+        FROM user_event_cursors c WHERE c.user_id = $1
+        """,
+        user_id,
+    )
+    if row is None:
+        return Cursor(0, 0, None)
+    return Cursor(row["last_seq"], row["acked_seq"], row["first_seq"])
+
+
+async def acknowledge(db: Executor, user_id: int, seq: int) -> int:
+    """Record a cumulative ack (never backwards, never past the newest event)."""
+    acked = await db.fetchval(
+        """
+        UPDATE user_event_cursors SET acked_seq = LEAST(GREATEST(acked_seq, $2), last_seq)
+        WHERE user_id = $1 RETURNING acked_seq
+        """,
+        user_id,
+        seq,
+    )
+    return int(acked or 0)
+
+
+async def prune(db: Executor, max_age_seconds: float, max_per_user: int) -> int:
+    """Delete events older than the age bound or beyond the count bound; returns rows."""
+    by_age = await db.execute(
+        "DELETE FROM user_events WHERE created_at < now() - make_interval(secs => $1)",
+        max_age_seconds,
+    )
+    by_count = await db.execute(
+        """
+        DELETE FROM user_events e USING user_event_cursors c
+        WHERE e.user_id = c.user_id AND e.seq <= c.last_seq - $1
+        """,
+        max_per_user,
+    )
+    return _count(by_age) + _count(by_count)
+
+
+def _count(status: str) -> int:
+    return int(status.rsplit(" ", 1)[-1]) if status and status[-1].isdigit() else 0

@@ -1,0 +1,136 @@
+"""A real server on loopback ports, real websocket clients, a real PostgreSQL.
+
+Login codes are read from the development SMS sender's log lines, the same way a
+developer reads them: no part of the login path is replaced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rtc_server.app import App
+from rtc_server.client import RtcClient
+from rtc_server.clock import FakeClock
+from rtc_server.config import Settings
+
+
+class CodeLog(logging.Handler):
+    """Collects the codes the development SMS sender writes to the log."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.codes: dict[str, list[str]] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        code = getattr(record, "code", None)
+        phone = getattr(record, "phone", None)
+        if code is not None and phone is not None:
+            self.codes.setdefault(phone, []).append(code)
+
+    def last(self, phone: str) -> str:
+        return self.codes[phone][-1]
+
+
+@pytest.fixture
+def code_log() -> AsyncIterator[CodeLog]:
+    handler = CodeLog()
+    logger = logging.getLogger("rtc.auth")
+    logger.addHandler(handler)
+    previous = logger.level
+    logger.setLevel(logging.INFO)
+    yield handler  # type: ignore[misc]
+    logger.removeHandler(handler)
+    logger.setLevel(previous)
+
+
+def settings_for(dsn: str, data_dir: Path, **sections: dict[str, Any]) -> Settings:
+    base: dict[str, dict[str, Any]] = {
+        "server": {"host": "127.0.0.1", "port": 0, "ping_interval": 0},
+        "http": {"host": "127.0.0.1", "port": 0},
+        "database": {"dsn": dsn, "pool_max": 10},
+        "events": {"gap_timeout": 0.05},
+    }
+    for name, values in sections.items():
+        base[name] = {**base.get(name, {}), **values}
+    return Settings(data_dir=data_dir, **base)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(datetime.now(UTC))
+
+
+AppFactory = Callable[..., Awaitable[App]]
+
+
+@pytest.fixture
+async def make_app(db_dsn: str, tmp_path: Path, clock: FakeClock) -> AsyncIterator[AppFactory]:
+    apps: list[App] = []
+
+    async def make(**sections: dict[str, Any]) -> App:
+        app = App(settings_for(db_dsn, tmp_path, **sections), clock=clock)
+        await app.start()
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        await app.stop()
+
+
+@pytest.fixture
+async def app(make_app: AppFactory) -> App:
+    return await make_app()
+
+
+def ws_url(app: App) -> str:
+    return f"ws://127.0.0.1:{app.sockets.port}/ws"
+
+
+class Clients:
+    """Opens clients against an app and closes them all at the end of the test."""
+
+    def __init__(self, app: App, code_log: CodeLog) -> None:
+        self.app = app
+        self.code_log = code_log
+        self.opened: list[RtcClient] = []
+        self._phones = iter(range(9_000_000_000, 9_999_999_999, 7_919))
+
+    def new_phone(self) -> str:
+        return str(next(self._phones))
+
+    async def anonymous(self, **kwargs: Any) -> RtcClient:
+        client = await RtcClient.connect(ws_url(self.app), **kwargs)
+        self.opened.append(client)
+        return client
+
+    async def login(self, phone: str | None = None, role: str = "customer") -> tuple[RtcClient, Any]:
+        """A socket logged in as a new (or the given) account; returns it and the tokens."""
+        phone = phone or self.new_phone()
+        client = await self.anonymous()
+        await client.call("auth.requestOtp", {"phone": phone, "role": role})
+        code = self.code_log.last("+91" + phone[-10:])
+        tokens = await client.login(phone, role, code)
+        return client, tokens
+
+    async def close(self) -> None:
+        await asyncio.gather(*(c.close() for c in self.opened), return_exceptions=True)
+
+
+@pytest.fixture
+async def clients(app: App, code_log: CodeLog) -> AsyncIterator[Clients]:
+    opened = Clients(app, code_log)
+    yield opened
+    await opened.close()
+
+
+def e164(phone: str) -> str:
+    return "+91" + re.sub(r"\D", "", phone)[-10:]

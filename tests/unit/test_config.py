@@ -1,0 +1,69 @@
+"""Settings: config.toml documents every default; env and flags override; errors name."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from rtc_server.config import ConfigError, Settings, load_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    for key in list(os.environ):
+        if key.startswith("RTC_"):
+            monkeypatch.delenv(key)
+
+
+def test_config_toml_lists_every_setting_with_its_default() -> None:
+    documented = tomllib.loads((ROOT / "config.toml").read_text())
+    defaults = Settings.model_construct().model_dump(mode="json")
+    defaults = {k: (v if not isinstance(v, dict) else v) for k, v in defaults.items()}
+    assert documented == defaults
+
+
+def test_env_overrides_file_and_flags_override_env(monkeypatch: pytest.MonkeyPatch,
+                                                    tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text('[server]\nport = 1111\nmax_inflight = 3\n[http]\nport = 2222\n')
+    monkeypatch.setenv("RTC_SERVER__PORT", "3333")
+    monkeypatch.setenv("RTC_DATA_DIR", "/srv/rtc")
+    settings = load_settings(config, {"http": {"port": 4444}})
+    assert settings.server.port == 3333  # env beats the file
+    assert settings.server.max_inflight == 3  # the file beats defaults
+    assert settings.http.port == 4444  # flags beat everything
+    assert settings.data_dir == Path("/srv/rtc")
+
+
+@pytest.mark.parametrize(
+    ("env", "value", "named"),
+    [
+        ("RTC_SERVER__PORT", "not-a-port", "server.port (RTC_SERVER__PORT)"),
+        ("RTC_SERVER__PORT", "70000", "server.port"),
+        ("RTC_DATABASE__POOL_MAX", "0", "database.pool_max"),
+        ("RTC_LOG__FORMAT", "xml", "log.format"),
+    ],
+)
+def test_bad_setting_names_itself(monkeypatch: pytest.MonkeyPatch, env: str, value: str,
+                                  named: str) -> None:
+    monkeypatch.setenv(env, value)
+    with pytest.raises(ConfigError, match=named.replace("(", r"\(").replace(")", r"\)")):
+        load_settings(ROOT / "config.toml")
+
+
+def test_unknown_setting_in_file_is_refused(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text("[server]\nprot = 1\n")
+    with pytest.raises(ConfigError, match="server.prot"):
+        load_settings(config)
+
+
+def test_missing_config_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(tmp_path / "nope.toml")
