@@ -81,6 +81,7 @@ class App:
         self._embedded: EmbeddedPostgres | None = None
         self._jobs: list[asyncio.Task[None]] = []
         self._revocations: set[asyncio.Task[None]] = set()
+        self._stopped = False
 
     async def start(self) -> None:
         s = self.settings
@@ -154,6 +155,9 @@ class App:
         }
 
     async def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
         log.info("shutting down")
         if hasattr(self, "sockets"):
             await self.sockets.shutdown()

@@ -53,11 +53,13 @@ class SocketServer:
         self._server: Server | None = None
         self._handshake: dict[int, tuple[Identity, int | None]] = {}
         self._sweeper: asyncio.Task[None] | None = None
+        self._port: int | None = None
 
     @property
     def port(self) -> int:
-        assert self._server is not None
-        return int(self._server.sockets[0].getsockname()[1])
+        """The port listened on (the real one when settings asked for port 0)."""
+        assert self._port is not None, "not started"
+        return self._port
 
     async def start(self) -> None:
         s = self.settings
@@ -74,6 +76,7 @@ class SocketServer:
             close_timeout=5,
             server_header=None,
         )
+        self._port = int(self._server.sockets[0].getsockname()[1])
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep_expired())
         log.info("socket server listening", extra={"port": self.port, "path": s.path})
 
