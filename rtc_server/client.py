@@ -110,7 +110,8 @@ class RtcClient:
             self.received.append(event)
             self.events.put_nowait(event)
             return
-        future = self._pending.pop(item.get("id"), None)
+        request_id = item.get("id")
+        future = self._pending.pop(request_id, None) if request_id is not None else None
         if future is None or future.done():
             return
         if "error" in item:

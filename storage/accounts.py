@@ -119,7 +119,7 @@ async def create_admin(db: Database, phone: str, full_name: str | None) -> tuple
         full_name,
     )
     user = _user(row)
-    assert user is not None
+    assert row is not None and user is not None
     return user, bool(row["created"])
 
 
