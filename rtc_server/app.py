@@ -110,7 +110,9 @@ class App:
         SessionMethods(self.registry, self.auth, self.delivery).register()
         self.auth.register(self.registry)
 
-        self.dispatcher = Dispatcher(self.registry, s.server, self.metrics)
+        self.dispatcher = Dispatcher(
+            self.registry, s.server, self.metrics, log_requests=s.log.requests
+        )
         self.sockets = SocketServer(
             s.server,
             hub=self.hub,

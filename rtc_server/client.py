@@ -64,10 +64,11 @@ class RtcClient:
         access_token: str | None = None,
         last_seq: int | None = None,
         open_timeout: float = 10,
+        additional_headers: Mapping[str, str] | None = None,
         **kwargs: Any,
     ) -> RtcClient:
         """Open a socket; with ``access_token`` it is authenticated at the handshake."""
-        headers: dict[str, str] = {}
+        headers: dict[str, str] = dict(additional_headers or {})
         if access_token is not None:
             headers["Authorization"] = f"Bearer {access_token}"
             if last_seq is not None:

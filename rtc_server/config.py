@@ -50,6 +50,9 @@ class ServerSettings(_Section):
     compression: bool = False
     # Sockets that this instance accepts at most (new ones are refused with HTTP 503).
     max_connections: int = Field(50_000, ge=1)
+    # Proxies (load balancers) in front of this server that append the client's
+    # address to X-Forwarded-For. 0: use the socket's peer address.
+    forwarded_for_hops: int = Field(0, ge=0, le=5)
 
 
 class HttpSettings(_Section):
@@ -113,6 +116,8 @@ class EventSettings(_Section):
 class LogSettings(_Section):
     format: Literal["json", "text"] = "json"
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Log every request (method, user, latency). Off: only failures and slow ones.
+    requests: bool = False
 
 
 class Settings(BaseSettings):

@@ -109,10 +109,9 @@ class SocketServer:
 
     async def _handle(self, ws: ServerConnection) -> None:
         s = self.settings
-        remote = ws.remote_address
         conn = Connection(
             ws,
-            ip=remote[0] if remote else None,
+            ip=client_address(ws, s.forwarded_for_hops),
             metrics=self.metrics,
             send_limit=s.send_buffer_bytes,
             rate=s.rate_per_second,
@@ -188,6 +187,23 @@ class SocketServer:
             task.cancel()
         await self.delivery.close()
         log.info("socket server stopped")
+
+
+def client_address(ws: ServerConnection, hops: int) -> str | None:
+    """The client's address: the peer's, or the one the ``hops``-th proxy saw."""
+    peer = ws.remote_address
+    address = str(peer[0]) if peer else None
+    if hops and ws.request is not None:
+        forwarded = [
+            part.strip()
+            for header in ws.request.headers.get_all("X-Forwarded-For")
+            for part in header.split(",")
+            if part.strip()
+        ]
+        if len(forwarded) >= hops:
+            # Entries before the last ``hops`` come from the client: never trust them.
+            address = forwarded[-hops]
+    return address
 
 
 def _auth_timeout(conn: Connection) -> None:

@@ -14,7 +14,7 @@ from rtc_server.clock import FakeClock
 from rtc_server.errors import CloseCode
 from storage import accounts
 
-from .conftest import Clients, CodeLog, e164, ws_url
+from .conftest import AppFactory, Clients, CodeLog, e164, ws_url
 
 
 async def test_login_with_sms_code_then_authenticated_calls(clients: Clients,
@@ -261,3 +261,33 @@ async def test_logout_all_closes_every_device(clients: Clients, code_log: CodeLo
     assert answer["revoked"] == 2
     assert await first.wait_closed() == CloseCode.SESSION_REVOKED
     assert await second.wait_closed() == CloseCode.SESSION_REVOKED
+
+
+async def test_code_cap_per_client_address(make_app: AppFactory, code_log: CodeLog) -> None:
+    app = await make_app(auth={"otp_max_per_ip": 3})
+    client = await RtcClient.connect(ws_url(app))
+    phones = [f"98{n:08d}" for n in range(70000001, 70000005)]
+    for phone in phones[:3]:
+        await client.call("auth.requestOtp", {"phone": phone, "role": "customer"})
+    with pytest.raises(RpcCallError) as capped:
+        await client.call("auth.requestOtp", {"phone": phones[3], "role": "customer"})
+    assert capped.value.data["reason"] == "ip_cap"
+    await client.close()
+
+
+async def test_client_address_behind_a_proxy(make_app: AppFactory, code_log: CodeLog) -> None:
+    """With one trusted proxy, the cap counts the address the proxy saw, not the proxy's."""
+    app = await make_app(auth={"otp_max_per_ip": 1}, server={"forwarded_for_hops": 1})
+    for n, address in enumerate(["203.0.113.7", "203.0.113.8"]):
+        client = await RtcClient.connect(
+            ws_url(app), additional_headers={"X-Forwarded-For": f"6.6.6.6, {address}"}
+        )
+        await client.call("auth.requestOtp", {"phone": f"987000000{n}", "role": "customer"})
+        await client.close()
+    spoofer = await RtcClient.connect(
+        ws_url(app), additional_headers={"X-Forwarded-For": "203.0.113.99, 203.0.113.7"}
+    )
+    with pytest.raises(RpcCallError) as capped:
+        await spoofer.call("auth.requestOtp", {"phone": "9870000009", "role": "customer"})
+    assert capped.value.data["reason"] == "ip_cap"
+    await spoofer.close()
