@@ -18,7 +18,9 @@ from rtc_server.config import Settings
 from rtc_server.dispatch import Dispatcher
 from rtc_server.events import EventDelivery, EventPublisher
 from rtc_server.http import HttpServer
+from rtc_server.housekeeping import Housekeeping
 from rtc_server.hub import Hub
+from rtc_server.idempotency import Idempotency
 from rtc_server.metrics import Metrics
 from rtc_server.rpc.registry import MethodRegistry
 from rtc_server.server import SocketServer
@@ -110,8 +112,13 @@ class App:
         SessionMethods(self.registry, self.auth, self.delivery).register()
         self.auth.register(self.registry)
 
+        idempotency = Idempotency(db)
         self.dispatcher = Dispatcher(
-            self.registry, s.server, self.metrics, log_requests=s.log.requests
+            self.registry,
+            s.server,
+            self.metrics,
+            idempotency=idempotency,
+            log_requests=s.log.requests,
         )
         self.sockets = SocketServer(
             s.server,
@@ -124,7 +131,15 @@ class App:
         await self.sockets.start()
         self.http = HttpServer(s.http, self.metrics, self._readiness)
         await self.http.start()
-        self._jobs.append(asyncio.create_task(self.delivery.prune_forever()))
+        self.housekeeping = Housekeeping(
+            db,
+            events=s.events,
+            auth=s.auth,
+            idempotency=idempotency,
+            clock=self.clock,
+            metrics=self.metrics,
+        )
+        self._jobs.append(asyncio.create_task(self.housekeeping.run_forever()))
         log.info(
             "server ready",
             extra={"socket_port": self.sockets.port, "http_port": self.http.port},

@@ -29,6 +29,7 @@ from rtc_server.errors import (
     ServiceUnavailable,
     Unauthenticated,
 )
+from rtc_server.idempotency import Idempotency
 from rtc_server.metrics import Metrics
 from rtc_server.rpc.codec import (
     BadItem,
@@ -57,9 +58,11 @@ class Dispatcher:
         settings: ServerSettings,
         metrics: Metrics,
         *,
+        idempotency: Idempotency,
         log_requests: bool = False,
     ) -> None:
         self.registry = registry
+        self.idempotency = idempotency
         self.settings = settings
         self.metrics = metrics
         self.log_requests = log_requests
@@ -154,8 +157,14 @@ class Dispatcher:
         self, conn: Connection, spec: MethodSpec[Any, Any], request: Request, params: Any, t0: float
     ) -> bytes | None:
         current_connection.set(conn)  # tasks copy the context: this stays in the task
+        caller = conn.caller
         try:
-            result = await _awaitable(spec.handler(conn.caller, params))
+            if spec.idempotent:
+                result_json = await self.idempotency.run(
+                    caller, spec.name, params, lambda: _awaitable(spec.handler(caller, params))
+                )
+            else:
+                result_json = _to_json(await _awaitable(spec.handler(caller, params)))
         except Exception as exc:  # noqa: BLE001 - every failure becomes an answer
             error = self._to_rpc_error(exc, spec.name)
             self._record(conn, spec.name, t0, error)
@@ -163,7 +172,7 @@ class Dispatcher:
         self._record(conn, spec.name, t0, None)
         if request.notification:
             return None
-        return encode_result(request.id, _to_json(result))
+        return encode_result(request.id, result_json)
 
     async def _run_batch(self, conn: Connection, items: list[Any], t0: float) -> None:
         async def one(item: Any) -> bytes | None:

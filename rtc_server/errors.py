@@ -39,10 +39,14 @@ class RpcError(Exception):
     name: ClassVar[str] = "internal_error"
     retryable: ClassVar[bool] = False
 
-    def __init__(self, message: str | None = None, **data: Any) -> None:
+    def __init__(
+        self, message: str | None = None, *, retryable: bool | None = None, **data: Any
+    ) -> None:
         super().__init__(message or self.name.replace("_", " "))
         self.message = message or self.name.replace("_", " ")
         self.data = data
+        if retryable is not None:  # this instance differs from its class
+            self.retryable = retryable  # type: ignore[misc]
 
     def to_error(self) -> dict[str, Any]:
         """The JSON-RPC ``error`` member."""

@@ -165,21 +165,6 @@ class EventDelivery:
         assert user_id is not None
         return await event_log.acknowledge(self._db, user_id, seq)
 
-    async def prune_forever(self) -> None:
-        """Keep the log within its age and count bounds (every instance may run this)."""
-        while True:
-            await asyncio.sleep(self._settings.prune_interval)
-            try:
-                removed = await event_log.prune(
-                    self._db, self._settings.max_age, self._settings.max_per_user
-                )
-            except StorageError:
-                log.warning("event log pruning failed; will retry", exc_info=True)
-                continue
-            self._metrics.events_pruned.inc(removed)
-            if removed:
-                log.info("event log pruned", extra={"removed": removed})
-
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)

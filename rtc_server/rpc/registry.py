@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, NewType, TypeVar
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 from pydantic.json_schema import models_json_schema
 
@@ -39,6 +39,18 @@ class Result(BaseModel):
 
 class Empty(Params):
     pass
+
+
+class IdempotentParams(Params):
+    """Base of the params of mutating methods: a retry with the same key returns the
+    first result (see :mod:`rtc_server.idempotency`)."""
+
+    idempotency_key: str = Field(
+        min_length=8,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9_.:-]+$",
+        description="A unique key per intended action (e.g. a UUID); reuse it on retries",
+    )
 
 
 class Access(enum.Enum):
@@ -82,6 +94,10 @@ class MethodSpec(Generic[P, R]):
     summary: str
     roles: frozenset[str] | None  # for Access.USER: the roles allowed (None: all)
     inline: bool  # a plain function: run on the read path, without a task
+
+    @property
+    def idempotent(self) -> bool:
+        return issubclass(self.params, IdempotentParams)
 
     def check_access(self, caller: Caller) -> None:
         if self.access is Access.PUBLIC:
@@ -140,7 +156,9 @@ class MethodRegistry:
             access=access,
             summary=summary or (inspect.getdoc(handler) or "").split("\n\n")[0],
             roles=roles,
-            inline=not inspect.iscoroutinefunction(handler),
+            # Idempotent methods store their result: never run on the read path.
+            inline=not inspect.iscoroutinefunction(handler)
+            and not issubclass(params, IdempotentParams),
         )
 
     def add_event(self, name: str, data: type[BaseModel], summary: str) -> None:

@@ -1,0 +1,63 @@
+"""Periodic clean-up: keeps every table that grows by use within its bounds.
+
+Every instance runs it; each step is an idempotent DELETE, so several instances
+running it at once only repeat work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+
+from rtc_server.clock import Clock
+from rtc_server.config import AuthSettings, EventSettings
+from rtc_server.idempotency import Idempotency
+from rtc_server.metrics import Metrics
+from storage import accounts
+from storage import events as event_log
+from storage.database import Database
+from storage.errors import StorageError
+
+log = logging.getLogger("rtc.housekeeping")
+
+
+class Housekeeping:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        events: EventSettings,
+        auth: AuthSettings,
+        idempotency: Idempotency,
+        clock: Clock,
+        metrics: Metrics,
+    ) -> None:
+        self._db = db
+        self._events = events
+        self._auth = auth
+        self._idempotency = idempotency
+        self._clock = clock
+        self._metrics = metrics
+
+    async def run_once(self) -> int:
+        """One round; returns the number of events pruned."""
+        removed = await event_log.prune(
+            self._db, self._events.max_age, self._events.max_per_user
+        )
+        self._metrics.events_pruned.inc(removed)
+        window = max(self._auth.otp_phone_window, self._auth.otp_ip_window)
+        await accounts.prune_otp(self._db, self._clock.now() - timedelta(seconds=window))
+        await accounts.prune_auth(self._db)
+        await self._idempotency.prune()
+        if removed:
+            log.info("event log pruned", extra={"removed": removed})
+        return removed
+
+    async def run_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._events.prune_interval)
+            try:
+                await self.run_once()
+            except StorageError:
+                log.warning("housekeeping failed; will retry", exc_info=True)

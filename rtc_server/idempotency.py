@@ -1,0 +1,63 @@
+"""A retried mutating request returns the first result instead of acting twice.
+
+Methods whose params derive from :class:`~rtc_server.rpc.registry.IdempotentParams`
+carry an ``idempotencyKey``. The first call with a key claims it, runs, and stores its
+result; a retry with the same key and the same params gets that stored result; the
+same key with other params is an error (``idempotency_mismatch``). A first call that
+fails releases the key, so the retry runs again. Keys are per user and kept
+``max_age`` seconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Awaitable, Callable
+
+from pydantic import BaseModel
+
+from rtc_server.errors import Conflict, IdempotencyMismatch
+from rtc_server.rpc.registry import Caller, IdempotentParams
+from storage import idempotency as keys
+from storage.database import Database
+
+
+class Idempotency:
+    def __init__(self, db: Database, max_age: float = 86400.0) -> None:
+        self._db = db
+        self.max_age = max_age
+
+    async def run(
+        self,
+        caller: Caller,
+        method: str,
+        params: IdempotentParams,
+        call: Callable[[], Awaitable[BaseModel]],
+    ) -> bytes:
+        """Run ``call`` once per key; returns the result as JSON."""
+        user_id = caller.require_user()
+        key = params.idempotency_key
+        digest = hashlib.sha256(
+            params.model_dump_json(exclude={"idempotency_key"}).encode()
+        ).digest()
+        claim = await keys.claim(self._db, user_id, key, method, digest)
+        if isinstance(claim, keys.Existing):
+            if claim.method != method or claim.params_hash != digest:
+                raise IdempotencyMismatch(
+                    "this idempotencyKey was used with another method or other params"
+                )
+            if claim.result is None:
+                raise Conflict(
+                    "a request with this idempotencyKey is still running", retryable=True
+                )
+            return claim.result.encode()
+        try:
+            result = await call()
+        except BaseException:
+            await keys.release(self._db, user_id, key)
+            raise
+        result_json = result.__pydantic_serializer__.to_json(result, by_alias=True)
+        await keys.complete(self._db, user_id, key, result_json.decode())
+        return result_json
+
+    async def prune(self) -> None:
+        await keys.prune(self._db, self.max_age)
