@@ -22,7 +22,7 @@ class EventBatch:
     event: str
     payload: bytes  # the event's data as JSON
     seqs: dict[int, int]  # user id -> seq
-    published_at: float  # loop time of the publish call, for the lag metric
+    published_at: float  # wall time (time.time()) of the publish call: valid across hosts
 
 
 @dataclass(frozen=True, slots=True)

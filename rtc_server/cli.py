@@ -94,7 +94,7 @@ async def _run(settings: Settings) -> int:
         loop.add_signal_handler(sig, stop.set)
     try:
         await app.start()
-    except StorageError as exc:
+    except (StorageError, OSError) as exc:  # database unreachable, port in use ...
         log.error("cannot start: %s", exc)
         await app.stop()
         return 1

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -38,12 +38,12 @@ class ServerSettings(_Section):
     max_inflight: int = Field(16, ge=1)
     rate_per_second: float = Field(20.0, gt=0)
     rate_burst: int = Field(40, ge=1)
-    # Requests refused by the rate limit, in a row, before the socket is closed (4029).
+    # Frames refused by the rate limit, in a row, before the socket is closed (4029).
     abuse_limit: int = Field(50, ge=1)
     send_buffer_bytes: int = Field(1_048_576, ge=4096)
     # Timeouts, seconds.
     handshake_timeout: float = Field(10.0, gt=0)
-    auth_timeout: float = Field(120.0, gt=0)
+    auth_timeout: float = Field(300.0, gt=0)
     ping_interval: float = Field(25.0, ge=0)
     ping_timeout: float = Field(20.0, gt=0)
     shutdown_grace: float = Field(10.0, ge=0)
@@ -79,6 +79,15 @@ class RedisSettings(_Section):
 
     url: str = ""
 
+    @field_validator("url")
+    @classmethod
+    def _not_yet(cls, url: str) -> str:
+        # Several instances without a shared bus would silently lose live delivery
+        # between them: refuse rather than pretend.
+        if url:
+            raise ValueError("the Redis bus is not available yet: run one instance, url empty")
+        return url
+
 
 class AuthSettings(_Section):
     """Login: one-time codes, access and refresh tokens."""
@@ -99,6 +108,16 @@ class AuthSettings(_Section):
     otp_ip_window: float = Field(3600.0, gt=0)
     # "log": write each code to the log (development). Real gateways come later.
     sms_sender: Literal["log"] = "log"
+    # Seconds after a refresh token was rotated during which presenting it again is
+    # taken as a retry (the answer was lost on a flaky network), not as theft.
+    refresh_retry_grace: float = Field(30.0, ge=0, le=300)
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _long_enough(cls, secret: str) -> str:
+        if secret and len(secret.encode()) < 32:
+            raise ValueError("must be empty (generated) or at least 32 bytes (RFC 7518 3.2)")
+        return secret
 
 
 class EventSettings(_Section):

@@ -88,6 +88,12 @@ class Connection:
             self.auth_timer.cancel()
             self.auth_timer = None
 
+    def unbind(self) -> None:
+        """Back to anonymous (binding failed half-way)."""
+        self.identity = None
+        self.cursor = None
+        self.caller = Caller(connection_id=self.id, ip=self.caller.ip)
+
     def send(self, frame: bytes) -> bool:
         """Queue one text frame (UTF-8 JSON) without waiting; False if not sent."""
         ws = self.ws
@@ -140,7 +146,6 @@ class Connection:
         for timer in (self.auth_timer, self.gap_timer):
             if timer is not None:
                 timer.cancel()
-        self._metrics.socket_closes.labels(str(code)).inc()
         return True
 
 

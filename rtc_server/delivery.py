@@ -10,17 +10,19 @@ that into exactly-once, in-order delivery per socket:
 - an event ahead of the next expected ``seq`` waits; if the gap does not close
   within the gap timeout, the driver reads the gap from the log (:meth:`gap`) and
   feeds it back with :meth:`fill`;
-- ``pending`` is bounded: what overflows is simply read from the log later.
+- ``pending`` is bounded: what overflows is simply read from the log later (the
+  cursor remembers the highest ``seq`` it was offered, so a dropped event is a gap).
 """
 
 from __future__ import annotations
 
 
 class DeliveryCursor:
-    __slots__ = ("last_sent", "replaying", "pending", "max_pending")
+    __slots__ = ("last_sent", "highest", "replaying", "pending", "max_pending")
 
     def __init__(self, max_pending: int = 256) -> None:
         self.last_sent = 0
+        self.highest = 0  # highest seq offered: anything above last_sent is owed
         self.replaying = True
         self.pending: dict[int, bytes] = {}
         self.max_pending = max_pending
@@ -29,12 +31,14 @@ class DeliveryCursor:
         """The replay sent everything up to ``last_sent``: release what waited."""
         self.replaying = False
         self.last_sent = last_sent
+        self.highest = max(self.highest, last_sent)
         return self._drain()
 
     def offer(self, seq: int, frame: bytes) -> list[bytes]:
         """A live event arrived; returns the frames to send now, in order."""
         if seq <= self.last_sent and not self.replaying:
             return []
+        self.highest = max(self.highest, seq)
         if self.replaying or seq != self.last_sent + 1:
             if len(self.pending) < self.max_pending or seq < max(self.pending):
                 self.pending[seq] = frame
@@ -46,11 +50,11 @@ class DeliveryCursor:
 
     @property
     def has_gap(self) -> bool:
-        return not self.replaying and bool(self.pending)
+        return not self.replaying and self.highest > self.last_sent
 
     def gap(self) -> tuple[int, int]:
         """The ``(after, upto)`` range of seqs to read from the log to close the gap."""
-        return self.last_sent, max(self.pending)
+        return self.last_sent, self.highest
 
     def fill(self, events: list[tuple[int, bytes]], upto: int) -> list[bytes]:
         """Events read from the log for :meth:`gap`, in seq order.
@@ -65,9 +69,10 @@ class DeliveryCursor:
                 self.last_sent = seq
                 out.append(frame)
         out += self._drain()
-        if self.pending and self.last_sent < upto:
+        if self.last_sent < upto:
             # Whatever is still missing up to ``upto`` is gone from the log.
-            self.last_sent = min(self.pending) - 1
+            waiting = [seq for seq in self.pending if seq <= upto]
+            self.last_sent = min(waiting) - 1 if waiting else upto
             out += self._drain()
         return out
 

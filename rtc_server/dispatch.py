@@ -22,6 +22,7 @@ from rtc_server.connection import Connection
 from rtc_server.errors import (
     CloseCode,
     InternalError,
+    InvalidRequest,
     MethodNotFound,
     Overloaded,
     RateLimited,
@@ -49,6 +50,11 @@ log = logging.getLogger("rtc.rpc")
 current_connection: ContextVar[Connection] = ContextVar("current_connection")
 
 SLOW_REQUEST_SECONDS = 1.0
+# Acknowledgements cost no rate-limit tokens: an app acks as it reads, and acks are
+# cumulative and cheap; the in-flight limit still bounds them.
+FREE_METHODS = frozenset({"events.ack"})
+# Methods whose answer must precede the events they start: never inside a batch.
+ALONE_METHODS = frozenset({"session.authenticate"})
 
 
 class Dispatcher:
@@ -73,9 +79,12 @@ class Dispatcher:
 
     def handle_text(self, conn: Connection, text: str) -> None:
         """One text frame from ``conn``. Never raises."""
-        now = self._loop.time()
+        now = time.perf_counter()
         frame = decode_frame(text)
-        wait = conn.bucket.take(now, cost=len(frame.items))
+        cost = sum(
+            1 for item in frame.items if not (isinstance(item, Request) and item.method in FREE_METHODS)
+        )
+        wait = conn.bucket.take(self._loop.time(), cost=cost) if cost else 0.0
         if wait > 0:
             conn.refused_in_a_row += 1
             if conn.refused_in_a_row >= self.settings.abuse_limit:
@@ -87,7 +96,7 @@ class Dispatcher:
         if frame.batch:
             if not self._admit(conn, frame.items):
                 return
-            self._spawn(conn, self._run_batch(conn, frame.items, now))
+            self._spawn(conn, self._run_batch(conn, frame.items, now), weight=len(frame.items))
             return
         item = frame.items[0]
         if isinstance(item, BadItem):
@@ -127,7 +136,7 @@ class Dispatcher:
         return spec
 
     def _admit(self, conn: Connection, items: list[Any]) -> bool:
-        if conn.inflight < self.settings.max_inflight:
+        if conn.inflight + len(items) <= self.settings.max_inflight:
             return True
         self._answer_all(conn, items, Overloaded("too many requests in flight on this socket"))
         return False
@@ -180,6 +189,8 @@ class Dispatcher:
                 self._count_error(item.error)
                 return encode_error(item.id, item.error)
             try:
+                if item.method in ALONE_METHODS:
+                    raise InvalidRequest(f"{item.method} must be sent alone, not in a batch")
                 spec = self._lookup(conn, item)
                 params = spec.parse_params(item.params)
             except RpcError as error:
@@ -216,13 +227,13 @@ class Dispatcher:
         elif answers:
             conn.send(encode_batch(answers))
 
-    def _spawn(self, conn: Connection, coro: Awaitable[None]) -> None:
-        conn.inflight += 1
+    def _spawn(self, conn: Connection, coro: Awaitable[None], weight: int = 1) -> None:
+        conn.inflight += weight
         task: asyncio.Task[None] = self._loop.create_task(coro)  # type: ignore[arg-type]
         self.tasks.add(task)
 
         def done(t: asyncio.Task[None]) -> None:
-            conn.inflight -= 1
+            conn.inflight -= weight
             self.tasks.discard(t)
 
         task.add_done_callback(done)
@@ -240,7 +251,7 @@ class Dispatcher:
         return InternalError("internal error")
 
     def _record(self, conn: Connection, method: str, t0: float, error: RpcError | None) -> None:
-        elapsed = self._loop.time() - t0
+        elapsed = time.perf_counter() - t0
         children = self._per_method.get(method)
         if children is None:
             children = (

@@ -148,9 +148,10 @@ class CloseCode(enum.IntEnum):
     INVALID_PAYLOAD = 1007  # a text frame that is not UTF-8 (websockets closes itself)
     POLICY_VIOLATION = 1008
     MESSAGE_TOO_BIG = 1009  # a frame over server.max_frame_bytes (websockets closes itself)
-    INTERNAL_ERROR = 1011
+    INTERNAL_ERROR = 1011  # the server could not resume this socket: reconnect and resume
     SERVICE_RESTART = 1012  # shutting down: reconnect, to another instance if any
-    AUTH_TIMEOUT = 4001  # not authenticated within server.auth_timeout, or token expired
+    AUTH_TIMEOUT = 4001  # not authenticated within server.auth_timeout: log in again
+    TOKEN_EXPIRED = 4002  # the access token expired and was not renewed: refresh, reconnect
     SESSION_REVOKED = 4003  # logged out, revoked, or the account was disabled
     SLOW_CONSUMER = 4008  # the client read too slowly: its send buffer overflowed
     RATE_ABUSE = 4029  # kept sending past the rate limit

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -22,9 +22,11 @@ from rtc_server.bus import Bus, EventBatch
 from rtc_server.config import EventSettings
 from rtc_server.connection import Connection
 from rtc_server.delivery import DeliveryCursor
+from rtc_server.errors import CloseCode
 from rtc_server.hub import Hub
 from rtc_server.metrics import Metrics
 from rtc_server.rpc.codec import encode_event
+from rtc_server.session_state import Resumed
 from storage import events as event_log
 from storage.database import Database
 from storage.errors import StorageError
@@ -55,7 +57,7 @@ class EventPublisher:
         self, user_ids: Iterable[int], event: str, data: BaseModel | Mapping[str, Any]
     ) -> dict[int, int]:
         """One event to many users: one durable write for all of them, then delivery."""
-        started = asyncio.get_running_loop().time()
+        started = time.time()
         payload = encode_payload(data)
         seqs = await event_log.append(self._db, list(user_ids), event, payload.decode())
         self._metrics.events_published.inc(len(seqs))
@@ -65,13 +67,6 @@ class EventPublisher:
             # Durable already: sockets catch up from the log (gap fill or resume).
             log.exception("bus publish failed; events stay in the log", extra={"event": event})
         return seqs
-
-
-@dataclass(frozen=True, slots=True)
-class Resumed:
-    recovered: bool  # False: the log no longer holds everything after the asked seq
-    resume_from: int  # replay starts after this seq
-    last_seq: int  # the user's newest seq when the resume started
 
 
 class EventDelivery:
@@ -97,7 +92,12 @@ class EventDelivery:
         assert user_id is not None
         conn.cursor = DeliveryCursor()
         self._hub.attach(conn)
-        cursor = await event_log.cursor(self._db, user_id)
+        try:
+            cursor = await event_log.cursor(self._db, user_id)
+        except BaseException:
+            self._hub.detach(conn)
+            conn.unbind()
+            raise
         start = cursor.acked_seq if last_seq is None else last_seq
         oldest_kept = cursor.first_seq if cursor.first_seq is not None else cursor.last_seq + 1
         if start > cursor.last_seq or start < oldest_kept - 1:
@@ -125,8 +125,13 @@ class EventDelivery:
                 self._metrics.events_delivered.labels("replay").inc(len(batch))
                 if len(batch) < batch_size:
                     break
-        except (ConnectionClosed, StorageError):
-            # Socket gone, or database gone: the client resumes again later.
+        except ConnectionClosed:
+            return
+        except StorageError:
+            # The client must not stay connected without its events: it reconnects
+            # and resumes from its last seq.
+            log.warning("replay failed: closing the socket", extra={"user": user_id})
+            conn.close(CloseCode.INTERNAL_ERROR, "could not resume: reconnect")
             return
         for frame in cursor.start_live(after):
             conn.send(frame)

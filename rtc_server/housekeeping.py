@@ -48,6 +48,7 @@ class Housekeeping:
         self._metrics.events_pruned.inc(removed)
         window = max(self._auth.otp_phone_window, self._auth.otp_ip_window)
         await accounts.prune_otp(self._db, self._clock.now() - timedelta(seconds=window))
+        await accounts.prune_otp_challenges(self._db, self._clock.now())
         await accounts.prune_auth(self._db)
         await self._idempotency.prune()
         if removed:
@@ -60,4 +61,6 @@ class Housekeeping:
             try:
                 await self.run_once()
             except StorageError:
-                log.warning("housekeeping failed; will retry", exc_info=True)
+                log.warning("housekeeping: database unavailable; will retry")
+            except Exception:  # noqa: BLE001 - the loop must outlive any one failure
+                log.exception("housekeeping failed; will retry")

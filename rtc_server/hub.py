@@ -7,7 +7,7 @@ messages and hands each event to every socket of its recipient; each socket's
 
 from __future__ import annotations
 
-import asyncio
+import time
 from collections.abc import Callable, Iterator
 
 import orjson
@@ -91,8 +91,8 @@ class Hub:
                     self.on_gap(conn)
         if sent:
             self._metrics.events_delivered.labels("live").inc(sent)
-        loop_now = asyncio.get_running_loop().time()
-        self._metrics.event_delivery_lag.observe(max(0.0, loop_now - batch.published_at))
+            lag = time.time() - batch.published_at
+            self._metrics.event_delivery_lag.observe(max(0.0, lag))
 
     def _close_sessions(self, message: SessionsRevoked) -> None:
         revoked = set(message.session_ids)

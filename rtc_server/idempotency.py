@@ -22,9 +22,11 @@ from storage.database import Database
 
 
 class Idempotency:
-    def __init__(self, db: Database, max_age: float = 86400.0) -> None:
+    def __init__(self, db: Database, max_age: float = 86400.0, stale_after: float = 120.0) -> None:
         self._db = db
         self.max_age = max_age
+        # A first call still running after this long died with its process.
+        self.stale_after = stale_after
 
     async def run(
         self,
@@ -39,7 +41,9 @@ class Idempotency:
         digest = hashlib.sha256(
             params.model_dump_json(exclude={"idempotency_key"}).encode()
         ).digest()
-        claim = await keys.claim(self._db, user_id, key, method, digest)
+        claim = await keys.claim(self._db, user_id, key, method, digest, self.stale_after)
+        if claim is None:
+            raise Conflict("this idempotencyKey is contended; retry", retryable=True)
         if isinstance(claim, keys.Existing):
             if claim.method != method or claim.params_hash != digest:
                 raise IdempotencyMismatch(

@@ -12,6 +12,7 @@ import asyncio
 import http
 import logging
 import time
+import weakref
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
@@ -27,6 +28,8 @@ from rtc_server.events import EventDelivery
 from rtc_server.hub import Hub
 from rtc_server.metrics import Metrics
 from rtc_server.rpc.codec import encode_notification
+from rtc_server.session_state import session_state
+from storage.errors import StorageError
 
 log = logging.getLogger("rtc.server")
 
@@ -51,7 +54,10 @@ class SocketServer:
         self.authenticator = authenticator
         self.metrics = metrics
         self._server: Server | None = None
-        self._handshake: dict[int, tuple[Identity, int | None]] = {}
+        # Identities proven at the handshake, until the socket's handler takes them.
+        self._handshake: weakref.WeakKeyDictionary[
+            ServerConnection, tuple[Identity, int | None]
+        ] = weakref.WeakKeyDictionary()
         self._sweeper: asyncio.Task[None] | None = None
         self._port: int | None = None
 
@@ -104,7 +110,10 @@ class SocketServer:
             identity = await self.authenticator.authenticate(token.strip())
         except RpcError as error:
             return _http_error(ws, http.HTTPStatus.UNAUTHORIZED, error.message)
-        self._handshake[id(ws)] = (identity, last_seq)
+        except StorageError:
+            log.warning("handshake: database unavailable")
+            return _http_error(ws, http.HTTPStatus.SERVICE_UNAVAILABLE, "try again")
+        self._handshake[ws] = (identity, last_seq)
         return None
 
     async def _handle(self, ws: ServerConnection) -> None:
@@ -119,7 +128,7 @@ class SocketServer:
         )
         self.hub.add(conn)
         try:
-            handshake = self._handshake.pop(id(ws), None)
+            handshake = self._handshake.pop(ws, None)
             if handshake is not None:
                 await self._bind_at_handshake(conn, *handshake)
             else:
@@ -133,30 +142,25 @@ class SocketServer:
                 self.dispatcher.handle_text(conn, message)
         except ConnectionClosed:
             pass
+        except StorageError:
+            # Binding at the handshake could not read the event log.
+            await conn.close_now(CloseCode.INTERNAL_ERROR, "try again")
         finally:
             conn.closing = True
             for timer in (conn.auth_timer, conn.gap_timer):
                 if timer is not None:
                     timer.cancel()
             self.hub.remove(conn)
+            await ws.wait_closed()
+            self.metrics.socket_closes.labels(str(ws.close_code)).inc()
 
     async def _bind_at_handshake(
         self, conn: Connection, identity: Identity, last_seq: int | None
     ) -> None:
         conn.bind(identity)
         resumed = await self.delivery.resume(conn, last_seq)
-        conn.send(
-            encode_notification(
-                "session.ready",
-                {
-                    "userId": identity.user_id,
-                    "role": identity.role,
-                    "recovered": resumed.recovered,
-                    "resumeFrom": resumed.resume_from,
-                    "lastSeq": resumed.last_seq,
-                },
-            )
-        )
+        ready = session_state(identity, resumed)
+        conn.send(encode_notification("session.ready", ready.model_dump(mode="json", by_alias=True)))
         self.delivery.start_replay(conn, resumed)
 
     async def _sweep_expired(self) -> None:
@@ -165,10 +169,11 @@ class SocketServer:
         while True:
             await asyncio.sleep(min(30.0, grace))
             now = time.time()
+            # Plain attribute reads and close(): nothing here can raise.
             for conn in list(self.hub.connections):
                 identity = conn.identity
                 if identity is not None and identity.expires_at + grace < now:
-                    conn.close(CloseCode.AUTH_TIMEOUT, "access token expired")
+                    conn.close(CloseCode.TOKEN_EXPIRED, "access token expired")
 
     async def shutdown(self) -> None:
         """Stop accepting, finish requests in flight, then ask every client to reconnect."""

@@ -12,6 +12,7 @@ from rtc_server.dispatch import current_connection
 from rtc_server.errors import Conflict
 from rtc_server.events import EventDelivery
 from rtc_server.rpc.registry import Access, Caller, Empty, MethodRegistry, Params, Result
+from rtc_server.session_state import Resumed, SessionState, session_state
 
 
 class Pong(Result):
@@ -30,18 +31,6 @@ class Authenticate(Params):
         ge=0,
         description="The last event seq this app saw; omitted: after the last acknowledged",
     )
-
-
-class Authenticated(Result):
-    user_id: int
-    role: str
-    session_id: str
-    access_token_expires_at: int = Field(description="Unix milliseconds")
-    recovered: bool = Field(
-        description="False: events after lastSeq are no longer kept; refetch state"
-    )
-    resume_from: int = Field(description="Events after this seq are replayed, then live ones")
-    last_seq: int = Field(description="The user's newest event seq at this moment")
 
 
 class Ack(Params):
@@ -69,10 +58,16 @@ class SessionMethods:
             "session.authenticate",
             self.authenticate,
             params=Authenticate,
-            result=Authenticated,
+            result=SessionState,
             access=Access.PUBLIC,
         )
         r.add("events.ack", self.ack, params=Ack, result=Acked)
+        r.add_event(
+            "session.ready",
+            SessionState,
+            "Sent first on a socket authenticated at the handshake (no seq): as the answer "
+            "of session.authenticate",
+        )
 
     def ping(self, caller: Caller, params: Empty) -> Pong:
         """Liveness and clock check; works before login."""
@@ -86,7 +81,7 @@ class SessionMethods:
             )
         return self._discovery
 
-    async def authenticate(self, caller: Caller, params: Authenticate) -> Authenticated:
+    async def authenticate(self, caller: Caller, params: Authenticate) -> SessionState:
         """Bind this socket to a user, or renew its access token; then resume events.
 
         First call: events after ``lastSeq`` are replayed (after this answer), then
@@ -99,27 +94,16 @@ class SessionMethods:
             if conn.identity.user_id != identity.user_id:
                 raise Conflict("this socket belongs to another user; open a new one")
             conn.bind(identity)
-            last = conn.cursor.last_sent if conn.cursor is not None else 0
-            return _authenticated(identity, True, last, last)
+            last = conn.cursor.highest if conn.cursor is not None else 0
+            return session_state(identity, Resumed(True, last, last))
         conn.bind(identity)
         resumed = await self._delivery.resume(conn, params.last_seq)
         # The replay task starts after this answer is written (no await in between).
         self._delivery.start_replay(conn, resumed)
-        return _authenticated(identity, resumed.recovered, resumed.resume_from, resumed.last_seq)
+        return session_state(identity, resumed)
 
     async def ack(self, caller: Caller, params: Ack) -> Acked:
         """Acknowledge every event up to ``seq`` (cumulative, across the user's devices)."""
         acked = await self._delivery.acknowledge(current_connection.get(), params.seq)
         return Acked(acked_seq=acked)
 
-
-def _authenticated(identity: Any, recovered: bool, resume_from: int, last_seq: int) -> Authenticated:
-    return Authenticated(
-        user_id=identity.user_id,
-        role=identity.role,
-        session_id=str(identity.session_id),
-        access_token_expires_at=int(identity.expires_at * 1000),
-        recovered=recovered,
-        resume_from=resume_from,
-        last_seq=last_seq,
-    )

@@ -201,6 +201,19 @@ async def prune_otp(db: Database, before: datetime) -> None:
     await db.execute("DELETE FROM otp_sends WHERE sent_at < $1", before)
 
 
+async def prune_otp_challenges(db: Database, now: datetime) -> None:
+    """Forget code states with nothing left to enforce (no live code, lock or cooldown)."""
+    await db.execute(
+        """
+        DELETE FROM otp_challenges
+        WHERE (expires_at IS NULL OR expires_at < $1)
+          AND (locked_until IS NULL OR locked_until < $1)
+          AND (last_sent_at IS NULL OR last_sent_at < $1 - interval '1 hour')
+        """,
+        now,
+    )
+
+
 # --- Sessions and refresh tokens ------------------------------------------------------
 
 
@@ -261,9 +274,23 @@ async def lock_refresh_token(conn: Executor, token_hash: bytes) -> RefreshRow | 
 
 
 async def rotate_refresh_token(
-    conn: Executor, old_hash: bytes, new_hash: bytes, session_id: UUID, expires_at: datetime
+    conn: Executor,
+    old_hash: bytes,
+    new_hash: bytes,
+    session_id: UUID,
+    expires_at: datetime,
+    now: datetime,
 ) -> None:
-    await conn.execute("UPDATE refresh_tokens SET used_at = now() WHERE token_hash = $1", old_hash)
+    """Retire ``old_hash`` (and any other live token of the session) for ``new_hash``."""
+    await conn.execute(
+        """
+        UPDATE refresh_tokens SET used_at = $3
+        WHERE session_id = $2 AND (token_hash = $1 OR used_at IS NULL)
+        """,
+        old_hash,
+        session_id,
+        now,
+    )
     await conn.execute(
         "INSERT INTO refresh_tokens (token_hash, session_id, expires_at) VALUES ($1, $2, $3)",
         new_hash,

@@ -20,18 +20,28 @@ class Existing:
 
 
 async def claim(
-    db: Executor, user_id: int, key: str, method: str, params_hash: bytes
-) -> Claimed | Existing:
+    db: Executor, user_id: int, key: str, method: str, params_hash: bytes, stale_after: float
+) -> Claimed | Existing | None:
+    """Claim the key; None when it changed hands under us (the caller may retry).
+
+    A claim still without result after ``stale_after`` seconds belongs to a first call
+    whose process died: it is taken over.
+    """
     for _ in range(3):
         inserted = await db.fetchval(
             """
-            INSERT INTO idempotency_keys (user_id, key, method, params_hash)
-            VALUES ($1, $2, $3, $4) ON CONFLICT (user_id, key) DO NOTHING RETURNING true
+            INSERT INTO idempotency_keys AS k (user_id, key, method, params_hash)
+            VALUES ($1, $2, $3, $4)
+            ON CONFLICT (user_id, key) DO UPDATE SET created_at = now()
+                WHERE k.result IS NULL AND k.method = $3 AND k.params_hash = $4
+                  AND k.created_at < now() - make_interval(secs => $5)
+            RETURNING true
             """,
             user_id,
             key,
             method,
             params_hash,
+            stale_after,
         )
         if inserted:
             return Claimed()
@@ -46,7 +56,7 @@ async def claim(
         if row is not None:
             return Existing(row["method"], row["params_hash"], row["result"])
         # Released by a failed first call in between: try to claim it again.
-    raise RuntimeError("idempotency key contended")
+    return None
 
 
 async def complete(db: Executor, user_id: int, key: str, result_json: str) -> None:

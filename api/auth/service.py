@@ -158,6 +158,7 @@ class AuthService:
             jwt_secret, ttl=timedelta(seconds=int(settings.access_token_ttl))
         )
         self._refresh_ttl = timedelta(seconds=settings.refresh_token_ttl)
+        self._retry_grace = timedelta(seconds=settings.refresh_retry_grace)
         self._policy = otp.OtpPolicy(
             ttl=timedelta(seconds=settings.otp_ttl),
             max_attempts=settings.otp_max_attempts,
@@ -309,7 +310,10 @@ class AuthService:
         """Rotate a refresh token: the old one stops working, a new pair is returned.
 
         Presenting a token that was already rotated means it leaked (or a client
-        misbehaves): the whole session is revoked (RFC 6819 section 5.2.2.3).
+        misbehaves): the whole session is revoked (RFC 6819 section 5.2.2.3). Except
+        within ``refresh_retry_grace`` of its rotation: then the answer was most likely
+        lost on the way to a phone on a bad network, and the session rotates again
+        (every other token of it retired), instead of logging the user out.
         """
         if not tokens.looks_like_refresh_token(params.refresh_token):
             raise Unauthenticated("invalid refresh token", reason="token_invalid")
@@ -319,7 +323,8 @@ class AuthService:
             row = await accounts.lock_refresh_token(conn, old_hash)
             if row is None:
                 raise Unauthenticated("invalid refresh token", reason="token_invalid")
-            if row.used_at is not None:
+            retry = row.used_at is not None and now - row.used_at <= self._retry_grace
+            if row.used_at is not None and not retry:
                 revoked = await accounts.revoke_sessions(
                     conn, row.user_id, "refresh_token_reuse", row.session_id
                 )
@@ -332,7 +337,8 @@ class AuthService:
                 new_refresh = tokens.new_refresh_token()
                 expires = now + self._refresh_ttl
                 await accounts.rotate_refresh_token(
-                    conn, old_hash, tokens.hash_refresh_token(new_refresh), row.session_id, expires
+                    conn, old_hash, tokens.hash_refresh_token(new_refresh), row.session_id,
+                    expires, now,
                 )
                 user = await accounts.get_user(conn, row.user_id)
         if reuse:

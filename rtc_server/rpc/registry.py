@@ -24,10 +24,18 @@ UserId = NewType("UserId", int)
 
 
 class Params(BaseModel):
-    """Base of every method's params: camelCase on the wire, unknown fields refused."""
+    """Base of every method's params: camelCase on the wire, unknown fields refused.
+
+    Only the camelCase names are accepted from clients (validate_by_name is off), so
+    one spelling is the protocol (Python code builds params with those names too).
+    """
 
     model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+        alias_generator=to_camel,
+        validate_by_alias=True,
+        validate_by_name=False,
+        extra="forbid",
+        frozen=True,
     )
 
 

@@ -110,3 +110,26 @@ async def test_key_is_required_and_validated(clients: Clients, counter: list[int
     with pytest.raises(RpcCallError):
         await client.call("test.create", {"idempotencyKey": "bad key with spaces", "amount": 1})
     assert counter == []
+
+
+async def test_claim_of_a_dead_first_call_is_taken_over(app: App, clients: Clients,
+                                                        counter: list[int]) -> None:
+    """A first call whose process died leaves a claim without result: after
+    stale_after, a retry runs instead of being refused for a day."""
+    client, _ = await clients.login()
+    gate: asyncio.Event = app.test_gate  # type: ignore[attr-defined]
+    gate.clear()
+    stuck = asyncio.create_task(
+        client.call("test.create", {"idempotencyKey": "key-0006", "amount": 3})
+    )
+    while not counter:
+        await asyncio.sleep(0.01)
+    app.dispatcher.idempotency.stale_after = 0.0
+    retry = asyncio.create_task(
+        client.call("test.create", {"idempotencyKey": "key-0006", "amount": 3})
+    )
+    while len(counter) < 2:  # the retry took the key over and runs the method
+        await asyncio.sleep(0.01)
+    gate.set()
+    assert (await retry)["amount"] == 3
+    await stuck

@@ -247,3 +247,26 @@ def app_loop_runner(db_dsn: str, tmp_path: object):  # type: ignore[no-untyped-d
     runner.run(good.close())
     runner.run(app.stop())
     runner.close()
+
+
+async def test_session_authenticate_must_be_sent_alone(app: App) -> None:
+    frame = orjson.dumps([
+        {"jsonrpc": "2.0", "id": 1, "method": "session.authenticate",
+         "params": {"accessToken": "x"}},
+        {"jsonrpc": "2.0", "id": 2, "method": "system.ping"},
+    ]).decode()
+    answer = await send_and_read(app, frame)
+    assert isinstance(answer, list)
+    by_id = {item["id"]: item for item in answer}
+    assert by_id[1]["error"]["code"] == -32600
+    assert by_id[2]["result"]["pong"] is True
+
+
+async def test_acks_do_not_spend_the_rate_limit(make_app: AppFactory, code_log: CodeLog) -> None:
+    app = await make_app(server={"rate_per_second": 0.5, "rate_burst": 4})
+    logins = Clients(app, code_log)
+    client, tokens = await logins.login()  # 3 requests: requestOtp, verifyOtp, authenticate
+    for _ in range(20):
+        await client.call("events.ack", {"seq": 0})
+    assert (await client.call("system.ping"))["pong"]
+    await logins.close()

@@ -184,11 +184,13 @@ async def test_token_in_url_is_refused(app: App) -> None:
     assert refused.value.response.status_code == 400
 
 
-async def test_refresh_rotates_and_reuse_revokes_the_session(clients: Clients) -> None:
+async def test_refresh_rotates_and_reuse_revokes_the_session(clients: Clients,
+                                                               clock: FakeClock) -> None:
     client, tokens = await clients.login()
     fresh = await client.call("auth.refresh", {"refreshToken": tokens["refreshToken"]})
     assert fresh["refreshToken"] != tokens["refreshToken"]
     assert fresh["sessionId"] == tokens["sessionId"]
+    clock.advance(31)  # past the retry grace: a second use is theft
     other = await clients.anonymous()
     with pytest.raises(RpcCallError) as reused:
         await other.call("auth.refresh", {"refreshToken": tokens["refreshToken"]})
@@ -291,3 +293,19 @@ async def test_client_address_behind_a_proxy(make_app: AppFactory, code_log: Cod
         await spoofer.call("auth.requestOtp", {"phone": "9870000009", "role": "customer"})
     assert capped.value.data["reason"] == "ip_cap"
     await spoofer.close()
+
+
+async def test_refresh_retried_after_a_lost_answer_rotates_again(clients: Clients,
+                                                                 clock: FakeClock) -> None:
+    """The phone sent auth.refresh, the answer was lost, it retries with the old token."""
+    client, tokens = await clients.login()
+    lost = await client.call("auth.refresh", {"refreshToken": tokens["refreshToken"]})
+    clock.advance(5)
+    retried = await client.call("auth.refresh", {"refreshToken": tokens["refreshToken"]})
+    assert retried["sessionId"] == tokens["sessionId"]
+    assert retried["refreshToken"] not in (lost["refreshToken"], tokens["refreshToken"])
+    # Only the newest token lives on: the lost one was retired by the retry.
+    clock.advance(60)
+    with pytest.raises(RpcCallError) as stale:
+        await client.call("auth.refresh", {"refreshToken": lost["refreshToken"]})
+    assert stale.value.data["reason"] == "token_reused"

@@ -67,3 +67,18 @@ def test_unknown_setting_in_file_is_refused(tmp_path: Path) -> None:
 def test_missing_config_file_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_settings(tmp_path / "nope.toml")
+
+
+@pytest.mark.parametrize(
+    ("env", "value", "named"),
+    [
+        ("RTC_AUTH__JWT_SECRET", "short", "auth.jwt_secret"),
+        ("RTC_REDIS__URL", "redis://localhost:6379", "redis.url"),
+    ],
+)
+def test_settings_that_would_fail_later_fail_at_start(
+    monkeypatch: pytest.MonkeyPatch, env: str, value: str, named: str
+) -> None:
+    monkeypatch.setenv(env, value)
+    with pytest.raises(ConfigError, match=named):
+        load_settings(ROOT / "config.toml")

@@ -99,3 +99,13 @@ def test_any_arrival_order_with_fills_delivers_each_once_in_order(order: list[in
         after, _ = cursor.last_sent, 29
         sent += cursor.fill([(s, log[s]) for s in range(after + 1, 30)], 29)
     assert sent == [log[s] for s in range(1, 30)]
+
+
+def test_events_dropped_from_a_full_pending_are_still_owed() -> None:
+    cursor = DeliveryCursor(max_pending=2)
+    for seq in (1, 2, 3, 4):  # arrive during a replay that covers nothing
+        cursor.offer(seq, f(seq))
+    assert cursor.start_live(0) == [f(1), f(2)]
+    assert cursor.has_gap and cursor.gap() == (2, 4)
+    assert cursor.fill([(3, f(3)), (4, f(4))], 4) == [f(3), f(4)]
+    assert not cursor.has_gap

@@ -121,3 +121,8 @@ def test_openrpc_document(registry: MethodRegistry) -> None:
     assert methods["demo.charge"]["params"][0]["name"] == "idempotencyKey"
     assert doc["x-events"][0]["name"] == "demo.happened"
     assert {e["code"] for e in doc["x-errors"]} == {e.code for e in ALL_ERRORS}
+
+
+def test_only_camel_case_names_are_accepted(registry: MethodRegistry) -> None:
+    with pytest.raises(InvalidParams):
+        registry.methods["demo.greet"].parse_params({"full_name": "Asha"})
