@@ -42,6 +42,8 @@ class Connection:
         "refused_in_a_row",
         "auth_timer",
         "gap_timer",
+        "pong_waiter",
+        "ping_sent_at",
         "closing",
         "_metrics",
         "_send_limit",
@@ -67,6 +69,8 @@ class Connection:
         self.refused_in_a_row = 0
         self.auth_timer: asyncio.TimerHandle | None = None
         self.gap_timer: asyncio.TimerHandle | None = None
+        self.pong_waiter: asyncio.Future[float] | None = None
+        self.ping_sent_at = 0.0
         self.closing = False
         self._metrics = metrics
         self._send_limit = send_limit

@@ -13,6 +13,7 @@ import http
 import logging
 import time
 import weakref
+from typing import cast
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
@@ -34,6 +35,7 @@ from storage.errors import StorageError
 log = logging.getLogger("rtc.server")
 
 LAST_SEQ_HEADER = "RTC-Last-Seq"
+_NO_HEADERS = Headers()
 
 
 class SocketServer:
@@ -58,7 +60,7 @@ class SocketServer:
         self._handshake: weakref.WeakKeyDictionary[
             ServerConnection, tuple[Identity, int | None]
         ] = weakref.WeakKeyDictionary()
-        self._sweeper: asyncio.Task[None] | None = None
+        self._background: list[asyncio.Task[None]] = []
         self._port: int | None = None
 
     @property
@@ -77,13 +79,16 @@ class SocketServer:
             compression="deflate" if s.compression else None,
             max_size=s.max_frame_bytes,
             open_timeout=s.handshake_timeout,
-            ping_interval=s.ping_interval or None,
-            ping_timeout=s.ping_timeout,
+            # Keepalive runs as one task for all sockets (_keepalive), not one per socket.
+            ping_interval=None,
             close_timeout=5,
             server_header=None,
         )
         self._port = int(self._server.sockets[0].getsockname()[1])
-        self._sweeper = asyncio.get_running_loop().create_task(self._sweep_expired())
+        loop = asyncio.get_running_loop()
+        self._background = [loop.create_task(self._sweep_expired())]
+        if s.ping_interval:
+            self._background.append(loop.create_task(self._keepalive()))
         log.info("socket server listening", extra={"port": self.port, "path": s.path})
 
     async def _process_request(self, ws: ServerConnection, request: Request) -> Response | None:
@@ -118,9 +123,16 @@ class SocketServer:
 
     async def _handle(self, ws: ServerConnection) -> None:
         s = self.settings
+        ip = client_address(ws, s.forwarded_for_hops)
+        # The handshake's headers are not needed any more: a few KiB per socket.
+        # (ws.request itself must stay: websockets reads "request is None" as
+        # "handshake not done".)
+        if ws.request is not None:
+            ws.request = Request(ws.request.path, _NO_HEADERS)
+        ws.response = None
         conn = Connection(
             ws,
-            ip=client_address(ws, s.forwarded_for_hops),
+            ip=ip,
             metrics=self.metrics,
             send_limit=s.send_buffer_bytes,
             rate=s.rate_per_second,
@@ -175,6 +187,38 @@ class SocketServer:
                 if identity is not None and identity.expires_at + grace < now:
                     conn.close(CloseCode.TOKEN_EXPIRED, "access token expired")
 
+    async def _keepalive(self) -> None:
+        """Ping every socket each ``ping_interval``; close those silent ``ping_timeout``.
+
+        One task for all sockets: websockets' own keepalive costs a task per socket.
+        """
+        s = self.settings
+        loop = asyncio.get_running_loop()
+        tick = min(s.ping_interval, s.ping_timeout)
+        while True:
+            await asyncio.sleep(tick)
+            now = loop.time()
+            for conn in list(self.hub.connections):
+                waiter = conn.pong_waiter
+                if waiter is not None and not waiter.done():
+                    if now - conn.ping_sent_at >= s.ping_timeout:
+                        conn.close(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
+                    continue
+                if now - conn.ping_sent_at < s.ping_interval or conn.closing:
+                    continue
+                ws = conn.ws
+                if ws.transport.get_write_buffer_size() > s.send_buffer_bytes // 2:
+                    continue  # not reading anyway; the send limit will deal with it
+                try:
+                    # websockets returns the pong future itself.
+                    waiter = cast("asyncio.Future[float]", await ws.ping())
+                except ConnectionClosed:
+                    continue
+                conn.pong_waiter, conn.ping_sent_at = waiter, now
+                # A pong that never comes fails with ConnectionClosed at close:
+                # retrieve it so asyncio does not log it as unhandled.
+                waiter.add_done_callback(_retrieve)
+
     async def shutdown(self) -> None:
         """Stop accepting, finish requests in flight, then ask every client to reconnect."""
         if self._server is None:
@@ -185,8 +229,8 @@ class SocketServer:
             log.warning("shutdown: requests still in flight after the grace period")
         for conn in list(self.hub.connections):
             conn.close(CloseCode.SERVICE_RESTART, "server restarting: reconnect")
-        if self._sweeper is not None:
-            self._sweeper.cancel()
+        for task in self._background:
+            task.cancel()
         await self._server.wait_closed()
         for task in list(self.dispatcher.tasks):
             task.cancel()
@@ -209,6 +253,11 @@ def client_address(ws: ServerConnection, hops: int) -> str | None:
             # Entries before the last ``hops`` come from the client: never trust them.
             address = forwarded[-hops]
     return address
+
+
+def _retrieve(future: asyncio.Future[float]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def _auth_timeout(conn: Connection) -> None:

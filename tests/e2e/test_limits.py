@@ -270,3 +270,28 @@ async def test_acks_do_not_spend_the_rate_limit(make_app: AppFactory, code_log: 
         await client.call("events.ack", {"seq": 0})
     assert (await client.call("system.ping"))["pong"]
     await logins.close()
+
+
+async def test_keepalive_pings_and_closes_a_silent_peer(make_app: AppFactory) -> None:
+    app = await make_app(server={"ping_interval": 0.2, "ping_timeout": 0.2})
+    # A live client answers pings (websockets does it by itself): it stays open.
+    alive = await RtcClient.connect(ws_url(app))
+    # A peer that never reads: no pong ever comes back.
+    reader, writer = await asyncio.open_connection("127.0.0.1", app.sockets.port)
+    writer.write(
+        (f"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+         "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+         ).encode()
+    )
+    await reader.readuntil(b"\r\n\r\n")
+    frames = b""
+    async with asyncio.timeout(5):
+        while b"\x88" not in frames:  # until a close frame arrives
+            frames += await reader.read(100)
+    assert frames[0] == 0x89  # a ping came first
+    close_at = frames.index(b"\x88")
+    code = int.from_bytes(frames[close_at + 2: close_at + 4], "big")
+    assert code == CloseCode.INTERNAL_ERROR
+    writer.close()
+    assert (await alive.call("system.ping"))["pong"]
+    await alive.close()
