@@ -45,6 +45,8 @@ class Connection:
         "pong_waiter",
         "ping_sent_at",
         "closing",
+        "closed_with",
+        "auth_timeout",
         "_metrics",
         "_send_limit",
     )
@@ -58,6 +60,7 @@ class Connection:
         send_limit: int,
         rate: float,
         burst: int,
+        auth_timeout: float,
     ) -> None:
         self.id = next(_ids)
         self.ws = ws
@@ -72,6 +75,8 @@ class Connection:
         self.pong_waiter: asyncio.Future[float] | None = None
         self.ping_sent_at = 0.0
         self.closing = False
+        self.closed_with: int | None = None  # the close code this server sent, if it closed
+        self.auth_timeout = auth_timeout
         self._metrics = metrics
         self._send_limit = send_limit
 
@@ -92,11 +97,23 @@ class Connection:
             self.auth_timer.cancel()
             self.auth_timer = None
 
+    def arm_auth_timer(self) -> None:
+        """An anonymous socket gets ``auth_timeout`` seconds to authenticate (else 4001)."""
+        self.auth_timer = asyncio.get_running_loop().call_later(
+            self.auth_timeout, self._auth_timed_out
+        )
+
+    def _auth_timed_out(self) -> None:
+        self.auth_timer = None
+        if self.identity is None:
+            self.close(CloseCode.AUTH_TIMEOUT, "authenticate first")
+
     def unbind(self) -> None:
-        """Back to anonymous (binding failed half-way)."""
+        """Back to anonymous (binding failed half-way), with a fresh auth timeout."""
         self.identity = None
         self.cursor = None
         self.caller = Caller(connection_id=self.id, ip=self.caller.ip)
+        self.arm_auth_timer()
 
     def send(self, frame: bytes) -> bool:
         """Queue one text frame (UTF-8 JSON) without waiting; False if not sent."""
@@ -147,6 +164,7 @@ class Connection:
         if self.closing:
             return False
         self.closing = True
+        self.closed_with = code
         for timer in (self.auth_timer, self.gap_timer):
             if timer is not None:
                 timer.cancel()

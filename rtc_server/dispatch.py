@@ -34,6 +34,7 @@ from rtc_server.idempotency import Idempotency
 from rtc_server.metrics import Metrics
 from rtc_server.rpc.codec import (
     BadItem,
+    Frame,
     Request,
     decode_frame,
     encode_batch,
@@ -50,9 +51,6 @@ log = logging.getLogger("rtc.rpc")
 current_connection: ContextVar[Connection] = ContextVar("current_connection")
 
 SLOW_REQUEST_SECONDS = 1.0
-# Acknowledgements cost no rate-limit tokens: an app acks as it reads, and acks are
-# cumulative and cheap; the in-flight limit still bounds them.
-FREE_METHODS = frozenset({"events.ack"})
 # Methods whose answer must precede the events they start: never inside a batch.
 ALONE_METHODS = frozenset({"session.authenticate"})
 
@@ -80,21 +78,21 @@ class Dispatcher:
     def handle_text(self, conn: Connection, text: str) -> None:
         """One text frame from ``conn``. Never raises."""
         now = time.perf_counter()
-        frame = decode_frame(text)
-        cost = sum(
-            1 for item in frame.items if not (isinstance(item, Request) and item.method in FREE_METHODS)
-        )
-        wait = conn.bucket.take(self._loop.time(), cost=cost) if cost else 0.0
+        frame = decode_frame(text, max_batch=self.settings.max_inflight)
+        wait = conn.bucket.take(self._loop.time(), cost=len(frame.items))
         if wait > 0:
             conn.refused_in_a_row += 1
             if conn.refused_in_a_row >= self.settings.abuse_limit:
                 conn.close(CloseCode.RATE_ABUSE, "too many requests")
                 return
-            self._answer_all(conn, frame.items, RateLimited("too many requests", retry_after=wait))
+            self._answer_all(
+                conn, frame, RateLimited("too many requests", retry_after=wait)
+            )
             return
         conn.refused_in_a_row = 0
         if frame.batch:
-            if not self._admit(conn, frame.items):
+            if conn.inflight + len(frame.items) > self.settings.max_inflight:
+                self._answer_all(conn, frame, _overloaded())
                 return
             self._spawn(conn, self._run_batch(conn, frame.items, now), weight=len(frame.items))
             return
@@ -115,7 +113,8 @@ class Dispatcher:
         if spec.inline:
             self._run_inline(conn, spec, request, params, started)
             return
-        if not self._admit(conn, [request]):
+        if conn.inflight >= self.settings.max_inflight:
+            self._respond_error(conn, request, _overloaded(), started)
             return
         self._spawn(conn, self._run(conn, spec, request, params, started))
 
@@ -134,12 +133,6 @@ class Dispatcher:
                     reason="token_expired",
                 )
         return spec
-
-    def _admit(self, conn: Connection, items: list[Any]) -> bool:
-        if conn.inflight + len(items) <= self.settings.max_inflight:
-            return True
-        self._answer_all(conn, items, Overloaded("too many requests in flight on this socket"))
-        return False
 
     def _run_inline(
         self, conn: Connection, spec: MethodSpec[Any, Any], request: Request, params: Any, t0: float
@@ -215,17 +208,17 @@ class Dispatcher:
         if not request.notification:
             conn.send(encode_error(request.id, error))
 
-    def _answer_all(self, conn: Connection, items: list[Any], error: RpcError) -> None:
+    def _answer_all(self, conn: Connection, frame: Frame, error: RpcError) -> None:
+        """Refuse a whole frame: one error per request, shaped as the frame was."""
         self._count_error(error)
         answers = [
             encode_error(item.id, error)
-            for item in items
+            for item in frame.items
             if isinstance(item, BadItem) or not item.notification
         ]
-        if len(answers) == 1 and len(items) == 1:
-            conn.send(answers[0])
-        elif answers:
-            conn.send(encode_batch(answers))
+        if not answers:
+            return
+        conn.send(encode_batch(answers) if frame.batch else answers[0])
 
     def _spawn(self, conn: Connection, coro: Awaitable[None], weight: int = 1) -> None:
         conn.inflight += weight
@@ -286,6 +279,10 @@ class Dispatcher:
             return True
         _, pending = await asyncio.wait(set(self.tasks), timeout=timeout)
         return not pending
+
+
+def _overloaded() -> Overloaded:
+    return Overloaded("too many requests in flight on this socket")
 
 
 async def _awaitable(value: Any) -> Any:

@@ -137,6 +137,7 @@ class SocketServer:
             send_limit=s.send_buffer_bytes,
             rate=s.rate_per_second,
             burst=s.rate_burst,
+            auth_timeout=s.auth_timeout,
         )
         self.hub.add(conn)
         try:
@@ -144,9 +145,7 @@ class SocketServer:
             if handshake is not None:
                 await self._bind_at_handshake(conn, *handshake)
             else:
-                conn.auth_timer = asyncio.get_running_loop().call_later(
-                    s.auth_timeout, _auth_timeout, conn
-                )
+                conn.arm_auth_timer()
             async for message in ws:
                 if isinstance(message, bytes):
                     await conn.close_now(CloseCode.UNSUPPORTED_DATA, "text frames only")
@@ -154,8 +153,8 @@ class SocketServer:
                 self.dispatcher.handle_text(conn, message)
         except ConnectionClosed:
             pass
-        except StorageError:
-            # Binding at the handshake could not read the event log.
+        except Exception:  # noqa: BLE001 - e.g. the event log unreadable at the handshake
+            log.exception("socket failed", extra={"user": conn.user_id})
             await conn.close_now(CloseCode.INTERNAL_ERROR, "try again")
         finally:
             conn.closing = True
@@ -164,7 +163,10 @@ class SocketServer:
                     timer.cancel()
             self.hub.remove(conn)
             await ws.wait_closed()
-            self.metrics.socket_closes.labels(str(ws.close_code)).inc()
+            # The code this server sent when it closed, else the one the client sent
+            # (1006: the connection dropped without a close frame).
+            code = conn.closed_with if conn.closed_with is not None else ws.close_code
+            self.metrics.socket_closes.labels(str(code)).inc()
 
     async def _bind_at_handshake(
         self, conn: Connection, identity: Identity, last_seq: int | None
@@ -194,7 +196,9 @@ class SocketServer:
         """
         s = self.settings
         loop = asyncio.get_running_loop()
-        tick = min(s.ping_interval, s.ping_timeout)
+        # Fine enough that a ping is at most a quarter late.
+        tick = max(0.05, min(s.ping_interval, s.ping_timeout) / 4)
+        pinging: set[asyncio.Task[None]] = set()
         while True:
             await asyncio.sleep(tick)
             now = loop.time()
@@ -206,18 +210,12 @@ class SocketServer:
                     continue
                 if now - conn.ping_sent_at < s.ping_interval or conn.closing:
                     continue
-                ws = conn.ws
-                if ws.transport.get_write_buffer_size() > s.send_buffer_bytes // 2:
-                    continue  # not reading anyway; the send limit will deal with it
-                try:
-                    # websockets returns the pong future itself.
-                    waiter = cast("asyncio.Future[float]", await ws.ping())
-                except ConnectionClosed:
-                    continue
-                conn.pong_waiter, conn.ping_sent_at = waiter, now
-                # A pong that never comes fails with ConnectionClosed at close:
-                # retrieve it so asyncio does not log it as unhandled.
-                waiter.add_done_callback(_retrieve)
+                conn.ping_sent_at = now
+                # ws.ping() waits while the socket's write buffer is full: one task
+                # per ping, so one stuck client cannot hold up the others.
+                task = loop.create_task(_ping(conn))
+                pinging.add(task)
+                task.add_done_callback(pinging.discard)
 
     async def shutdown(self) -> None:
         """Stop accepting, finish requests in flight, then ask every client to reconnect."""
@@ -255,15 +253,21 @@ def client_address(ws: ServerConnection, hops: int) -> str | None:
     return address
 
 
+async def _ping(conn: Connection) -> None:
+    try:
+        # websockets returns the pong future itself.
+        waiter = cast("asyncio.Future[float]", await conn.ws.ping())
+    except ConnectionClosed:
+        return
+    conn.pong_waiter = waiter
+    # A pong that never comes fails with ConnectionClosed at close: retrieve it so
+    # asyncio does not log it as never retrieved.
+    waiter.add_done_callback(_retrieve)
+
+
 def _retrieve(future: asyncio.Future[float]) -> None:
     if not future.cancelled():
         future.exception()
-
-
-def _auth_timeout(conn: Connection) -> None:
-    conn.auth_timer = None
-    if conn.identity is None:
-        conn.close(CloseCode.AUTH_TIMEOUT, "authenticate first")
 
 
 def _parse_last_seq(headers: Headers) -> int | None:

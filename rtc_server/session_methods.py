@@ -65,8 +65,9 @@ class SessionMethods:
         r.add_event(
             "session.ready",
             SessionState,
-            "Sent first on a socket authenticated at the handshake (no seq): as the answer "
-            "of session.authenticate",
+            "Sent first on a socket authenticated at the handshake: the same fields as the "
+            "answer of session.authenticate, directly in params (not an event: no seq)",
+            logged=False,
         )
 
     def ping(self, caller: Caller, params: Empty) -> Pong:
@@ -94,7 +95,8 @@ class SessionMethods:
             if conn.identity.user_id != identity.user_id:
                 raise Conflict("this socket belongs to another user; open a new one")
             conn.bind(identity)
-            last = conn.cursor.highest if conn.cursor is not None else 0
+            cursor = conn.cursor
+            last = max(cursor.last_sent, cursor.highest) if cursor is not None else 0
             return session_state(identity, Resumed(True, last, last))
         conn.bind(identity)
         resumed = await self._delivery.resume(conn, params.last_seq)

@@ -281,10 +281,14 @@ async def rotate_refresh_token(
     expires_at: datetime,
     now: datetime,
 ) -> None:
-    """Retire ``old_hash`` (and any other live token of the session) for ``new_hash``."""
+    """Retire ``old_hash`` (and any other live token of the session) for ``new_hash``.
+
+    A token keeps the time of its first use: retries within the grace period must not
+    extend the grace.
+    """
     await conn.execute(
         """
-        UPDATE refresh_tokens SET used_at = $3
+        UPDATE refresh_tokens SET used_at = COALESCE(used_at, $3)
         WHERE session_id = $2 AND (token_hash = $1 OR used_at IS NULL)
         """,
         old_hash,

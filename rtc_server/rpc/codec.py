@@ -48,8 +48,12 @@ class Frame:
     batch: bool
 
 
-def decode_frame(data: str | bytes) -> Frame:
-    """Decode one text frame. Never raises: problems become :class:`BadItem`."""
+def decode_frame(data: str | bytes, max_batch: int = MAX_BATCH) -> Frame:
+    """Decode one text frame. Never raises: problems become :class:`BadItem`.
+
+    A batch larger than ``min(max_batch, MAX_BATCH)`` is refused whole.
+    """
+    max_batch = min(max_batch, MAX_BATCH)
     try:
         payload = orjson.loads(data)
     except orjson.JSONDecodeError:
@@ -57,8 +61,8 @@ def decode_frame(data: str | bytes) -> Frame:
     if isinstance(payload, list):
         if not payload:
             return Frame([BadItem(None, InvalidRequest("empty batch"))], batch=False)
-        if len(payload) > MAX_BATCH:
-            error = InvalidRequest(f"batch larger than {MAX_BATCH}", limit=MAX_BATCH)
+        if len(payload) > max_batch:
+            error = InvalidRequest(f"batch larger than {max_batch}", limit=max_batch)
             return Frame([BadItem(None, error)], batch=False)
         return Frame([_decode_item(item) for item in payload], batch=True)
     return Frame([_decode_item(payload)], batch=False)

@@ -136,6 +136,7 @@ class EventSpec:
     name: str
     data: type[BaseModel]
     summary: str
+    logged: bool  # from the event log: params {seq, data}; else the data is the params
 
 
 @dataclass
@@ -169,8 +170,10 @@ class MethodRegistry:
             and not issubclass(params, IdempotentParams),
         )
 
-    def add_event(self, name: str, data: type[BaseModel], summary: str) -> None:
-        self.events[name] = EventSpec(name, data, summary)
+    def add_event(
+        self, name: str, data: type[BaseModel], summary: str, *, logged: bool = True
+    ) -> None:
+        self.events[name] = EventSpec(name, data, summary, logged)
 
     def get(self, name: str) -> MethodSpec[Any, Any] | None:
         return self.methods.get(name)
@@ -209,7 +212,11 @@ class MethodRegistry:
             {
                 "name": event.name,
                 "summary": event.summary,
-                "params": {"seq": {"type": "integer"}, "data": refs[(event.data, "serialization")]},
+                "params": (
+                    {"seq": {"type": "integer"}, "data": refs[(event.data, "serialization")]}
+                    if event.logged
+                    else refs[(event.data, "serialization")]
+                ),
             }
             for event in sorted(self.events.values(), key=lambda e: e.name)
         ]

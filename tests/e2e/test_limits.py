@@ -262,14 +262,23 @@ async def test_session_authenticate_must_be_sent_alone(app: App) -> None:
     assert by_id[2]["result"]["pong"] is True
 
 
-async def test_acks_do_not_spend_the_rate_limit(make_app: AppFactory, code_log: CodeLog) -> None:
-    app = await make_app(server={"rate_per_second": 0.5, "rate_burst": 4})
-    logins = Clients(app, code_log)
-    client, tokens = await logins.login()  # 3 requests: requestOtp, verifyOtp, authenticate
-    for _ in range(20):
-        await client.call("events.ack", {"seq": 0})
-    assert (await client.call("system.ping"))["pong"]
-    await logins.close()
+async def test_refused_batch_is_answered_as_a_batch(make_app: AppFactory) -> None:
+    app = await make_app(server={"max_inflight": 4})
+    big = orjson.dumps([{"jsonrpc": "2.0", "id": n, "method": "system.ping"}
+                        for n in range(5)]).decode()
+    answer = await send_and_read(app, big)
+    assert isinstance(answer, dict) and answer["error"]["data"]["limit"] == 4
+    async with connect(ws_url(app)) as ws:
+        for _ in range(60):  # drain the bucket (burst 40)
+            await ws.send('{"jsonrpc":"2.0","method":"system.ping"}')
+        await ws.send('[{"jsonrpc":"2.0","id":"b","method":"system.ping"}]')
+        async with asyncio.timeout(5):
+            while True:
+                reply = orjson.loads(await ws.recv())
+                if isinstance(reply, list) or reply.get("id") == "b":
+                    break
+        assert isinstance(reply, list)
+        assert reply[0]["id"] == "b" and reply[0]["error"]["code"] == 4029
 
 
 async def test_keepalive_pings_and_closes_a_silent_peer(make_app: AppFactory) -> None:

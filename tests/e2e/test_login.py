@@ -309,3 +309,15 @@ async def test_refresh_retried_after_a_lost_answer_rotates_again(clients: Client
     with pytest.raises(RpcCallError) as stale:
         await client.call("auth.refresh", {"refreshToken": lost["refreshToken"]})
     assert stale.value.data["reason"] == "token_reused"
+
+
+async def test_retries_do_not_stretch_the_refresh_grace(clients: Clients,
+                                                        clock: FakeClock) -> None:
+    client, tokens = await clients.login()
+    await client.call("auth.refresh", {"refreshToken": tokens["refreshToken"]})
+    clock.advance(20)  # a retry 20 s after the first use: within the 30 s grace
+    await client.call("auth.refresh", {"refreshToken": tokens["refreshToken"]})
+    clock.advance(20)  # 40 s after the FIRST use, though only 20 s after the retry
+    with pytest.raises(RpcCallError) as reused:
+        await client.call("auth.refresh", {"refreshToken": tokens["refreshToken"]})
+    assert reused.value.data["reason"] == "token_reused"
