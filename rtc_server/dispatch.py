@@ -72,7 +72,6 @@ class Dispatcher:
         self.log_requests = log_requests
         self.draining = False
         self.tasks: set[asyncio.Task[None]] = set()
-        self._per_method: dict[str, tuple[Any, Any]] = {}
         self._loop = asyncio.get_running_loop()
 
     def handle_text(self, conn: Connection, text: str) -> None:
@@ -137,15 +136,14 @@ class Dispatcher:
     def _run_inline(
         self, conn: Connection, spec: MethodSpec[Any, Any], request: Request, params: Any, t0: float
     ) -> None:
-        token = current_connection.set(conn)
+        # Plain functions get no current_connection: the core methods that act on
+        # the socket are async.
         try:
             # Registered as inline because it is a plain function: not an awaitable.
             result = cast(BaseModel, spec.handler(conn.caller, params))
         except Exception as exc:  # noqa: BLE001 - every failure becomes an answer
             self._respond_error(conn, request, self._to_rpc_error(exc, spec.name), t0)
             return
-        finally:
-            current_connection.reset(token)
         self._respond(conn, request, spec.name, result, t0)
 
     async def _run(
@@ -245,15 +243,7 @@ class Dispatcher:
 
     def _record(self, conn: Connection, method: str, t0: float, error: RpcError | None) -> None:
         elapsed = time.perf_counter() - t0
-        children = self._per_method.get(method)
-        if children is None:
-            children = (
-                self.metrics.rpc_requests.labels(method),
-                self.metrics.rpc_latency.labels(method),
-            )
-            self._per_method[method] = children
-        children[0].inc()
-        children[1].observe(elapsed)
+        self.metrics.rpc.observe(method, elapsed)
         if error is not None:
             self._count_error(error)
         if self.log_requests or elapsed > SLOW_REQUEST_SECONDS or isinstance(error, InternalError):

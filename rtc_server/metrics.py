@@ -10,6 +10,8 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from rtc_server.rpc_stats import RpcStats
+
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 
 
@@ -24,16 +26,9 @@ class Metrics:
         self.socket_closes = Counter(
             "rtc_socket_closes_total", "Websockets closed, by close code", ["code"], registry=r
         )
-        self.rpc_requests = Counter(
-            "rtc_rpc_requests_total", "RPC requests handled, by method", ["method"], registry=r
-        )
-        self.rpc_latency = Histogram(
-            "rtc_rpc_latency_seconds",
-            "Time from a request's arrival to its response, by method",
-            ["method"],
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
-        )
+        # rtc_rpc_requests_total and rtc_rpc_latency_seconds, by method.
+        self.rpc = RpcStats(_LATENCY_BUCKETS)
+        r.register(self.rpc)
         self.rpc_errors = Counter(
             "rtc_rpc_errors_total", "Error responses, by error name", ["error"], registry=r
         )

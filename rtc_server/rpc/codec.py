@@ -21,6 +21,7 @@ RequestId = Union[str, int, None]
 MAX_BATCH = 32
 MAX_METHOD_LENGTH = 128
 MAX_ID_LENGTH = 128
+_MEMBERS = frozenset({"jsonrpc", "method", "params", "id"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +74,10 @@ def _decode_item(item: Any) -> Item:
         return BadItem(None, InvalidRequest("a request must be a JSON object"))
     has_id = "id" in item
     request_id = item.get("id")
-    if not _valid_id(request_id):
+    # The common ids (small ints, short strings) pass without a function call.
+    if not (type(request_id) is int and -(2**53) <= request_id <= 2**53) and not _valid_id(
+        request_id
+    ):
         return BadItem(None, InvalidRequest("id must be a string, an integer or null"))
     if item.get("jsonrpc") != "2.0":
         return BadItem(request_id, InvalidRequest('jsonrpc must be exactly "2.0"'))
@@ -83,9 +87,9 @@ def _decode_item(item: Any) -> Item:
     params = item.get("params")
     if params is not None and not isinstance(params, (dict, list)):
         return BadItem(request_id, InvalidRequest("params must be an object or an array"))
-    extra = item.keys() - {"jsonrpc", "method", "params", "id"}
-    if extra:
-        return BadItem(request_id, InvalidRequest(f"unknown members: {sorted(extra)}"))
+    if not item.keys() <= _MEMBERS:
+        extra = sorted(item.keys() - _MEMBERS)
+        return BadItem(request_id, InvalidRequest(f"unknown members: {extra}"))
     return Request(method=method, params=params, id=request_id, notification=not has_id)
 
 
@@ -103,7 +107,8 @@ def _valid_id(value: Any) -> bool:
 
 def encode_result(request_id: RequestId, result_json: bytes) -> bytes:
     """A success response around an already encoded result."""
-    return b'{"jsonrpc":"2.0","id":' + orjson.dumps(request_id) + b',"result":' + result_json + b"}"
+    encoded_id = str(request_id).encode() if type(request_id) is int else orjson.dumps(request_id)
+    return b'{"jsonrpc":"2.0","id":' + encoded_id + b',"result":' + result_json + b"}"
 
 
 def encode_error(request_id: RequestId, error: RpcError) -> bytes:

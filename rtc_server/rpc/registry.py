@@ -49,6 +49,9 @@ class Empty(Params):
     pass
 
 
+_EMPTY = Empty()
+
+
 class IdempotentParams(Params):
     """Base of the params of mutating methods: a retry with the same key returns the
     first result (see :mod:`rtc_server.idempotency`)."""
@@ -120,6 +123,8 @@ class MethodSpec(Generic[P, R]):
     def parse_params(self, raw: dict[str, Any] | list[Any] | None) -> P:
         if isinstance(raw, list):
             raise InvalidParams("params must be an object (by name)")
+        if not raw and self.params is Empty:
+            return _EMPTY  # type: ignore[return-value]
         try:
             return self.params.model_validate(raw or {})
         except ValidationError as exc:
