@@ -17,8 +17,8 @@ from rtc_server.clock import Clock, SystemClock
 from rtc_server.config import Settings
 from rtc_server.dispatch import Dispatcher
 from rtc_server.events import EventDelivery, EventPublisher
-from rtc_server.http import HttpServer
 from rtc_server.housekeeping import Housekeeping
+from rtc_server.http import HttpServer
 from rtc_server.hub import Hub
 from rtc_server.idempotency import Idempotency
 from rtc_server.metrics import Metrics

@@ -115,8 +115,9 @@ async def _migrate(settings: Settings) -> int:
     db, embedded = await open_database(settings)
     try:
         applied = await apply_migrations(db)
-        log.info("migrations applied" if applied else "nothing to apply",
-                 extra={"migrations": applied})
+        log.info(
+            "migrations applied" if applied else "nothing to apply", extra={"migrations": applied}
+        )
     finally:
         await db.close()
         if embedded is not None:

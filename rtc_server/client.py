@@ -124,8 +124,9 @@ class RtcClient:
     def close_code(self) -> int | None:
         return self.ws.close_code
 
-    async def call(self, method: str, params: Mapping[str, Any] | None = None,
-                   *, timeout: float = 10) -> Any:
+    async def call(
+        self, method: str, params: Mapping[str, Any] | None = None, *, timeout: float = 10
+    ) -> Any:
         """Send a request and wait for its result (raises :class:`RpcCallError`)."""
         request_id = next(self._ids)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()

@@ -84,9 +84,7 @@ class Dispatcher:
             if conn.refused_in_a_row >= self.settings.abuse_limit:
                 conn.close(CloseCode.RATE_ABUSE, "too many requests")
                 return
-            self._answer_all(
-                conn, frame, RateLimited("too many requests", retry_after=wait)
-            )
+            self._answer_all(conn, frame, RateLimited("too many requests", retry_after=wait))
             return
         conn.refused_in_a_row = 0
         if frame.batch:
@@ -201,7 +199,9 @@ class Dispatcher:
         if not request.notification:
             conn.send(encode_result(request.id, _to_json(result)))
 
-    def _respond_error(self, conn: Connection, request: Request, error: RpcError, t0: float) -> None:
+    def _respond_error(
+        self, conn: Connection, request: Request, error: RpcError, t0: float
+    ) -> None:
         self._count_error(error)
         if not request.notification:
             conn.send(encode_error(request.id, error))
@@ -247,7 +247,11 @@ class Dispatcher:
         if error is not None:
             self._count_error(error)
         if self.log_requests or elapsed > SLOW_REQUEST_SECONDS or isinstance(error, InternalError):
-            level = logging.WARNING if error is not None or elapsed > SLOW_REQUEST_SECONDS else logging.INFO
+            level = (
+                logging.WARNING
+                if error is not None or elapsed > SLOW_REQUEST_SECONDS
+                else logging.INFO
+            )
             log.log(
                 level,
                 "request",

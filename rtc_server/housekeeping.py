@@ -42,9 +42,7 @@ class Housekeeping:
 
     async def run_once(self) -> int:
         """One round; returns the number of events pruned."""
-        removed = await event_log.prune(
-            self._db, self._events.max_age, self._events.max_per_user
-        )
+        removed = await event_log.prune(self._db, self._events.max_age, self._events.max_per_user)
         self._metrics.events_pruned.inc(removed)
         window = max(self._auth.otp_phone_window, self._auth.otp_ip_window)
         await accounts.prune_otp(self._db, self._clock.now() - timedelta(seconds=window))

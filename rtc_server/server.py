@@ -174,7 +174,9 @@ class SocketServer:
         conn.bind(identity)
         resumed = await self.delivery.resume(conn, last_seq)
         ready = session_state(identity, resumed)
-        conn.send(encode_notification("session.ready", ready.model_dump(mode="json", by_alias=True)))
+        conn.send(
+            encode_notification("session.ready", ready.model_dump(mode="json", by_alias=True))
+        )
         self.delivery.start_replay(conn, resumed)
 
     async def _sweep_expired(self) -> None:
@@ -282,4 +284,3 @@ def _parse_last_seq(headers: Headers) -> int | None:
 
 def _http_error(ws: ServerConnection, status: http.HTTPStatus, text: str) -> Response:
     return ws.respond(status, text + "\n")
-

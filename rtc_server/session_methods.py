@@ -77,9 +77,7 @@ class SessionMethods:
     def discover(self, caller: Caller, params: Empty) -> Document:
         """The OpenRPC document of every method, event and error."""
         if self._discovery is None:
-            self._discovery = Document(
-                self._registry.openrpc(title="BuildXpert RTC", version="1")
-            )
+            self._discovery = Document(self._registry.openrpc(title="BuildXpert RTC", version="1"))
         return self._discovery
 
     async def authenticate(self, caller: Caller, params: Authenticate) -> SessionState:
@@ -108,4 +106,3 @@ class SessionMethods:
         """Acknowledge every event up to ``seq`` (cumulative, across the user's devices)."""
         acked = await self._delivery.acknowledge(current_connection.get(), params.seq)
         return Acked(acked_seq=acked)
-

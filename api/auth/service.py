@@ -172,10 +172,16 @@ class AuthService:
 
     def register(self, registry: MethodRegistry) -> None:
         add = registry.add
-        add("auth.requestOtp", self.request_otp, params=RequestOtp, result=OtpRequested,
-            access=Access.PUBLIC)
-        add("auth.verifyOtp", self.verify_otp, params=VerifyOtp, result=Tokens,
-            access=Access.PUBLIC)
+        add(
+            "auth.requestOtp",
+            self.request_otp,
+            params=RequestOtp,
+            result=OtpRequested,
+            access=Access.PUBLIC,
+        )
+        add(
+            "auth.verifyOtp", self.verify_otp, params=VerifyOtp, result=Tokens, access=Access.PUBLIC
+        )
         add("auth.refresh", self.refresh, params=Refresh, result=Tokens, access=Access.PUBLIC)
         add("auth.logout", self.logout, result=Done)
         add("auth.logoutAll", self.logout_all, result=Done)
@@ -204,7 +210,11 @@ class AuthService:
                 conn, phone, caller.ip, now - policy.phone_window, now - policy.ip_window
             )
             decision = otp.decide_send(
-                state, now, policy, counts.for_phone, counts.for_ip,
+                state,
+                now,
+                policy,
+                counts.for_phone,
+                counts.for_ip,
                 oldest_phone_send_at=counts.oldest_for_phone,
                 oldest_ip_send_at=counts.oldest_for_ip,
             )
@@ -270,8 +280,9 @@ class AuthService:
             user = await accounts.find_user(conn, phone, "admin")
             if user is None:
                 # No admin account: its code was never sent. Same answer as a bad code.
-                return _Rejection(InvalidCode("wrong or expired code", reason="no_code",
-                                              attemptsLeft=0))
+                return _Rejection(
+                    InvalidCode("wrong or expired code", reason="no_code", attemptsLeft=0)
+                )
         else:
             user = await accounts.upsert_verified_user(conn, phone, params.role, params.full_name)
         if not user.is_active:
@@ -281,14 +292,23 @@ class AuthService:
         refresh = tokens.new_refresh_token()
         refresh_expires = now + self._refresh_ttl
         await accounts.create_session(
-            conn, session_id, user.id, device, ip, refresh_expires,
+            conn,
+            session_id,
+            user.id,
+            device,
+            ip,
+            refresh_expires,
             tokens.hash_refresh_token(refresh),
         )
         log.info("login", extra={"user": user.id, "role": user.role, "session": str(session_id)})
         return self._tokens(user, session_id, refresh, refresh_expires, now)
 
     def _tokens(
-        self, user: accounts.UserRow, session_id: UUID, refresh: str, refresh_expires: datetime,
+        self,
+        user: accounts.UserRow,
+        session_id: UUID,
+        refresh: str,
+        refresh_expires: datetime,
         now: datetime,
     ) -> Tokens:
         access, claims = self._access.issue(user.id, user.role, session_id, now)
@@ -299,8 +319,12 @@ class AuthService:
             refresh_token_expires_at=refresh_expires,
             session_id=str(session_id),
             user=User(
-                id=user.id, phone=user.phone, role=user.role, full_name=user.full_name,
-                is_verified=user.is_verified, created_at=user.created_at,
+                id=user.id,
+                phone=user.phone,
+                role=user.role,
+                full_name=user.full_name,
+                is_verified=user.is_verified,
+                created_at=user.created_at,
             ),
         )
 
@@ -331,22 +355,30 @@ class AuthService:
                 reuse = True
             else:
                 reuse = False
-                if (row.session_revoked_at is not None or row.token_expires_at <= now
-                        or not row.user_active):
+                if (
+                    row.session_revoked_at is not None
+                    or row.token_expires_at <= now
+                    or not row.user_active
+                ):
                     raise Unauthenticated("session ended; log in again", reason="session_revoked")
                 new_refresh = tokens.new_refresh_token()
                 expires = now + self._refresh_ttl
                 await accounts.rotate_refresh_token(
-                    conn, old_hash, tokens.hash_refresh_token(new_refresh), row.session_id,
-                    expires, now,
+                    conn,
+                    old_hash,
+                    tokens.hash_refresh_token(new_refresh),
+                    row.session_id,
+                    expires,
+                    now,
                 )
                 user = await accounts.get_user(conn, row.user_id)
         if reuse:
-            log.warning("refresh token reuse: session revoked",
-                        extra={"user": row.user_id, "session": str(row.session_id)})
+            log.warning(
+                "refresh token reuse: session revoked",
+                extra={"user": row.user_id, "session": str(row.session_id)},
+            )
             await self._revoked(row.user_id, revoked, "refresh token reused")
-            raise Unauthenticated("refresh token already used; log in again",
-                                  reason="token_reused")
+            raise Unauthenticated("refresh token already used; log in again", reason="token_reused")
         assert user is not None
         return self._tokens(user, row.session_id, new_refresh, expires, now)
 
@@ -390,8 +422,12 @@ class AuthService:
         return Sessions(
             sessions=[
                 SessionInfo(
-                    session_id=str(r.id), device=r.device, ip=r.ip, created_at=r.created_at,
-                    last_used_at=r.last_used_at, expires_at=r.expires_at,
+                    session_id=str(r.id),
+                    device=r.device,
+                    ip=r.ip,
+                    created_at=r.created_at,
+                    last_used_at=r.last_used_at,
+                    expires_at=r.expires_at,
                     current=r.id == caller.session_id,
                 )
                 for r in rows
@@ -424,7 +460,9 @@ def _state(row: accounts.OtpRow) -> otp.OtpState:
 
 def _row(state: otp.OtpState) -> accounts.OtpRow:
     return accounts.OtpRow(
-        state.code_digest, state.expires_at, state.attempts, state.locked_until,
+        state.code_digest,
+        state.expires_at,
+        state.attempts,
+        state.locked_until,
         state.last_sent_at,
     )
-

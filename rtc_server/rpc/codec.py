@@ -8,13 +8,13 @@ integers; a request without ``id`` is a notification and gets no response.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 import orjson
 
 from rtc_server.errors import InvalidRequest, ParseError, RpcError
 
-RequestId = Union[str, int, None]
+RequestId = str | int | None
 
 # Batches larger than this are refused whole: one frame must not fan out into
 # unbounded work.
@@ -40,7 +40,7 @@ class BadItem:
     error: RpcError
 
 
-Item = Union[Request, BadItem]
+Item = Request | BadItem
 
 
 @dataclass(frozen=True, slots=True)

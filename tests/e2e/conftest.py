@@ -112,7 +112,9 @@ class Clients:
         self.opened.append(client)
         return client
 
-    async def login(self, phone: str | None = None, role: str = "customer") -> tuple[RtcClient, Any]:
+    async def login(
+        self, phone: str | None = None, role: str = "customer"
+    ) -> tuple[RtcClient, Any]:
         """A socket logged in as a new (or the given) account; returns it and the tokens."""
         phone = phone or self.new_phone()
         client = await self.anonymous()

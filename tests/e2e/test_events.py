@@ -21,8 +21,7 @@ async def collect(client: RtcClient, count: int, timeout: float = 10) -> list[in
     return seqs
 
 
-async def test_published_event_reaches_every_device_of_the_user(app: App,
-                                                                 clients: Clients) -> None:
+async def test_published_event_reaches_every_device_of_the_user(app: App, clients: Clients) -> None:
     phone = clients.new_phone()
     first, tokens = await clients.login(phone)
     second = await RtcClient.connect(f"ws://127.0.0.1:{app.sockets.port}/ws")

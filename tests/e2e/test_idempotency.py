@@ -74,16 +74,15 @@ async def test_same_key_other_params_is_refused(clients: Clients, counter: list[
 async def test_failed_first_call_lets_the_retry_run(clients: Clients, counter: list[int]) -> None:
     client, _ = await clients.login()
     with pytest.raises(RpcCallError):
-        await client.call("test.create", {"idempotencyKey": "key-0004", "amount": 1,
-                                          "fail": True})
+        await client.call("test.create", {"idempotencyKey": "key-0004", "amount": 1, "fail": True})
     with pytest.raises(RpcCallError):
-        await client.call("test.create", {"idempotencyKey": "key-0004", "amount": 1,
-                                          "fail": True})
+        await client.call("test.create", {"idempotencyKey": "key-0004", "amount": 1, "fail": True})
     assert counter == [1, 1]
 
 
-async def test_concurrent_retry_while_first_runs(app: App, clients: Clients,
-                                                 counter: list[int]) -> None:
+async def test_concurrent_retry_while_first_runs(
+    app: App, clients: Clients, counter: list[int]
+) -> None:
     client, _ = await clients.login()
     gate: asyncio.Event = app.test_gate  # type: ignore[attr-defined]
     gate.clear()
@@ -97,8 +96,9 @@ async def test_concurrent_retry_while_first_runs(app: App, clients: Clients,
     assert busy.value.name == "conflict" and busy.value.data["retryable"] is True
     gate.set()
     assert (await first)["number"] == 1
-    assert (await client.call("test.create", {"idempotencyKey": "key-0005",
-                                              "amount": 2}))["number"] == 1
+    assert (await client.call("test.create", {"idempotencyKey": "key-0005", "amount": 2}))[
+        "number"
+    ] == 1
     assert counter == [2]
 
 
@@ -112,8 +112,9 @@ async def test_key_is_required_and_validated(clients: Clients, counter: list[int
     assert counter == []
 
 
-async def test_claim_of_a_dead_first_call_is_taken_over(app: App, clients: Clients,
-                                                        counter: list[int]) -> None:
+async def test_claim_of_a_dead_first_call_is_taken_over(
+    app: App, clients: Clients, counter: list[int]
+) -> None:
     """A first call whose process died leaves a claim without result: after
     stale_after, a retry runs instead of being refused for a day."""
     client, _ = await clients.login()

@@ -47,12 +47,14 @@ async def test_malformed_frames_get_the_right_error(app: App, frame: str, code: 
 
 
 async def test_batch_answers_each_request_and_skips_notifications(app: App) -> None:
-    frame = orjson.dumps([
-        {"jsonrpc": "2.0", "id": 1, "method": "system.ping"},
-        {"jsonrpc": "2.0", "method": "system.ping"},
-        {"jsonrpc": "2.0", "id": 2, "method": "no.such"},
-        7,
-    ]).decode()
+    frame = orjson.dumps(
+        [
+            {"jsonrpc": "2.0", "id": 1, "method": "system.ping"},
+            {"jsonrpc": "2.0", "method": "system.ping"},
+            {"jsonrpc": "2.0", "id": 2, "method": "no.such"},
+            7,
+        ]
+    ).decode()
     answer = await send_and_read(app, frame)
     assert isinstance(answer, list) and len(answer) == 3
     by_id = {item.get("id"): item for item in answer}
@@ -81,9 +83,10 @@ async def test_invalid_utf8_closes_1007(app: App) -> None:
     host, port = "127.0.0.1", app.sockets.port
     reader, writer = await asyncio.open_connection(host, port)
     writer.write(
-        (f"GET /ws HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-         "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-         ).encode()
+        (
+            f"GET /ws HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
     )
     await reader.readuntil(b"\r\n\r\n")
     payload = b"\xff\xfe\xfd"
@@ -144,8 +147,9 @@ async def test_unauthenticated_socket_is_closed_after_auth_timeout(make_app: App
     assert await client.wait_closed() == CloseCode.AUTH_TIMEOUT
 
 
-async def test_slow_consumer_is_closed_not_buffered(make_app: AppFactory,
-                                                    code_log: CodeLog) -> None:
+async def test_slow_consumer_is_closed_not_buffered(
+    make_app: AppFactory, code_log: CodeLog
+) -> None:
     app = await make_app(server={"send_buffer_bytes": 65536})
     logins = Clients(app, code_log)
     _, tokens = await logins.login()
@@ -156,9 +160,11 @@ async def test_slow_consumer_is_closed_not_buffered(make_app: AppFactory,
     sock.connect(("127.0.0.1", app.sockets.port))
     reader, writer = await asyncio.open_connection(sock=sock)
     writer.write(
-        (f"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-         "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
-         f"Authorization: Bearer {tokens['accessToken']}\r\n\r\n").encode()
+        (
+            f"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+            f"Authorization: Bearer {tokens['accessToken']}\r\n\r\n"
+        ).encode()
     )
     await reader.readuntil(b"\r\n\r\n")
     drops_before = app.metrics.send_drops._value.get()
@@ -174,23 +180,48 @@ frames = st.one_of(
     st.text(max_size=300),
     st.binary(max_size=300).map(lambda b: b.decode("latin-1")),
     st.recursive(
-        st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=20),
-        lambda c: st.lists(c, max_size=5) | st.dictionaries(
-            st.sampled_from(["jsonrpc", "id", "method", "params", "x"]), c, max_size=5),
+        st.none()
+        | st.booleans()
+        | st.integers(-(2**70), 2**70)
+        | st.floats()
+        | st.text(max_size=20),
+        lambda c: (
+            st.lists(c, max_size=5)
+            | st.dictionaries(
+                st.sampled_from(["jsonrpc", "id", "method", "params", "x"]), c, max_size=5
+            )
+        ),
         max_leaves=25,
-    ).map(lambda v: orjson.dumps(v, option=orjson.OPT_NON_STR_KEYS).decode()
-          if _encodable(v) else "null"),
-    st.fixed_dictionaries({
-        "jsonrpc": st.sampled_from(["2.0", "2", 2]),
-        "id": st.one_of(st.integers(), st.text(max_size=5), st.none()),
-        "method": st.sampled_from(["system.ping", "auth.requestOtp", "events.ack",
-                                   "session.authenticate", "auth.verifyOtp", "x"]),
-        "params": st.dictionaries(st.sampled_from(["phone", "role", "code", "seq",
-                                                   "accessToken", "lastSeq"]),
-                                  st.one_of(st.integers(), st.text(max_size=12), st.none()),
-                                  max_size=4),
-    }).map(lambda d: orjson.dumps(d, option=orjson.OPT_NON_STR_KEYS).decode()
-           if _encodable(d) else "null"),
+    ).map(
+        lambda v: (
+            orjson.dumps(v, option=orjson.OPT_NON_STR_KEYS).decode() if _encodable(v) else "null"
+        )
+    ),
+    st.fixed_dictionaries(
+        {
+            "jsonrpc": st.sampled_from(["2.0", "2", 2]),
+            "id": st.one_of(st.integers(), st.text(max_size=5), st.none()),
+            "method": st.sampled_from(
+                [
+                    "system.ping",
+                    "auth.requestOtp",
+                    "events.ack",
+                    "session.authenticate",
+                    "auth.verifyOtp",
+                    "x",
+                ]
+            ),
+            "params": st.dictionaries(
+                st.sampled_from(["phone", "role", "code", "seq", "accessToken", "lastSeq"]),
+                st.one_of(st.integers(), st.text(max_size=12), st.none()),
+                max_size=4,
+            ),
+        }
+    ).map(
+        lambda d: (
+            orjson.dumps(d, option=orjson.OPT_NON_STR_KEYS).decode() if _encodable(d) else "null"
+        )
+    ),
 )
 
 
@@ -202,8 +233,9 @@ def _encodable(value: object) -> bool:
     return True
 
 
-@settings(max_examples=150, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(batch=st.lists(frames, min_size=1, max_size=8))
 def test_random_frames_never_break_the_server(app_loop_runner: object, batch: list[str]) -> None:
     """Whatever arrives, each request gets an answer or a clean close, and the server
@@ -239,8 +271,16 @@ def app_loop_runner(db_dsn: str, tmp_path: object):  # type: ignore[no-untyped-d
     from .conftest import settings_for
 
     runner = asyncio.Runner()
-    app = App(settings_for(db_dsn, tmp_path, server={"rate_burst": 10_000,  # type: ignore[arg-type]
-                                                     "rate_per_second": 10_000}))
+    app = App(
+        settings_for(
+            db_dsn,
+            tmp_path,
+            server={
+                "rate_burst": 10_000,  # type: ignore[arg-type]
+                "rate_per_second": 10_000,
+            },
+        )
+    )
     runner.run(app.start())
     good = runner.run(RtcClient.connect(ws_url(app)))
     yield runner, app, good
@@ -250,11 +290,17 @@ def app_loop_runner(db_dsn: str, tmp_path: object):  # type: ignore[no-untyped-d
 
 
 async def test_session_authenticate_must_be_sent_alone(app: App) -> None:
-    frame = orjson.dumps([
-        {"jsonrpc": "2.0", "id": 1, "method": "session.authenticate",
-         "params": {"accessToken": "x"}},
-        {"jsonrpc": "2.0", "id": 2, "method": "system.ping"},
-    ]).decode()
+    frame = orjson.dumps(
+        [
+            {
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "session.authenticate",
+                "params": {"accessToken": "x"},
+            },
+            {"jsonrpc": "2.0", "id": 2, "method": "system.ping"},
+        ]
+    ).decode()
     answer = await send_and_read(app, frame)
     assert isinstance(answer, list)
     by_id = {item["id"]: item for item in answer}
@@ -264,8 +310,9 @@ async def test_session_authenticate_must_be_sent_alone(app: App) -> None:
 
 async def test_refused_batch_is_answered_as_a_batch(make_app: AppFactory) -> None:
     app = await make_app(server={"max_inflight": 4})
-    big = orjson.dumps([{"jsonrpc": "2.0", "id": n, "method": "system.ping"}
-                        for n in range(5)]).decode()
+    big = orjson.dumps(
+        [{"jsonrpc": "2.0", "id": n, "method": "system.ping"} for n in range(5)]
+    ).decode()
     answer = await send_and_read(app, big)
     assert isinstance(answer, dict) and answer["error"]["data"]["limit"] == 4
     async with connect(ws_url(app)) as ws:
@@ -288,9 +335,8 @@ async def test_keepalive_pings_and_closes_a_silent_peer(make_app: AppFactory) ->
     # A peer that never reads: no pong ever comes back.
     reader, writer = await asyncio.open_connection("127.0.0.1", app.sockets.port)
     writer.write(
-        (f"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-         "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-         ).encode()
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
     )
     await reader.readuntil(b"\r\n\r\n")
     frames = b""
@@ -299,7 +345,7 @@ async def test_keepalive_pings_and_closes_a_silent_peer(make_app: AppFactory) ->
             frames += await reader.read(100)
     assert frames[0] == 0x89  # a ping came first
     close_at = frames.index(b"\x88")
-    code = int.from_bytes(frames[close_at + 2: close_at + 4], "big")
+    code = int.from_bytes(frames[close_at + 2 : close_at + 4], "big")
     assert code == CloseCode.INTERNAL_ERROR
     writer.close()
     assert (await alive.call("system.ping"))["pong"]

@@ -17,8 +17,9 @@ from storage import accounts
 from .conftest import AppFactory, Clients, CodeLog, e164, ws_url
 
 
-async def test_login_with_sms_code_then_authenticated_calls(clients: Clients,
-                                                            code_log: CodeLog) -> None:
+async def test_login_with_sms_code_then_authenticated_calls(
+    clients: Clients, code_log: CodeLog
+) -> None:
     client = await clients.anonymous()
     answer = await client.call("auth.requestOtp", {"phone": "98765 43210", "role": "customer"})
     assert answer == {"sent": True, "expiresInSeconds": 300, "resendAfterSeconds": 30}
@@ -27,8 +28,13 @@ async def test_login_with_sms_code_then_authenticated_calls(clients: Clients,
 
     tokens = await client.call(
         "auth.verifyOtp",
-        {"phone": "+91 9876543210", "role": "customer", "code": code, "fullName": "Asha Rao",
-         "device": {"deviceId": "pixel-7", "platform": "android"}},
+        {
+            "phone": "+91 9876543210",
+            "role": "customer",
+            "code": code,
+            "fullName": "Asha Rao",
+            "device": {"deviceId": "pixel-7", "platform": "android"},
+        },
     )
     assert tokens["user"]["phone"] == "+919876543210"
     assert tokens["user"]["fullName"] == "Asha Rao" and tokens["user"]["isVerified"]
@@ -50,20 +56,26 @@ async def test_code_is_single_use(clients: Clients, code_log: CodeLog) -> None:
     assert refused.value.name == "invalid_code" and refused.value.data["reason"] == "no_code"
 
 
-async def test_concurrent_verifies_of_one_code_log_in_once(clients: Clients,
-                                                           code_log: CodeLog) -> None:
+async def test_concurrent_verifies_of_one_code_log_in_once(
+    clients: Clients, code_log: CodeLog
+) -> None:
     phone = clients.new_phone()
     sockets = [await clients.anonymous() for _ in range(4)]
     await sockets[0].call("auth.requestOtp", {"phone": phone, "role": "customer"})
     code = code_log.last(e164(phone))
     results = await asyncio.gather(
-        *(s.call("auth.verifyOtp", {"phone": phone, "role": "customer", "code": code})
-          for s in sockets),
+        *(
+            s.call("auth.verifyOtp", {"phone": phone, "role": "customer", "code": code})
+            for s in sockets
+        ),
         return_exceptions=True,
     )
     assert sum(isinstance(r, dict) for r in results) == 1
-    assert all(isinstance(r, RpcCallError) and r.name == "invalid_code"
-               for r in results if not isinstance(r, dict))
+    assert all(
+        isinstance(r, RpcCallError) and r.name == "invalid_code"
+        for r in results
+        if not isinstance(r, dict)
+    )
 
 
 async def test_wrong_codes_count_down_then_lock(clients: Clients, code_log: CodeLog) -> None:
@@ -90,15 +102,18 @@ async def test_wrong_codes_count_down_then_lock(clients: Clients, code_log: Code
     assert no_send.value.data["reason"] == "locked"
 
 
-async def test_expired_code_is_refused(clients: Clients, code_log: CodeLog,
-                                       clock: FakeClock) -> None:
+async def test_expired_code_is_refused(
+    clients: Clients, code_log: CodeLog, clock: FakeClock
+) -> None:
     phone = clients.new_phone()
     client = await clients.anonymous()
     await client.call("auth.requestOtp", {"phone": phone, "role": "customer"})
     clock.advance(301)
     with pytest.raises(RpcCallError) as refused:
-        await client.call("auth.verifyOtp", {"phone": phone, "role": "customer",
-                                             "code": code_log.last(e164(phone))})
+        await client.call(
+            "auth.verifyOtp",
+            {"phone": phone, "role": "customer", "code": code_log.last(e164(phone))},
+        )
     assert refused.value.data["reason"] == "expired"
 
 
@@ -130,8 +145,9 @@ async def test_invalid_phone_names_the_field(clients: Clients) -> None:
     assert role.value.data["fields"][0]["field"] == "role"
 
 
-async def test_admin_login_needs_an_admin_account(app: App, clients: Clients,
-                                                  code_log: CodeLog) -> None:
+async def test_admin_login_needs_an_admin_account(
+    app: App, clients: Clients, code_log: CodeLog
+) -> None:
     phone = clients.new_phone()
     client = await clients.anonymous()
     answer = await client.call("auth.requestOtp", {"phone": phone, "role": "admin"})
@@ -184,8 +200,9 @@ async def test_token_in_url_is_refused(app: App) -> None:
     assert refused.value.response.status_code == 400
 
 
-async def test_refresh_rotates_and_reuse_revokes_the_session(clients: Clients,
-                                                               clock: FakeClock) -> None:
+async def test_refresh_rotates_and_reuse_revokes_the_session(
+    clients: Clients, clock: FakeClock
+) -> None:
     client, tokens = await clients.login()
     fresh = await client.call("auth.refresh", {"refreshToken": tokens["refreshToken"]})
     assert fresh["refreshToken"] != tokens["refreshToken"]
@@ -202,8 +219,9 @@ async def test_refresh_rotates_and_reuse_revokes_the_session(clients: Clients,
     assert await client.wait_closed() == CloseCode.SESSION_REVOKED
 
 
-async def test_logout_closes_the_sockets_of_that_session_only(clients: Clients,
-                                                              code_log: CodeLog) -> None:
+async def test_logout_closes_the_sockets_of_that_session_only(
+    clients: Clients, code_log: CodeLog
+) -> None:
     phone = clients.new_phone()
     phone_socket, _ = await clients.login(phone)
     tablet = await clients.anonymous()
@@ -216,8 +234,7 @@ async def test_logout_closes_the_sockets_of_that_session_only(clients: Clients,
     assert (await tablet.call("system.ping"))["pong"]
     assert len((await tablet.call("auth.sessions"))["sessions"]) == 1
     with pytest.raises(InvalidStatus):
-        await RtcClient.connect(ws_url(clients.app),
-                                access_token=phone_socket.access_token)
+        await RtcClient.connect(ws_url(clients.app), access_token=phone_socket.access_token)
 
 
 async def test_revoke_session_of_a_lost_phone(clients: Clients, code_log: CodeLog) -> None:
@@ -295,8 +312,9 @@ async def test_client_address_behind_a_proxy(make_app: AppFactory, code_log: Cod
     await spoofer.close()
 
 
-async def test_refresh_retried_after_a_lost_answer_rotates_again(clients: Clients,
-                                                                 clock: FakeClock) -> None:
+async def test_refresh_retried_after_a_lost_answer_rotates_again(
+    clients: Clients, clock: FakeClock
+) -> None:
     """The phone sent auth.refresh, the answer was lost, it retries with the old token."""
     client, tokens = await clients.login()
     lost = await client.call("auth.refresh", {"refreshToken": tokens["refreshToken"]})
@@ -311,8 +329,7 @@ async def test_refresh_retried_after_a_lost_answer_rotates_again(clients: Client
     assert stale.value.data["reason"] == "token_reused"
 
 
-async def test_retries_do_not_stretch_the_refresh_grace(clients: Clients,
-                                                        clock: FakeClock) -> None:
+async def test_retries_do_not_stretch_the_refresh_grace(clients: Clients, clock: FakeClock) -> None:
     client, tokens = await clients.login()
     await client.call("auth.refresh", {"refreshToken": tokens["refreshToken"]})
     clock.advance(20)  # a retry 20 s after the first use: within the 30 s grace

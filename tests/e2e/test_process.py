@@ -58,8 +58,16 @@ def clean_env(**extra: str) -> dict[str, str]:
 async def start_server(*args: str, env: dict[str, str]) -> ServerProcess:
     port, http_port = free_port(), free_port()
     proc = await asyncio.create_subprocess_exec(
-        *CLI, "serve", "--port", str(port), "--http-port", str(http_port), *args,
-        env=env, stderr=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL,
+        *CLI,
+        "serve",
+        "--port",
+        str(port),
+        "--http-port",
+        str(http_port),
+        *args,
+        env=env,
+        stderr=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.DEVNULL,
     )
     server = ServerProcess(proc, port, http_port, [])
 
@@ -147,8 +155,12 @@ async def test_metrics_and_health_on_the_http_port(served: ServerProcess) -> Non
         async with http.get(base + "/readyz") as r:
             body = await r.json()
             assert r.status == 200
-            assert body["checks"] == {"database": True, "migrations": True, "bus": True,
-                                      "accepting": True}
+            assert body["checks"] == {
+                "database": True,
+                "migrations": True,
+                "bus": True,
+                "accepting": True,
+            }
         async with http.get(base + "/metrics") as r:
             text = await r.text()
     assert re.search(r"^rtc_sockets_authenticated 1\.0$", text, re.M)
@@ -166,9 +178,17 @@ async def test_embedded_database_persists_and_admin_is_created_while_serving(
 
     async def create_admin() -> str:
         created = await asyncio.create_subprocess_exec(
-            *CLI, "create-admin", "--phone", "98444 44444", "--name", "Ops",
-            "--data-dir", str(tmp_path), env=env,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            *CLI,
+            "create-admin",
+            "--phone",
+            "98444 44444",
+            "--name",
+            "Ops",
+            "--data-dir",
+            str(tmp_path),
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
         out, err = await asyncio.wait_for(created.communicate(), 60)
         assert created.returncode == 0, err.decode()
@@ -198,9 +218,13 @@ async def test_embedded_database_persists_and_admin_is_created_while_serving(
 
 async def test_bad_setting_stops_start_up_naming_it(tmp_path: Path) -> None:
     proc = await asyncio.create_subprocess_exec(
-        *CLI, "serve", "--data-dir", str(tmp_path),
+        *CLI,
+        "serve",
+        "--data-dir",
+        str(tmp_path),
         env=clean_env(RTC_SERVER__MAX_INFLIGHT="many"),
-        stderr=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.DEVNULL,
     )
     _, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 2
@@ -209,8 +233,13 @@ async def test_bad_setting_stops_start_up_naming_it(tmp_path: Path) -> None:
 
 async def test_migrate_command(db_dsn: str, tmp_path: Path) -> None:
     proc = await asyncio.create_subprocess_exec(
-        *CLI, "migrate", "--data-dir", str(tmp_path), env=clean_env(RTC_DATABASE__DSN=db_dsn),
-        stderr=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL,
+        *CLI,
+        "migrate",
+        "--data-dir",
+        str(tmp_path),
+        env=clean_env(RTC_DATABASE__DSN=db_dsn),
+        stderr=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.DEVNULL,
     )
     _, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 0, err.decode()

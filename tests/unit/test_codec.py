@@ -55,11 +55,17 @@ def test_null_id_is_a_request_not_a_notification() -> None:
         ('{"jsonrpc":"2.0","id":true,"method":"m"}', InvalidRequest, None),
         ('{"jsonrpc":"2.0","id":{"a":1},"method":"m"}', InvalidRequest, None),
         ('{"jsonrpc":"2.0","id":9007199254740993,"method":"m"}', InvalidRequest, None),
-        ('{"jsonrpc":"2.0","id":1,"method":"m","params":' + "[" * 2000 + "]" * 2000 + "}",
-         ParseError, None),
+        (
+            '{"jsonrpc":"2.0","id":1,"method":"m","params":' + "[" * 2000 + "]" * 2000 + "}",
+            ParseError,
+            None,
+        ),
         # orjson reads integers past 64 bits as floats: not a valid id.
-        ('{"jsonrpc":"2.0","id":123456789012345678901234567890,"method":"m"}', InvalidRequest,
-         None),
+        (
+            '{"jsonrpc":"2.0","id":123456789012345678901234567890,"method":"m"}',
+            InvalidRequest,
+            None,
+        ),
     ],
 )
 def test_bad_frames(text: str, error: type, request_id: object) -> None:
@@ -70,7 +76,9 @@ def test_bad_frames(text: str, error: type, request_id: object) -> None:
 
 
 def test_batch_items_are_judged_one_by_one() -> None:
-    frame = decode_frame('[{"jsonrpc":"2.0","id":1,"method":"a"}, 5, {"jsonrpc":"2.0","method":"b"}]')
+    frame = decode_frame(
+        '[{"jsonrpc":"2.0","id":1,"method":"a"}, 5, {"jsonrpc":"2.0","method":"b"}]'
+    )
     assert frame.batch
     assert isinstance(frame.items[0], Request)
     assert isinstance(frame.items[1], BadItem)
@@ -78,32 +86,41 @@ def test_batch_items_are_judged_one_by_one() -> None:
 
 
 def test_oversized_batch_is_refused_whole() -> None:
-    body = ",".join('{"jsonrpc":"2.0","id":%d,"method":"m"}' % i for i in range(MAX_BATCH + 1))
+    body = ",".join(f'{{"jsonrpc":"2.0","id":{i},"method":"m"}}' for i in range(MAX_BATCH + 1))
     (item,) = decode_frame("[" + body + "]").items
     assert isinstance(item, BadItem) and item.error.data["limit"] == MAX_BATCH
 
 
 def test_encoded_responses_are_valid_json_rpc() -> None:
     assert orjson.loads(encode_result("a", b'{"x":1}')) == {
-        "jsonrpc": "2.0", "id": "a", "result": {"x": 1}
+        "jsonrpc": "2.0",
+        "id": "a",
+        "result": {"x": 1},
     }
     error = orjson.loads(encode_error(3, RateLimited("slow down", retry_after=1.5)))
     assert error["id"] == 3
     assert error["error"]["code"] == 4029
-    assert error["error"]["data"] == {"error": "rate_limited", "retryable": True,
-                                      "retryAfterMs": 1500}
+    assert error["error"]["data"] == {
+        "error": "rate_limited",
+        "retryable": True,
+        "retryAfterMs": 1500,
+    }
 
 
 def test_event_frame() -> None:
     frame = orjson.loads(encode_event(b'"booking.offered"', 12, b'{"id":5}'))
-    assert frame == {"jsonrpc": "2.0", "method": "booking.offered",
-                     "params": {"seq": 12, "data": {"id": 5}}}
+    assert frame == {
+        "jsonrpc": "2.0",
+        "method": "booking.offered",
+        "params": {"seq": 12, "data": {"id": 5}},
+    }
 
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=20,
 )
 

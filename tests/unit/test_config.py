@@ -28,10 +28,11 @@ def test_config_toml_lists_every_setting_with_its_default() -> None:
     assert documented == defaults
 
 
-def test_env_overrides_file_and_flags_override_env(monkeypatch: pytest.MonkeyPatch,
-                                                    tmp_path: Path) -> None:
+def test_env_overrides_file_and_flags_override_env(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     config = tmp_path / "c.toml"
-    config.write_text('[server]\nport = 1111\nmax_inflight = 3\n[http]\nport = 2222\n')
+    config.write_text("[server]\nport = 1111\nmax_inflight = 3\n[http]\nport = 2222\n")
     monkeypatch.setenv("RTC_SERVER__PORT", "3333")
     monkeypatch.setenv("RTC_DATA_DIR", "/srv/rtc")
     settings = load_settings(config, {"http": {"port": 4444}})
@@ -50,8 +51,9 @@ def test_env_overrides_file_and_flags_override_env(monkeypatch: pytest.MonkeyPat
         ("RTC_LOG__FORMAT", "xml", "log.format"),
     ],
 )
-def test_bad_setting_names_itself(monkeypatch: pytest.MonkeyPatch, env: str, value: str,
-                                  named: str) -> None:
+def test_bad_setting_names_itself(
+    monkeypatch: pytest.MonkeyPatch, env: str, value: str, named: str
+) -> None:
     monkeypatch.setenv(env, value)
     with pytest.raises(ConfigError, match=named.replace("(", r"\(").replace(")", r"\)")):
         load_settings(ROOT / "config.toml")

@@ -78,7 +78,9 @@ def test_pending_is_bounded_and_keeps_the_lowest() -> None:
 
 
 @given(st.permutations(list(range(1, 30))), st.integers(0, 29))
-def test_any_arrival_order_with_fills_delivers_each_once_in_order(order: list[int], cut: int) -> None:
+def test_any_arrival_order_with_fills_delivers_each_once_in_order(
+    order: list[int], cut: int
+) -> None:
     """Live events in any order, some lost (read from the 'log' by fills)."""
     log = {seq: f(seq) for seq in range(1, 30)}
     cursor = DeliveryCursor(max_pending=4)

@@ -14,8 +14,7 @@ def record(msg: str, **extra: object) -> logging.LogRecord:
 
 
 def test_json_line_has_the_request_fields() -> None:
-    line = JsonFormatter().format(record("request", method="auth.refresh", user=7,
-                                         latency_ms=1.25))
+    line = JsonFormatter().format(record("request", method="auth.refresh", user=7, latency_ms=1.25))
     entry = orjson.loads(line)
     assert "\n" not in line
     assert entry["level"] == "warning" and entry["event"] == "request"
