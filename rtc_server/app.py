@@ -98,7 +98,7 @@ class App:
 
         await self.bus.start()
         self.hub = Hub(self.bus, self.metrics)
-        self.publisher = EventPublisher(db, self.bus, self.metrics)
+        self.publisher = EventPublisher(db, self.bus, self.metrics, chunk=s.events.fanout_chunk)
         self.delivery = EventDelivery(db, self.hub, s.events, self.metrics)
         self.auth = AuthService(
             db,

@@ -43,10 +43,11 @@ def encode_payload(data: BaseModel | Mapping[str, Any]) -> bytes:
 class EventPublisher:
     """What domain code uses to tell users something: ``publish`` and ``publish_many``."""
 
-    def __init__(self, db: Database, bus: Bus, metrics: Metrics) -> None:
+    def __init__(self, db: Database, bus: Bus, metrics: Metrics, *, chunk: int = 500) -> None:
         self._db = db
         self._bus = bus
         self._metrics = metrics
+        self._chunk = chunk
 
     async def publish(self, user_id: int, event: str, data: BaseModel | Mapping[str, Any]) -> int:
         """Store ``event`` in the user's log and deliver it live; returns its ``seq``."""
@@ -56,17 +57,47 @@ class EventPublisher:
     async def publish_many(
         self, user_ids: Iterable[int], event: str, data: BaseModel | Mapping[str, Any]
     ) -> dict[int, int]:
-        """One event to many users: one durable write for all of them, then delivery."""
+        """One event to many users: one statement per ``chunk`` users, not one per user.
+
+        Writing and delivering overlap: while the users of one chunk get the event,
+        PostgreSQL (another process, another core) already stores the next chunk. The
+        first sockets have it after one small write, and the whole fan-out takes about
+        the longer of writing and delivering instead of their sum. Every user's event
+        is durable before that user can see it. If a write fails, the users of the
+        chunks before it have the event and the error reaches the caller.
+        """
         started = time.time()
         payload = encode_payload(data)
-        seqs = await event_log.append(self._db, list(user_ids), event, payload.decode())
-        self._metrics.events_published.inc(len(seqs))
+        text = payload.decode()
+        users = sorted(set(user_ids))
+        chunks = [users[i : i + self._chunk] for i in range(0, len(users), self._chunk)]
+        seqs: dict[int, int] = {}
+        if not chunks:
+            return seqs
+        writing = asyncio.ensure_future(event_log.append(self._db, chunks[0], event, text))
         try:
-            await self._bus.publish(EventBatch(event, payload, seqs, started))
+            for index in range(len(chunks)):
+                written = await writing
+                if index + 1 < len(chunks):
+                    writing = asyncio.ensure_future(
+                        event_log.append(self._db, chunks[index + 1], event, text)
+                    )
+                seqs.update(written)
+                self._metrics.events_published.inc(len(written))
+                await self._deliver(EventBatch(event, payload, written, started))
+        finally:
+            if not writing.done():  # the caller was cancelled mid-way
+                writing.cancel()
+        return seqs
+
+    async def _deliver(self, batch: EventBatch) -> None:
+        try:
+            await self._bus.publish(batch)
         except Exception:
             # Durable already: sockets catch up from the log (gap fill or resume).
-            log.exception("bus publish failed; events stay in the log", extra={"event": event})
-        return seqs
+            log.exception(
+                "bus publish failed; events stay in the log", extra={"event": batch.event}
+            )
 
 
 class EventDelivery:

@@ -175,3 +175,31 @@ async def test_events_survive_a_server_restart(make_app: AppFactory, code_log: o
     assert await collect(resumed, 1) == [2]
     await resumed.close()
     await opened.close()
+
+
+async def test_fan_out_in_chunks_reaches_everyone_once(
+    make_app: AppFactory, code_log: object
+) -> None:
+    app = await make_app(events={"fanout_chunk": 2})
+    opened = Clients(app, code_log)  # type: ignore[arg-type]
+    logged_in = [await opened.login() for _ in range(5)]
+    users = [tokens["user"]["id"] for _, tokens in logged_in]
+    seqs = await app.publisher.publish_many(users + users[:2], "catalog.changed", {"v": 3})
+    assert sorted(seqs) == sorted(users)
+    for client, tokens in logged_in:
+        event = await client.next_event()
+        assert event.seq == seqs[tokens["user"]["id"]] and event.data == {"v": 3}
+    await asyncio.sleep(0.05)
+    assert all(len([e for e in c.received if e.seq]) == 1 for c, _ in logged_in)
+    await opened.close()
+
+
+async def test_deleting_a_user_deletes_their_events(app: App, clients: Clients) -> None:
+    _, tokens = await clients.login()
+    user_id = tokens["user"]["id"]
+    await app.publisher.publish(user_id, "e", {"n": 1})
+    assert app.db is not None
+    await app.db.execute("DELETE FROM users WHERE id = $1", user_id)
+    assert (
+        await app.db.fetchval("SELECT count(*) FROM user_events WHERE user_id = $1", user_id) == 0
+    )
