@@ -85,6 +85,11 @@ class Database:
             timeout=settings.connect_timeout,
             command_timeout=settings.command_timeout,
             statement_cache_size=settings.statement_cache_size,
+            # asyncpg resets every released connection with a round trip (RESET ALL,
+            # UNLISTEN *, advisory unlocks). Single statements and managed
+            # transactions change no session state, so only acquire() resets (see
+            # there); asyncpg still rolls back a transaction left open.
+            reset=_keep_session,
             server_settings={
                 "timezone": settings.timezone,
                 "application_name": APPLICATION_NAME,
@@ -109,24 +114,24 @@ class Database:
     # Queries, each on a connection of its own.
 
     async def fetch(self, sql: str, *args: object) -> list[asyncpg.Record]:
-        async with self.acquire() as conn:
+        async with self._lend() as conn:
             return await conn.fetch(sql, *args)
 
     async def fetchrow(self, sql: str, *args: object) -> asyncpg.Record | None:
-        async with self.acquire() as conn:
+        async with self._lend() as conn:
             return await conn.fetchrow(sql, *args)
 
     async def fetchval(self, sql: str, *args: object) -> Any:
-        async with self.acquire() as conn:
+        async with self._lend() as conn:
             return await conn.fetchval(sql, *args)
 
     async def execute(self, sql: str, *args: object) -> str:
         """Run a statement; returns PostgreSQL's command tag, e.g. ``"UPDATE 1"``."""
-        async with self.acquire() as conn:
+        async with self._lend() as conn:
             return await conn.execute(sql, *args)
 
     async def executemany(self, sql: str, args: Iterable[Sequence[object]]) -> None:
-        async with self.acquire() as conn:
+        async with self._lend() as conn:
             await conn.executemany(sql, args)
 
     # Connections lent for a block.
@@ -135,9 +140,21 @@ class Database:
     async def acquire(self) -> AsyncIterator[Connection]:
         """Lend a connection for the block, without a transaction.
 
-        Driver errors raised out of the block are translated; so is an ``OSError`` or
-        ``TimeoutError`` of the block's own (asyncpg's command timeout is one).
+        The block may change session state (SET, LISTEN, advisory locks): the
+        connection is reset before it goes back to the pool. Driver errors raised out
+        of the block are translated; so is an ``OSError`` or ``TimeoutError`` of the
+        block's own (asyncpg's command timeout is one).
         """
+        async with self._lend() as conn:
+            try:
+                yield conn
+            finally:
+                if not conn.is_closed():
+                    await conn.reset()
+
+    @contextlib.asynccontextmanager
+    async def _lend(self) -> AsyncIterator[Connection]:
+        """A connection for code that changes no session state (no reset after)."""
         try:
             self._waiting += 1
             try:
@@ -161,9 +178,10 @@ class Database:
         commit, are translated (a serialization failure becomes
         :class:`SerializationConflict`, to be retried by running the block again).
         """
-        # acquire() translates what leaves the transaction, commit included.
+        # _lend() translates what leaves the transaction, commit included. A block
+        # must not change session state (SET LOCAL, not SET): nothing resets it.
         async with (
-            self.acquire() as conn,
+            self._lend() as conn,
             conn.transaction(isolation=isolation, readonly=readonly),
         ):
             yield conn
@@ -199,3 +217,7 @@ class Database:
         except _DRIVER_ERRORS as exc:
             self._pool.terminate()
             raise translate(exc) from exc
+
+
+async def _keep_session(connection: asyncpg.Connection[asyncpg.Record]) -> None:
+    """Pool reset hook: nothing to undo (see ``reset=`` in :meth:`Database.connect`)."""

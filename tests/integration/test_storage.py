@@ -616,3 +616,27 @@ async def test_a_killed_second_process_does_not_keep_the_server_alive(
     finally:
         await asyncio.to_thread(server.stop)
     assert postmaster_pid(embedded_data_dir) is None
+
+
+async def test_acquire_resets_session_state_and_statements_skip_the_reset(
+    db_dsn: str,
+) -> None:
+    """One pooled connection: what an acquire() block changes is undone at release;
+    single statements pay no reset round trip yet leave nothing behind."""
+    database = await Database.connect(PoolSettings(dsn=db_dsn, min_size=1, max_size=1))
+    try:
+        pid = await database.fetchval("SELECT pg_backend_pid()")
+        async with database.acquire() as conn:
+            await conn.execute("SET statement_timeout = 1234")
+            await conn.execute("SELECT pg_advisory_lock(42)")
+        assert await database.fetchval("SELECT pg_backend_pid()") == pid  # same connection
+        assert await database.fetchval("SHOW statement_timeout") == "0"
+        held = await database.fetchval("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")
+        assert held == 0
+        with pytest.raises(RuntimeError):
+            async with database.transaction() as conn:
+                await conn.execute("CREATE TEMP TABLE t (x int)")
+                raise RuntimeError("roll back")
+        assert await database.fetchval("SELECT to_regclass('pg_temp.t')") is None
+    finally:
+        await database.close()
