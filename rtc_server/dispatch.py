@@ -41,7 +41,7 @@ from rtc_server.rpc.codec import (
     encode_error,
     encode_result,
 )
-from rtc_server.rpc.registry import Access, MethodRegistry, MethodSpec
+from rtc_server.rpc.registry import Access, Encoded, MethodRegistry, MethodSpec
 from storage.errors import DatabaseUnavailable, StorageError
 
 log = logging.getLogger("rtc.rpc")
@@ -138,7 +138,7 @@ class Dispatcher:
         # the socket are async.
         try:
             # Registered as inline because it is a plain function: not an awaitable.
-            result = cast(BaseModel, spec.handler(conn.caller, params))
+            result = cast(BaseModel | Encoded, spec.handler(conn.caller, params))
         except Exception as exc:  # noqa: BLE001 - every failure becomes an answer
             self._respond_error(conn, request, self._to_rpc_error(exc, spec.name), t0)
             return
@@ -193,7 +193,12 @@ class Dispatcher:
             conn.send(encode_batch(answered))
 
     def _respond(
-        self, conn: Connection, request: Request, method: str, result: BaseModel, t0: float
+        self,
+        conn: Connection,
+        request: Request,
+        method: str,
+        result: BaseModel | Encoded,
+        t0: float,
     ) -> None:
         self._record(conn, method, t0, None)
         if not request.notification:
@@ -285,5 +290,7 @@ async def _awaitable(value: Any) -> Any:
     return value
 
 
-def _to_json(result: BaseModel) -> bytes:
+def _to_json(result: BaseModel | Encoded) -> bytes:
+    if isinstance(result, Encoded):
+        return result.json
     return result.__pydantic_serializer__.to_json(result, by_alias=True)

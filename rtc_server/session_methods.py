@@ -11,7 +11,15 @@ from rtc_server.auth import Authenticator
 from rtc_server.dispatch import current_connection
 from rtc_server.errors import Conflict
 from rtc_server.events import EventDelivery
-from rtc_server.rpc.registry import Access, Caller, Empty, MethodRegistry, Params, Result
+from rtc_server.rpc.registry import (
+    Access,
+    Caller,
+    Empty,
+    Encoded,
+    MethodRegistry,
+    Params,
+    Result,
+)
 from rtc_server.session_state import Resumed, SessionState, session_state
 
 
@@ -70,9 +78,10 @@ class SessionMethods:
             logged=False,
         )
 
-    def ping(self, caller: Caller, params: Empty) -> Pong:
+    def ping(self, caller: Caller, params: Empty) -> Encoded:
         """Liveness and clock check; works before login."""
-        return Pong(server_time=int(time.time() * 1000))
+        # The Pong model's JSON, written directly: this is the hottest method.
+        return Encoded(b'{"pong":true,"serverTime":%d}' % int(time.time() * 1000))
 
     def discover(self, caller: Caller, params: Empty) -> Document:
         """The OpenRPC document of every method, event and error."""

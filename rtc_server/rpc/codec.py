@@ -7,8 +7,7 @@ integers; a request without ``id`` is a notification and gets no response.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -22,18 +21,20 @@ MAX_BATCH = 32
 MAX_METHOD_LENGTH = 128
 MAX_ID_LENGTH = 128
 _MEMBERS = frozenset({"jsonrpc", "method", "params", "id"})
+# JavaScript clients read ids as doubles: integers beyond 2**53 would be mangled.
+_MIN_ID, _MAX_ID = -(2**53), 2**53
 
 
-@dataclass(frozen=True, slots=True)
-class Request:
+# NamedTuples: built once per request on the hot path, and a tuple is the cheapest
+# immutable record Python makes (a frozen dataclass costs several times more).
+class Request(NamedTuple):
     method: str
     params: dict[str, Any] | list[Any] | None
     id: RequestId
     notification: bool  # no "id" member: no response is sent
 
 
-@dataclass(frozen=True, slots=True)
-class BadItem:
+class BadItem(NamedTuple):
     """An item of a frame that is not a valid request; answered with ``error``."""
 
     id: RequestId
@@ -43,8 +44,7 @@ class BadItem:
 Item = Request | BadItem
 
 
-@dataclass(frozen=True, slots=True)
-class Frame:
+class Frame(NamedTuple):
     items: list[Item]
     batch: bool
 
@@ -65,19 +65,40 @@ def decode_frame(data: str | bytes, max_batch: int = MAX_BATCH) -> Frame:
         if len(payload) > max_batch:
             error = InvalidRequest(f"batch larger than {max_batch}", limit=max_batch)
             return Frame([BadItem(None, error)], batch=False)
-        return Frame([_decode_item(item) for item in payload], batch=True)
-    return Frame([_decode_item(payload)], batch=False)
+        return Frame([_decode_item(item) for item in payload], True)
+    return Frame([_decode_item(payload)], False)
 
 
 def _decode_item(item: Any) -> Item:
+    # Fast path: one expression for a well-formed request (orjson builds exact
+    # dict/list/str/int types); anything else goes to _diagnose for a precise error.
+    if type(item) is dict:
+        get = item.get
+        request_id = get("id")
+        method = get("method")
+        params = get("params")
+        if (
+            get("jsonrpc") == "2.0"
+            and type(method) is str
+            and 0 < len(method) <= MAX_METHOD_LENGTH
+            and (params is None or type(params) is dict or type(params) is list)
+            and (
+                (type(request_id) is int and _MIN_ID <= request_id <= _MAX_ID)
+                or (type(request_id) is str and len(request_id) <= MAX_ID_LENGTH)
+                or request_id is None
+            )
+            and item.keys() <= _MEMBERS
+        ):
+            return Request(method, params, request_id, "id" not in item)
+    return _diagnose(item)
+
+
+def _diagnose(item: Any) -> BadItem:
+    """Why ``item`` is not a valid request (JSON-RPC 2.0 section 4)."""
     if not isinstance(item, dict):
         return BadItem(None, InvalidRequest("a request must be a JSON object"))
-    has_id = "id" in item
     request_id = item.get("id")
-    # The common ids (small ints, short strings) pass without a function call.
-    if not (type(request_id) is int and -(2**53) <= request_id <= 2**53) and not _valid_id(
-        request_id
-    ):
+    if not _valid_id(request_id):
         return BadItem(None, InvalidRequest("id must be a string, an integer or null"))
     if item.get("jsonrpc") != "2.0":
         return BadItem(request_id, InvalidRequest('jsonrpc must be exactly "2.0"'))
@@ -87,10 +108,8 @@ def _decode_item(item: Any) -> Item:
     params = item.get("params")
     if params is not None and not isinstance(params, (dict, list)):
         return BadItem(request_id, InvalidRequest("params must be an object or an array"))
-    if not item.keys() <= _MEMBERS:
-        extra = sorted(item.keys() - _MEMBERS)
-        return BadItem(request_id, InvalidRequest(f"unknown members: {extra}"))
-    return Request(method=method, params=params, id=request_id, notification=not has_id)
+    extra = sorted(item.keys() - _MEMBERS)
+    return BadItem(request_id, InvalidRequest(f"unknown members: {extra}"))
 
 
 def _valid_id(value: Any) -> bool:
@@ -99,7 +118,7 @@ def _valid_id(value: Any) -> bool:
     if isinstance(value, bool):
         return False
     if isinstance(value, int):
-        return -(2**53) <= value <= 2**53  # JavaScript clients read ids as doubles
+        return _MIN_ID <= value <= _MAX_ID
     if isinstance(value, str):
         return len(value) <= MAX_ID_LENGTH
     return False

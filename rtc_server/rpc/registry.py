@@ -90,9 +90,20 @@ class Caller:
         return self.user_id
 
 
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    """A result already encoded as JSON, for the hottest methods (``system.ping``).
+
+    The method is still registered with its result model (the schema clients see);
+    returning the model's JSON directly skips building and serializing the model.
+    """
+
+    json: bytes
+
+
 P = TypeVar("P", bound=BaseModel)
 R = TypeVar("R", bound=BaseModel)
-Handler = Callable[[Caller, Any], Awaitable[BaseModel] | BaseModel]
+Handler = Callable[[Caller, Any], Awaitable[BaseModel] | BaseModel | Encoded]
 
 
 @dataclass(frozen=True, slots=True)

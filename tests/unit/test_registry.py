@@ -126,3 +126,15 @@ def test_openrpc_document(registry: MethodRegistry) -> None:
 def test_only_camel_case_names_are_accepted(registry: MethodRegistry) -> None:
     with pytest.raises(InvalidParams):
         registry.methods["demo.greet"].parse_params({"full_name": "Asha"})
+
+
+def test_ping_writes_exactly_the_json_of_its_declared_model() -> None:
+    from rtc_server.session_methods import Pong, SessionMethods
+
+    registry = MethodRegistry()
+    SessionMethods(registry, None, None).register()  # type: ignore[arg-type]
+    spec = registry.methods["system.ping"]
+    encoded = spec.handler(ANON, Empty())
+    pong = Pong.model_validate_json(encoded.json)  # type: ignore[union-attr]
+    assert pong.pong is True and pong.server_time > 1_700_000_000_000
+    assert spec.result is Pong and spec.inline
