@@ -63,6 +63,7 @@ class Plan:
     servers: tuple[str, ...]
     profile: bool = False
     browser_headers: bool = False
+    postgres_cpu: str = "0"  # default: with the servers, all server-side work on one core
 
     @property
     def users(self) -> int:
@@ -100,6 +101,12 @@ def parse_args(argv: list[str] | None) -> tuple[Plan, argparse.Namespace]:
         help="send the handshake headers of a browser (User-Agent, Origin ...), "
         "not just the required ones: the servers keep them per socket",
     )
+    p.add_argument(
+        "--postgres-cpu",
+        default="0",
+        help="core of the embedded PostgreSQL (default 0, the servers' core; 1 puts it "
+        "with the load client, so its work can overlap the server's)",
+    )
     p.add_argument("--servers", default="ours,bare", help="which servers (default ours,bare)")
     p.add_argument("--figures", default="1,2,3", help="which figures (default 1,2,3)")
     p.add_argument(
@@ -128,6 +135,7 @@ def parse_args(argv: list[str] | None) -> tuple[Plan, argparse.Namespace]:
         servers=tuple(s for s in args.servers.split(",") if s),
         profile=args.profile,
         browser_headers=args.browser_headers,
+        postgres_cpu=args.postgres_cpu,
     )
     unknown = set(plan.servers) - {report.OURS, report.BARE}
     if unknown or not plan.servers:
@@ -164,8 +172,8 @@ class Runner:
     # -- set-up --
 
     def prepare(self) -> None:
-        say("starting the embedded PostgreSQL (pinned to core 0)")
-        self.postgres = seed.start_postgres(self.workdir / "pg", {int(SERVER_CPU)})
+        say(f"starting the embedded PostgreSQL (pinned to core {self.plan.postgres_cpu})")
+        self.postgres = seed.start_postgres(self.workdir / "pg", {int(self.plan.postgres_cpu)})
         self.dsn = self.postgres.dsn
         count = self.plan.users + WARMUP_SOCKETS + 1
         say(f"creating {count:,} users with a login session each, minting their tokens")

@@ -129,7 +129,7 @@ class EventSettings(_Section):
     replay_batch: int = Field(500, ge=1)
     # A fan-out writes this many recipients per statement, delivering each chunk
     # while the next one is written.
-    fanout_chunk: int = Field(500, ge=1)
+    fanout_chunk: int = Field(250, ge=1)
     # A live event that arrives ahead of one still missing waits this long for it
     # before the gap is read from the log.
     gap_timeout: float = Field(0.25, gt=0)

@@ -19,6 +19,7 @@ from websockets.protocol import State
 
 from rtc_server.delivery import DeliveryCursor
 from rtc_server.errors import CloseCode
+from rtc_server.framing import text_frame
 from rtc_server.ratelimit import TokenBucket
 from rtc_server.rpc.registry import Caller, UserId
 
@@ -49,6 +50,7 @@ class Connection:
         "auth_timeout",
         "_metrics",
         "_send_limit",
+        "_plain",
     )
 
     def __init__(
@@ -79,6 +81,8 @@ class Connection:
         self.auth_timeout = auth_timeout
         self._metrics = metrics
         self._send_limit = send_limit
+        # No extension negotiated: frames are plain header + payload (framing.py).
+        self._plain = not ws.protocol.extensions
 
     @property
     def user_id(self) -> UserId | None:
@@ -129,8 +133,11 @@ class Connection:
             self.close(CloseCode.SLOW_CONSUMER, "send buffer full: reconnect and resume")
             return False
         try:
-            ws.protocol.send_text(frame)
-            ws.send_data()
+            if self._plain:
+                ws.transport.write(text_frame(frame))
+            else:  # an extension (compression) transforms frames: the library's way
+                ws.protocol.send_text(frame)
+                ws.send_data()
         except Exception:  # the transport died under us: the read loop will see it
             log.debug("write failed", exc_info=True)
             return False
