@@ -25,6 +25,7 @@ from rtc_server.metrics import Metrics
 from rtc_server.rpc.registry import MethodRegistry
 from rtc_server.server import SocketServer
 from rtc_server.session_methods import SessionMethods
+from rtc_server.signals import Signals
 from storage import accounts
 from storage.database import Database, PoolSettings
 from storage.embedded import EmbeddedPostgres
@@ -98,6 +99,7 @@ class App:
 
         await self.bus.start()
         self.hub = Hub(self.bus, self.metrics)
+        self.signals = Signals(self.bus, self.hub)
         self.publisher = EventPublisher(db, self.bus, self.metrics, chunk=s.events.fanout_chunk)
         self.delivery = EventDelivery(db, self.hub, s.events, self.metrics)
         self.auth = AuthService(

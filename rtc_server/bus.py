@@ -34,7 +34,19 @@ class SessionsRevoked:
     reason: str
 
 
-BusMessage = EventBatch | SessionsRevoked
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """A message for every instance, not for users: "the catalog changed", for one.
+
+    Not durable: an instance that misses one (Redis down) must also refresh on its
+    own (caches expire), so signals are for freshness, never for correctness.
+    """
+
+    topic: str
+    data: dict[str, object]
+
+
+BusMessage = EventBatch | SessionsRevoked | Signal
 
 
 class Bus(Protocol):

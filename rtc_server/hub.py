@@ -7,16 +7,19 @@ messages and hands each event to every socket of its recipient; each socket's
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator
 
 import orjson
 
-from rtc_server.bus import Bus, BusMessage, EventBatch, SessionsRevoked
+from rtc_server.bus import Bus, BusMessage, EventBatch, SessionsRevoked, Signal
 from rtc_server.connection import Connection
 from rtc_server.errors import CloseCode
 from rtc_server.metrics import Metrics
 from rtc_server.rpc.codec import encode_event
+
+log = logging.getLogger("rtc.hub")
 
 
 class Hub:
@@ -27,6 +30,7 @@ class Hub:
         self.connections: set[Connection] = set()
         # Called for a socket whose cursor saw a gap (set by the delivery service).
         self.on_gap: Callable[[Connection], None] = lambda conn: None
+        self._signal_handlers: dict[str, list[Callable[[Signal], None]]] = {}
         bus.set_receiver(self.receive)
 
     def add(self, conn: Connection) -> None:
@@ -74,6 +78,16 @@ class Hub:
             self._deliver(message)
         elif isinstance(message, SessionsRevoked):
             self._close_sessions(message)
+        elif isinstance(message, Signal):
+            for handler in self._signal_handlers.get(message.topic, ()):
+                try:
+                    handler(message)
+                except Exception:  # noqa: BLE001 - one bad handler must not stop the rest
+                    log.exception("signal handler failed", extra={"topic": message.topic})
+
+    def on_signal(self, topic: str, handler: Callable[[Signal], None]) -> None:
+        """Run ``handler`` (plain, quick) for every :class:`Signal` of ``topic``."""
+        self._signal_handlers.setdefault(topic, []).append(handler)
 
     def _deliver(self, batch: EventBatch) -> None:
         method = orjson.dumps(batch.event)

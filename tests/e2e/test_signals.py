@@ -1,0 +1,15 @@
+"""Instance-wide signals reach every subscriber of their topic, and only those."""
+
+from __future__ import annotations
+
+from rtc_server.app import App
+from rtc_server.bus import Signal
+
+
+async def test_signal_reaches_subscribers_of_its_topic(app: App) -> None:
+    seen: list[Signal] = []
+    app.signals.subscribe("catalog.changed", seen.append)
+    app.signals.subscribe("catalog.changed", lambda s: (_ for _ in ()).throw(ValueError()))
+    app.signals.subscribe("other", lambda s: seen.append(Signal("wrong", {})))
+    await app.signals.publish("catalog.changed", {"version": 3})
+    assert seen == [Signal("catalog.changed", {"version": 3})]
