@@ -11,7 +11,11 @@ import asyncio
 import logging
 from uuid import UUID
 
+from api.addresses import AddressService
 from api.auth.service import AuthService, LogSmsSender, SmsSender
+from api.catalog.cache import CatalogCache
+from api.catalog.service import CatalogService
+from api.profile import ProfileService
 from rtc_server.bus import Bus, InProcessBus, SessionsRevoked
 from rtc_server.clock import Clock, SystemClock
 from rtc_server.config import Settings
@@ -26,7 +30,7 @@ from rtc_server.rpc.registry import MethodRegistry
 from rtc_server.server import SocketServer
 from rtc_server.session_methods import SessionMethods
 from rtc_server.signals import Signals
-from storage import accounts
+from storage import accounts, catalog
 from storage.database import Database, PoolSettings
 from storage.embedded import EmbeddedPostgres
 from storage.migrate import apply_migrations, pending_migrations
@@ -113,6 +117,10 @@ class App:
         )
         SessionMethods(self.registry, self.auth, self.delivery).register()
         self.auth.register(self.registry)
+        ProfileService(db).register(self.registry)
+        AddressService(db).register(self.registry)
+        self.catalog_cache = CatalogCache(lambda: catalog.load_catalog(db), self.clock)
+        CatalogService(db, self.catalog_cache, self.signals).register(self.registry)
 
         idempotency = Idempotency(db)
         self.dispatcher = Dispatcher(
