@@ -1,0 +1,137 @@
+"""Who may call what: every method of the profile, addresses and catalog, called by
+each kind of caller, against the outcome the table says.
+
+The resource a method acts on (an address) belongs to ``customer``; everyone else
+who may call the method at all must get ``not_found``, never the data.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from rtc_server.app import App
+from rtc_server.client import RpcCallError, RtcClient
+
+from .admins import login_admin
+from .conftest import Clients
+
+ACTORS = ("anonymous", "customer", "provider", "other_customer", "other_provider", "admin")
+OK, UNAUTH, FORBIDDEN, NOT_FOUND = "allowed", "unauthenticated", "forbidden", "not_found"
+
+_keys = itertools.count(1)
+
+
+def key() -> str:
+    return f"authz-key-{next(_keys):06d}"
+
+
+def address_params() -> dict[str, Any]:
+    return {
+        "idempotencyKey": key(),
+        "state": "Kerala",
+        "fullAddress": "House 7, MG Road, Kochi",
+        "pincode": "682016",
+    }
+
+
+def service_params() -> dict[str, Any]:
+    n = next(_keys)
+    return {
+        "idempotencyKey": key(),
+        "slug": f"authz-service-{n}",
+        "name": "Authz service",
+        "category": "repairs",
+        "pricePaise": 100,
+    }
+
+
+@dataclass
+class Fixture:
+    """What a call may need: the customer's address and an existing service."""
+
+    address_id: int
+    service_id: int
+
+
+Params = Callable[[Fixture], dict[str, Any]]
+
+# method → (params for the call, outcome per actor in ACTORS order)
+MATRIX: dict[str, tuple[Params, tuple[str, ...]]] = {
+    "services.list": (lambda f: {}, (OK, OK, OK, OK, OK, OK)),
+    "me.get": (lambda f: {}, (UNAUTH, OK, OK, OK, OK, OK)),
+    "me.update": (lambda f: {"email": None}, (UNAUTH, OK, OK, OK, OK, OK)),
+    "addresses.list": (lambda f: {}, (UNAUTH, OK, OK, OK, OK, FORBIDDEN)),
+    "addresses.create": (
+        lambda f: address_params(),
+        (UNAUTH, OK, OK, OK, OK, FORBIDDEN),
+    ),
+    "addresses.update": (
+        lambda f: {"id": f.address_id, "city": "Kochi"},
+        (UNAUTH, OK, NOT_FOUND, NOT_FOUND, NOT_FOUND, FORBIDDEN),
+    ),
+    "addresses.delete": (
+        lambda f: {"id": f.address_id},
+        (UNAUTH, OK, NOT_FOUND, NOT_FOUND, NOT_FOUND, FORBIDDEN),
+    ),
+    "admin.services.create": (
+        lambda f: service_params(),
+        (UNAUTH, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, OK),
+    ),
+    "admin.services.update": (
+        lambda f: {"id": f.service_id, "name": "Renamed service"},
+        (UNAUTH, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, OK),
+    ),
+    "admin.services.deactivate": (
+        lambda f: {"id": f.service_id},
+        (UNAUTH, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, OK),
+    ),
+}
+
+OURS = ("me.", "addresses.", "services.", "admin.services.")
+
+
+def test_matrix_covers_every_method_of_profile_addresses_and_catalog(app: App) -> None:
+    ours = {name for name in app.registry.methods if name.startswith(OURS)}
+    assert ours == set(MATRIX)
+
+
+async def outcome(client: RtcClient, method: str, params: dict[str, Any]) -> str:
+    try:
+        await client.call(method, params)
+    except RpcCallError as error:
+        return error.name
+    return OK
+
+
+@pytest.mark.parametrize("method", sorted(MATRIX))
+async def test_who_may_call(clients: Clients, method: str) -> None:
+    actors: dict[str, RtcClient] = {"anonymous": await clients.anonymous()}
+    for actor in ("customer", "provider", "other_customer", "other_provider"):
+        actors[actor], _ = await clients.login(role=actor.removeprefix("other_"))
+    actors["admin"], _ = await login_admin(clients)
+    service = await actors["admin"].call("admin.services.create", service_params())
+    params, expected = MATRIX[method]
+    seen = {}
+    for actor in ACTORS:
+        # A fresh address of the customer's for every call: a delete must find it.
+        address = await actors["customer"].call("addresses.create", address_params())
+        fixture = Fixture(address_id=address["id"], service_id=service["id"])
+        seen[actor] = await outcome(actors[actor], method, params(fixture))
+        if actor != "customer":
+            # Nobody but its owner changes the customer's address, allowed or refused.
+            listed = await actors["customer"].call("addresses.list")
+            assert address in listed["addresses"]
+        await _remove_address(actors["customer"], address["id"])
+    assert seen == dict(zip(ACTORS, expected, strict=True))
+
+
+async def _remove_address(customer: RtcClient, address_id: int) -> None:
+    try:
+        await customer.call("addresses.delete", {"id": address_id})
+    except RpcCallError as error:  # the method under test deleted it already
+        assert error.name == NOT_FOUND
