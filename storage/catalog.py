@@ -76,6 +76,14 @@ async def load_catalog(db: Database) -> Catalog:
     return Catalog(version, tuple(_service(r) for r in rows))
 
 
+async def list_services(db: Executor, *, after_id: int | None, limit: int) -> list[ServiceRow]:
+    """Every service, inactive ones too, by id: ``limit`` after ``after_id`` (keyset)."""
+    rows = await db.fetch(
+        f"{_SELECT} WHERE s.id > $1 GROUP BY s.id ORDER BY s.id LIMIT $2", after_id or 0, limit
+    )
+    return [_service(r) for r in rows]
+
+
 async def get_service(db: Executor, service_id: int) -> ServiceRow | None:
     row = await db.fetchrow(f"{_SELECT} WHERE s.id = $1 GROUP BY s.id", service_id)
     return None if row is None else _service(row)

@@ -143,6 +143,16 @@ class UpdateService(Params):
         return self
 
 
+class AdminListServices(Params):
+    after: ServiceId | None = Field(None, description="nextAfter of the previous page")
+    limit: int = Field(MAX_PAGE, ge=1, le=MAX_PAGE)
+
+
+class AdminServicePage(Result):
+    services: list[AdminService]
+    next_after: int | None = Field(None, description="pass as after for the next page")
+
+
 class ServiceRef(Params):
     id: ServiceId
 
@@ -203,6 +213,13 @@ class CatalogService:
         )
         admin = Access.ADMIN
         add(
+            "admin.services.list",
+            self.admin_list,
+            params=AdminListServices,
+            result=AdminServicePage,
+            access=admin,
+        )
+        add(
             "admin.services.create",
             self.create,
             params=CreateService,
@@ -242,6 +259,15 @@ class CatalogService:
             etag=tag,
             services=[_service(s) for s in page],
             next_after=page[-1].id if more else None,
+        )
+
+    async def admin_list(self, caller: Caller, params: AdminListServices) -> AdminServicePage:
+        """Every service, inactive ones too, from the database (never the cache)."""
+        rows = await catalog.list_services(self._db, after_id=params.after, limit=params.limit + 1)
+        page = rows[: params.limit]
+        return AdminServicePage(
+            services=[_admin_service(r) for r in page],
+            next_after=page[-1].id if len(rows) > params.limit else None,
         )
 
     async def create(self, caller: Caller, params: CreateService) -> AdminService:

@@ -78,6 +78,10 @@ MATRIX: dict[str, tuple[Params, tuple[str, ...]]] = {
         lambda f: {"id": f.address_id},
         (UNAUTH, OK, NOT_FOUND, NOT_FOUND, NOT_FOUND, FORBIDDEN),
     ),
+    "admin.services.list": (
+        lambda f: {"limit": 1},
+        (UNAUTH, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, OK),
+    ),
     "admin.services.create": (
         lambda f: service_params(),
         (UNAUTH, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, OK),

@@ -89,6 +89,10 @@ async def test_admin_change_invalidates_the_cache_and_the_etag(clients: Clients,
 
     hidden = await admin.call("admin.services.deactivate", {"id": created["id"]})
     assert hidden["isActive"] is False
+    everything = await admin.call("admin.services.list", {"limit": 100})
+    assert hidden in everything["services"] and len(everything["services"]) == 16
+    first = await admin.call("admin.services.list", {"limit": 15})
+    assert first["nextAfter"] is not None and hidden not in first["services"]
     listed = await reader.call("services.list", {"category": "repairs", "etag": listed["etag"]})
     assert created["slug"] not in {s["slug"] for s in listed["services"]}
 
