@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from api.text import NO_CONTROL, Trimmed
+from api.text import NO_CONTROL, Trimmed, refuse_nulls
 from rtc_server.errors import NotFound, Unprocessable
 from rtc_server.rpc.registry import (
     Caller,
@@ -61,9 +61,7 @@ class UpdateAddress(Params):
 
     @model_validator(mode="after")
     def _required_fields_not_null(self) -> UpdateAddress:
-        for name in ("type", "state", "full_address"):
-            if name in self.model_fields_set and getattr(self, name) is None:
-                raise ValueError(f"{name} cannot be null")
+        refuse_nulls(self, ("type", "state", "full_address"))
         return self
 
 

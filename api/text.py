@@ -5,9 +5,13 @@ Use as ``Annotated[str, Trimmed(2, 100), NO_CONTROL]``; a few common ones are na
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Annotated
 
-from pydantic import AfterValidator, StringConstraints
+from pydantic import AfterValidator, BaseModel, StringConstraints
+from pydantic.alias_generators import to_camel
+
+from rtc_server.errors import InvalidParams
 
 
 def _no_control_characters(value: str) -> str:
@@ -28,3 +32,21 @@ Slug = Annotated[
     str, StringConstraints(min_length=2, max_length=64, pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$")
 ]
 FullName = Annotated[str, Trimmed(2, 100), NO_CONTROL]
+
+
+def invalid(*fields: tuple[str, str]) -> InvalidParams:
+    """-32602 naming each ``(camelCase field, message)``: for rules a validator checks
+    across fields, raised from inside it (pydantic lets non-ValueErrors through)."""
+    summary = "; ".join(f"{field}: {message}" for field, message in fields)
+    return InvalidParams(
+        f"invalid params: {summary}",
+        fields=[{"field": field, "message": message} for field, message in fields],
+    )
+
+
+def refuse_nulls(model: BaseModel, names: Iterable[str]) -> None:
+    """Refuse an explicit null for the optional fields of a partial update that have no
+    null meaning (omitted: unchanged)."""
+    for name in sorted(names):
+        if name in model.model_fields_set and getattr(model, name) is None:
+            raise invalid((to_camel(name), "cannot be null"))

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal, cast
 from pydantic import Field, model_validator
 
 from api.catalog.cache import TOPIC, CatalogCache
-from api.text import NO_CONTROL, Slug, Trimmed
+from api.text import NO_CONTROL, Slug, Trimmed, invalid, refuse_nulls
 from rtc_server.errors import Conflict, InvalidParams, NotFound
 from rtc_server.rpc.registry import (
     Access,
@@ -97,7 +97,14 @@ class SubServiceIn(Params):
 
 def _unique_slugs(subs: list[SubServiceIn] | None) -> None:
     if subs is not None and len({s.slug for s in subs}) != len(subs):
-        raise ValueError("subServices: slugs must be unique")
+        raise invalid(("subServices", "slugs must be unique"))
+
+
+def _paid_mismatch() -> InvalidParams:
+    return invalid(
+        ("isPaid", "must agree with pricePaise"),
+        ("pricePaise", "above 0 for a paid service, 0 for a free one"),
+    )
 
 
 class CreateService(IdempotentParams):
@@ -115,7 +122,7 @@ class CreateService(IdempotentParams):
     def _consistent(self) -> CreateService:
         _unique_slugs(self.sub_services)
         if self.is_paid != (self.price_paise > 0):
-            raise ValueError("pricePaise: a paid service has a price above 0, a free one 0")
+            raise _paid_mismatch()
         return self
 
 
@@ -136,9 +143,7 @@ class UpdateService(Params):
 
     @model_validator(mode="after")
     def _no_nulls(self) -> UpdateService:
-        for name in self.model_fields_set:
-            if getattr(self, name) is None:
-                raise ValueError(f"{name} cannot be null")
+        refuse_nulls(self, self.model_fields_set)
         _unique_slugs(self.sub_services)
         return self
 
@@ -303,13 +308,7 @@ class CatalogService:
                 row = await catalog.get_service(conn, params.id)
         except CheckViolation:
             # The one CHECK an update can break: paid <=> price above 0.
-            raise InvalidParams(
-                "invalid params: a paid service has a price above 0, a free one 0",
-                fields=[
-                    {"field": "isPaid", "message": "must agree with pricePaise"},
-                    {"field": "pricePaise", "message": "above 0 if paid, 0 if free"},
-                ],
-            ) from None
+            raise _paid_mismatch() from None
         assert row is not None
         await self._changed(version)
         return _admin_service(row)

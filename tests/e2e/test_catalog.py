@@ -149,11 +149,14 @@ async def test_admin_create_rules(clients: Clients) -> None:
         error = await refused(admin, "admin.services.create", new_service(**fields))
         assert error.code == -32602 and error.data["fields"][0]["field"] == field
     error = await refused(admin, "admin.services.create", new_service(isPaid=False))
-    assert error.code == -32602 and "pricePaise" in error.message
+    assert error.code == -32602 and error.data["fields"][0]["field"] == "isPaid"
+    duplicate = [{"slug": "a-b", "name": "One"}, {"slug": "a-b", "name": "Two"}]
+    error = await refused(admin, "admin.services.create", new_service(subServices=duplicate))
+    assert error.code == -32602 and error.data["fields"][0]["field"] == "subServices"
     error = await refused(admin, "admin.services.update", {"id": created["id"], "pricePaise": 0})
     assert error.code == -32602 and error.data["fields"][1]["field"] == "pricePaise"
     error = await refused(admin, "admin.services.update", {"id": created["id"], "name": None})
-    assert error.code == -32602
+    assert error.code == -32602 and error.data["fields"][0]["field"] == "name"
     error = await refused(admin, "admin.services.update", {"id": 10**9, "name": "Nothing"})
     assert error.name == "not_found"
     listed = await admin.call("services.list", {"category": "repairs"})

@@ -187,13 +187,14 @@ async def test_address_bad_input_is_refused_naming_the_field(
 async def test_address_update_refuses_nulls_and_bad_fields(clients: Clients) -> None:
     client, _ = await clients.login()
     mine = await client.call("addresses.create", address())
-    for params in (
-        {"id": mine["id"], "state": None},
-        {"id": mine["id"], "pincode": "000000"},
-        {"id": mine["id"], "userId": 1},
+    for params, field in (
+        ({"id": mine["id"], "state": None}, "state"),
+        ({"id": mine["id"], "fullAddress": None}, "fullAddress"),
+        ({"id": mine["id"], "pincode": "000000"}, "pincode"),
+        ({"id": mine["id"], "userId": 1}, "userId"),
     ):
         error = await refused(client, "addresses.update", params)
-        assert error.code == -32602
+        assert error.code == -32602 and error.data["fields"][0]["field"] == field
     assert (await client.call("addresses.list"))["addresses"] == [mine]
     error = await refused(client, "addresses.list", {"limit": 51})
     assert error.code == -32602 and error.data["fields"][0]["field"] == "limit"
