@@ -139,13 +139,14 @@ async def test_admin_create_rules(clients: Clients) -> None:
     assert await admin.call("admin.services.create", params) == created  # a retry
     error = await refused(admin, "admin.services.create", new_service(slug=created["slug"]))
     assert error.name == "conflict" and error.data["field"] == "slug"
-    for fields, field in [
+    bad: list[tuple[dict[str, Any], str]] = [
         ({"slug": "Bad Slug"}, "slug"),
         ({"name": "x" * 101}, "name"),
         ({"pricePaise": -1}, "pricePaise"),
         ({"billingCycle": "weekly"}, "billingCycle"),
         ({"subServices": [{"slug": "a-b", "name": "x" * 101}]}, "subServices.0.name"),
-    ]:
+    ]
+    for fields, field in bad:
         error = await refused(admin, "admin.services.create", new_service(**fields))
         assert error.code == -32602 and error.data["fields"][0]["field"] == field
     error = await refused(admin, "admin.services.create", new_service(isPaid=False))
