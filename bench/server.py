@@ -9,8 +9,9 @@ registry, both public:
 - ``bench.publishMany {userIds?, round?}``: one ``bench.broadcast`` event to
   ``userIds`` (omitted: every user with a socket on this instance, except the caller)
   through the real :meth:`EventPublisher.publish_many` (durable writes in chunks,
-  each chunk delivered live while the next is written). Answers ``{users, serverMs, deliverMs}``: the time of the whole
-  call and of the live delivery inside it (the bus receiver, timed by a wrapper).
+  each chunk delivered live while the next is written). Answers
+  ``{users, serverMs, deliverMs}``: the time of the whole call and of the live
+  delivery inside it (the bus receiver, timed by a wrapper, summed over chunks).
 - ``bench.gc``: collect garbage and trim the heap before the runner reads the RSS.
 """
 
