@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from datetime import datetime
-from typing import Annotated, Any, Literal, cast
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -22,7 +22,6 @@ from rtc_server.rpc.registry import (
     Access,
     Caller,
     Encoded,
-    Handler,
     IdempotentParams,
     MethodRegistry,
     Params,
@@ -211,7 +210,7 @@ class CatalogService:
         # Returns Encoded for notModified: the registered model is the full answer's.
         add(
             "services.list",
-            cast(Handler, self.list),
+            self.list,
             params=ListServices,
             result=ServiceList,
             access=Access.PUBLIC,

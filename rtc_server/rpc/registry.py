@@ -103,7 +103,9 @@ class Encoded:
 
 P = TypeVar("P", bound=BaseModel)
 R = TypeVar("R", bound=BaseModel)
-Handler = Callable[[Caller, Any], Awaitable[BaseModel] | BaseModel | Encoded]
+Handler = Callable[
+    [Caller, Any], Awaitable[BaseModel] | Awaitable[BaseModel | Encoded] | BaseModel | Encoded
+]
 
 
 @dataclass(frozen=True, slots=True)
