@@ -56,3 +56,5 @@ def configure(fmt: str = "json", level: str = "INFO") -> None:
     # for clients that merely went away; our own logs say what matters.
     logging.getLogger("websockets").setLevel(logging.WARNING)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # pgserver logs every initdb/pg_ctl command line and its whole output at INFO.
+    logging.getLogger("pgserver").setLevel(logging.WARNING)
