@@ -16,6 +16,7 @@ from api.auth.service import AuthService, LogSmsSender, SmsSender
 from api.catalog.cache import CatalogCache
 from api.catalog.service import CatalogService
 from api.profile import ProfileService
+from api.providers import ProviderService
 from rtc_server.bus import Bus, InProcessBus, SessionsRevoked
 from rtc_server.clock import Clock, SystemClock
 from rtc_server.config import Settings
@@ -121,6 +122,7 @@ class App:
         AddressService(db).register(self.registry)
         self.catalog_cache = CatalogCache(lambda: catalog.load_catalog(db), self.clock)
         CatalogService(db, self.catalog_cache, self.signals).register(self.registry)
+        ProviderService(db, self.clock).register(self.registry)
 
         idempotency = Idempotency(db)
         self.dispatcher = Dispatcher(

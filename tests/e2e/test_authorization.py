@@ -1,8 +1,9 @@
-"""Who may call what: every method of the profile, addresses and catalog, called by
-each kind of caller, against the outcome the table says.
+"""Who may call what: every method of the profile, addresses, catalog and providers,
+called by each kind of caller, against the outcome the table says.
 
-The resource a method acts on (an address) belongs to ``customer``; everyone else
-who may call the method at all must get ``not_found``, never the data.
+The resource a method acts on belongs to ``customer`` (an address) or to ``provider``
+(a registration); everyone else who may call the method at all must get
+``not_found``, never the data.
 """
 
 from __future__ import annotations
@@ -50,12 +51,27 @@ def service_params() -> dict[str, Any]:
     }
 
 
+def registration_params(service_id: int, sub_service_id: int) -> dict[str, Any]:
+    return {
+        "idempotencyKey": key(),
+        "serviceId": service_id,
+        "subServices": [{"subServiceId": sub_service_id, "pricePaise": 25000}],
+        "state": "Kerala",
+        "city": "Kochi",
+        "fullAddress": "House 9, MG Road, Kochi",
+    }
+
+
 @dataclass
 class Fixture:
-    """What a call may need: the customer's address and an existing service."""
+    """What a call may need: the customer's address, an existing service, the
+    provider's (active, listed) registration and a catalog service to register for."""
 
     address_id: int
     service_id: int
+    provider_service_id: int
+    plumber_id: int
+    plumber_sub_id: int
 
 
 Params = Callable[[Fixture], dict[str, Any]]
@@ -94,12 +110,33 @@ MATRIX: dict[str, tuple[Params, tuple[str, ...]]] = {
         lambda f: {"id": f.service_id},
         (UNAUTH, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, OK),
     ),
+    "providers.registerService": (
+        lambda f: registration_params(f.plumber_id, f.plumber_sub_id),
+        (UNAUTH, FORBIDDEN, OK, FORBIDDEN, OK, FORBIDDEN),
+    ),
+    "providers.updateService": (
+        lambda f: {"providerServiceId": f.provider_service_id, "city": "Kochi"},
+        (UNAUTH, FORBIDDEN, OK, FORBIDDEN, NOT_FOUND, FORBIDDEN),
+    ),
+    "providers.removeService": (
+        lambda f: {"providerServiceId": f.provider_service_id},
+        (UNAUTH, FORBIDDEN, OK, FORBIDDEN, NOT_FOUND, FORBIDDEN),
+    ),
+    "providers.myServices": (lambda f: {}, (UNAUTH, FORBIDDEN, OK, FORBIDDEN, OK, FORBIDDEN)),
+    "providers.profile.get": (lambda f: {}, (UNAUTH, FORBIDDEN, OK, FORBIDDEN, OK, FORBIDDEN)),
+    "providers.profile.update": (
+        lambda f: {"yearsOfExperience": 4},
+        (UNAUTH, FORBIDDEN, OK, FORBIDDEN, OK, FORBIDDEN),
+    ),
+    "providers.search": (lambda f: {"serviceId": f.service_id}, (OK,) * 6),
+    "providers.get": (lambda f: {"providerServiceId": f.provider_service_id}, (OK,) * 6),
+    "providers.featured": (lambda f: {}, (OK,) * 6),
 }
 
-OURS = ("me.", "addresses.", "services.", "admin.services.")
+OURS = ("me.", "addresses.", "services.", "admin.services.", "providers.")
 
 
-def test_matrix_covers_every_method_of_profile_addresses_and_catalog(app: App) -> None:
+def test_matrix_covers_every_method_of_profile_addresses_catalog_and_providers(app: App) -> None:
     ours = {name for name in app.registry.methods if name.startswith(OURS)}
     assert ours == set(MATRIX)
 
@@ -119,12 +156,29 @@ async def test_who_may_call(clients: Clients, method: str) -> None:
         actors[actor], _ = await clients.login(role=actor.removeprefix("other_"))
     actors["admin"], _ = await login_admin(clients)
     service = await actors["admin"].call("admin.services.create", service_params())
+    catalog = {
+        s["slug"]: s["id"] for s in (await actors["anonymous"].call("services.list"))["services"]
+    }
+    assert clients.app.db is not None
+    rows = await clients.app.db.fetch(
+        "SELECT service_id, min(id) AS sub FROM sub_services GROUP BY service_id"
+    )
+    subs: dict[int, int] = {r["service_id"]: r["sub"] for r in rows}
     params, expected = MATRIX[method]
     seen = {}
     for actor in ACTORS:
         # A fresh address of the customer's for every call: a delete must find it.
         address = await actors["customer"].call("addresses.create", address_params())
-        fixture = Fixture(address_id=address["id"], service_id=service["id"])
+        # The provider's free (so active) registration, registered again if removed.
+        labour = registration_params(catalog["labors"], subs[catalog["labors"]])
+        listed = await _registration(actors["provider"], labour)
+        fixture = Fixture(
+            address_id=address["id"],
+            service_id=service["id"],
+            provider_service_id=listed,
+            plumber_id=catalog["plumber"],
+            plumber_sub_id=subs[catalog["plumber"]],
+        )
         seen[actor] = await outcome(actors[actor], method, params(fixture))
         if actor != "customer":
             # Nobody but its owner changes the customer's address, allowed or refused.
@@ -132,6 +186,15 @@ async def test_who_may_call(clients: Clients, method: str) -> None:
             assert address in listed["addresses"]
         await _remove_address(actors["customer"], address["id"])
     assert seen == dict(zip(ACTORS, expected, strict=True))
+
+
+async def _registration(provider: RtcClient, params: dict[str, Any]) -> int:
+    mine = await provider.call("providers.myServices")
+    for registered in mine["services"]:
+        if registered["serviceId"] == params["serviceId"]:
+            return int(registered["providerServiceId"])
+    created = await provider.call("providers.registerService", params)
+    return int(created["providerServiceId"])
 
 
 async def _remove_address(customer: RtcClient, address_id: int) -> None:
