@@ -19,6 +19,7 @@ from storage.events import Executor
 class SubServiceRow:
     slug: str
     name: str
+    id: int = 0  # 0 until stored; kept across admin edits (provider prices point at it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,14 +56,17 @@ _SELECT = f"""
            coalesce(array_agg(ss.slug ORDER BY ss.position, ss.id)
                     FILTER (WHERE ss.id IS NOT NULL), '{{}}') AS sub_slugs,
            coalesce(array_agg(ss.name ORDER BY ss.position, ss.id)
-                    FILTER (WHERE ss.id IS NOT NULL), '{{}}') AS sub_names
+                    FILTER (WHERE ss.id IS NOT NULL), '{{}}') AS sub_names,
+           coalesce(array_agg(ss.id ORDER BY ss.position, ss.id)
+                    FILTER (WHERE ss.id IS NOT NULL), '{{}}') AS sub_ids
     FROM services s LEFT JOIN sub_services ss ON ss.service_id = s.id
 """
 
 
 def _service(row: Any) -> ServiceRow:
     subs = tuple(
-        SubServiceRow(s, n) for s, n in zip(row["sub_slugs"], row["sub_names"], strict=True)
+        SubServiceRow(s, n, i)
+        for s, n, i in zip(row["sub_slugs"], row["sub_names"], row["sub_ids"], strict=True)
     )
     fields = {k: row[k] for k in ServiceRow.__slots__ if k != "sub_services"}
     return ServiceRow(**fields, sub_services=subs)
@@ -124,13 +128,22 @@ async def update_service(conn: Executor, service_id: int, fields: dict[str, Any]
 async def replace_sub_services(
     conn: Executor, service_id: int, subs: Sequence[SubServiceRow]
 ) -> None:
-    await conn.execute("DELETE FROM sub_services WHERE service_id = $1", service_id)
+    """Make ``subs`` the service's list, in that order. A slug kept keeps its row (and
+    id): providers' prices refer to it and survive an edit of the list; a slug dropped
+    takes its providers' prices with it."""
+    await conn.execute(
+        "DELETE FROM sub_services WHERE service_id = $1 AND slug <> ALL($2::text[])",
+        service_id,
+        [s.slug for s in subs],
+    )
     if subs:
         await conn.execute(
             """
             INSERT INTO sub_services (service_id, slug, name, position)
             SELECT $1, slug, name, position
             FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS t (slug, name, position)
+            ON CONFLICT ON CONSTRAINT sub_services_service_slug_key
+                DO UPDATE SET name = EXCLUDED.name, position = EXCLUDED.position
             """,
             service_id,
             [s.slug for s in subs],

@@ -50,6 +50,7 @@ NOT_MODIFIED = Encoded(b'{"notModified":true}')
 
 
 class SubService(Result):
+    id: int = Field(description="subServiceId in providers.registerService; kept across edits")
     slug: str
     name: str
 
@@ -188,7 +189,7 @@ def _fields(row: catalog.ServiceRow) -> dict[str, Any]:
         "currency": row.currency,
         "billing_cycle": row.billing_cycle,
         "billing_interval": row.billing_interval,
-        "sub_services": [SubService(slug=s.slug, name=s.name) for s in row.sub_services],
+        "sub_services": [SubService(id=s.id, slug=s.slug, name=s.name) for s in row.sub_services],
     }
 
 

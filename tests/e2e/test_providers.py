@@ -14,6 +14,7 @@ from rtc_server.app import App
 from rtc_server.client import RpcCallError, RtcClient
 from rtc_server.clock import FakeClock
 
+from .admins import login_admin
 from .conftest import Clients
 
 _keys = itertools.count(1)
@@ -339,3 +340,35 @@ async def test_public_listings_never_show_a_phone_or_a_user_id(clients: Clients,
         assert "userId" not in text and "providerId" not in text
     error = await refused(anonymous, "providers.featured", {"limit": 21})
     assert error.code == -32602 and error.data["fields"][0]["field"] == "limit"
+
+
+async def test_sub_service_ids_come_from_the_catalog_and_survive_an_admin_edit(
+    clients: Clients, app: App
+) -> None:
+    anonymous = await clients.anonymous()
+    catalog = {s["slug"]: s for s in (await anonymous.call("services.list"))["services"]}
+    labour = catalog["labors"]
+    assert [s["id"] for s in labour["subServices"]] == await sub_service_ids(app, "labors")
+    ravi, _ = await provider(clients)
+    sub = labour["subServices"][0]["id"]
+    registered = await ravi.call(
+        "providers.registerService",
+        await registration(app, "labors", subServices=[{"subServiceId": sub, "pricePaise": 900}]),
+    )
+    ref = {"providerServiceId": registered["providerServiceId"]}
+    admin, _ = await login_admin(clients)
+    edited = await admin.call(
+        "admin.services.update",
+        {
+            "id": labour["id"],
+            "subServices": [
+                {"slug": "half-day", "name": "Half day"},
+                {"slug": "per-hour-charges", "name": "Per hour"},
+            ],
+        },
+    )
+    assert [s["id"] for s in edited["subServices"]][1] == sub  # a kept slug keeps its id
+    details = await anonymous.call("providers.get", ref)
+    assert [(s["subServiceId"], s["name"], s["pricePaise"]) for s in details["subServices"]] == [
+        (sub, "Per hour", 900)
+    ]
