@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -40,13 +40,13 @@ class CodeLog(logging.Handler):
 
 
 @pytest.fixture
-def code_log() -> AsyncIterator[CodeLog]:
+def code_log() -> Iterator[CodeLog]:
     handler = CodeLog()
     logger = logging.getLogger("rtc.auth")
     logger.addHandler(handler)
     previous = logger.level
     logger.setLevel(logging.INFO)
-    yield handler  # type: ignore[misc]
+    yield handler
     logger.removeHandler(handler)
     logger.setLevel(previous)
 
