@@ -12,6 +12,7 @@ import logging
 from uuid import UUID
 
 from api.addresses import AddressService
+from api.admin import AdminService
 from api.auth.service import AuthService, LogSmsSender, SmsSender
 from api.catalog.cache import CatalogCache
 from api.catalog.service import CatalogService
@@ -123,6 +124,7 @@ class App:
         self.catalog_cache = CatalogCache(lambda: catalog.load_catalog(db), self.clock)
         CatalogService(db, self.catalog_cache, self.signals).register(self.registry)
         ProviderService(db, self.clock).register(self.registry)
+        AdminService(db, self.clock, self._close_revoked_sessions).register(self.registry)
 
         idempotency = Idempotency(db)
         self.dispatcher = Dispatcher(

@@ -30,7 +30,7 @@ from rtc_server.errors import (
     Unauthenticated,
 )
 from rtc_server.rpc.registry import Access, Caller, Empty, MethodRegistry, Params, Result, UserId
-from storage import accounts
+from storage import accounts, admin
 from storage.database import Database
 
 log = logging.getLogger("rtc.auth")
@@ -243,6 +243,8 @@ class AuthService:
         )
 
     async def _may_receive_code(self, conn: Any, phone: str, role: str) -> bool:
+        if await admin.phone_blocked(conn, phone):  # removed by an admin: answered alike
+            return False
         user = await accounts.find_user(conn, phone, role)
         if role == "admin":
             return user is not None and user.is_active
@@ -276,6 +278,11 @@ class AuthService:
     async def _login(
         self, conn: Any, phone: str, params: VerifyOtp, ip: str | None, now: datetime
     ) -> Tokens | _Rejection:
+        if await admin.phone_blocked(conn, phone):
+            # Removed by an admin: no code was sent for it. Same answer as a bad code.
+            return _Rejection(
+                InvalidCode("wrong or expired code", reason="no_code", attemptsLeft=0)
+            )
         if params.role == "admin":
             user = await accounts.find_user(conn, phone, "admin")
             if user is None:

@@ -1,4 +1,4 @@
-"""Who may call what: every method of the profile, addresses, catalog and providers,
+"""Who may call what: every method of the profile, addresses, catalog, providers and admin,
 called by each kind of caller, against the outcome the table says.
 
 The resource a method acts on belongs to ``customer`` (an address) or to ``provider``
@@ -17,9 +17,10 @@ import pytest
 
 from rtc_server.app import App
 from rtc_server.client import RpcCallError, RtcClient
+from storage import accounts
 
 from .admins import login_admin
-from .conftest import Clients
+from .conftest import Clients, e164
 
 ACTORS = ("anonymous", "customer", "provider", "other_customer", "other_provider", "admin")
 OK, UNAUTH, FORBIDDEN, NOT_FOUND = "allowed", "unauthenticated", "forbidden", "not_found"
@@ -72,6 +73,7 @@ class Fixture:
     provider_service_id: int
     plumber_id: int
     plumber_sub_id: int
+    victim_id: int  # an account of its own for every call, for admin.users.remove
 
 
 Params = Callable[[Fixture], dict[str, Any]]
@@ -110,6 +112,23 @@ MATRIX: dict[str, tuple[Params, tuple[str, ...]]] = {
         lambda f: {"id": f.service_id},
         (UNAUTH, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, OK),
     ),
+    "admin.users.list": (
+        lambda f: {"role": "customer", "limit": 1},
+        (UNAUTH, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, OK),
+    ),
+    "admin.providers.list": (
+        lambda f: {"limit": 1},
+        (UNAUTH, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, OK),
+    ),
+    "admin.users.verify": (
+        lambda f: {"userId": f.victim_id, "verified": False},
+        (UNAUTH, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, OK),
+    ),
+    "admin.users.remove": (
+        lambda f: {"userId": f.victim_id},
+        (UNAUTH, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, OK),
+    ),
+    "admin.stats": (lambda f: {}, (UNAUTH, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, OK)),
     "providers.registerService": (
         lambda f: registration_params(f.plumber_id, f.plumber_sub_id),
         (UNAUTH, FORBIDDEN, OK, FORBIDDEN, OK, FORBIDDEN),
@@ -133,7 +152,7 @@ MATRIX: dict[str, tuple[Params, tuple[str, ...]]] = {
     "providers.featured": (lambda f: {}, (OK,) * 6),
 }
 
-OURS = ("me.", "addresses.", "services.", "admin.services.", "providers.")
+OURS = ("me.", "addresses.", "services.", "admin.", "providers.")
 
 
 def test_matrix_covers_every_method_of_profile_addresses_catalog_and_providers(app: App) -> None:
@@ -178,6 +197,7 @@ async def test_who_may_call(clients: Clients, method: str) -> None:
             provider_service_id=listed,
             plumber_id=catalog["plumber"],
             plumber_sub_id=subs[catalog["plumber"]],
+            victim_id=await _victim(clients),
         )
         seen[actor] = await outcome(actors[actor], method, params(fixture))
         if actor != "customer":
@@ -185,7 +205,18 @@ async def test_who_may_call(clients: Clients, method: str) -> None:
             listed = await actors["customer"].call("addresses.list")
             assert address in listed["addresses"]
         await _remove_address(actors["customer"], address["id"])
+        if actor != "admin":  # refused: the victim is untouched
+            assert clients.app.db is not None
+            victim = await accounts.get_user(clients.app.db, fixture.victim_id)
+            assert victim is not None and victim.is_active and victim.is_verified
     assert seen == dict(zip(ACTORS, expected, strict=True))
+
+
+async def _victim(clients: Clients) -> int:
+    assert clients.app.db is not None
+    phone = e164(clients.new_phone())
+    user = await accounts.upsert_verified_user(clients.app.db, phone, "customer", "Victim")
+    return user.id
 
 
 async def _registration(provider: RtcClient, params: dict[str, Any]) -> int:

@@ -1,0 +1,205 @@
+"""The admin console's accounts and numbers (methods ``admin.users.*``,
+``admin.providers.list``, ``admin.stats``), all for admins only (reference 1.12, 8.6).
+
+Removing an account blocks its phone (and email) from logging in or signing up again,
+deactivates it and its listings, and ends its sessions the way ``auth.logoutAll``
+does: revoked in storage, then the revoked hook closes its open sockets (4003).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import Annotated, Literal
+from uuid import UUID
+
+from pydantic import Field
+
+from api.text import Trimmed
+from rtc_server.clock import Clock
+from rtc_server.errors import Conflict, NotFound
+from rtc_server.rpc.registry import Access, Caller, Empty, MethodRegistry, Params, Result
+from storage import admin
+from storage.database import Database
+
+MAX_PAGE = 100
+STATS_TTL = timedelta(seconds=30)
+
+Id = Annotated[int, Field(ge=1, le=2**63 - 1)]
+Cursor = Annotated[str, Field(min_length=1, max_length=20, pattern=r"^[1-9][0-9]{0,18}$")]
+Search = Annotated[str, Trimmed(1, 100)]
+RevokedHook = Callable[[int, list[UUID], str], Awaitable[None]]
+
+
+# --- Wire models -------------------------------------------------------------------------
+
+
+class ListUsers(Params):
+    role: Literal["customer", "provider", "admin"] | None = None
+    verified: bool | None = None
+    search: Search | None = Field(None, description="part of the phone, name or email")
+    cursor: Cursor | None = Field(None, description="nextCursor of the previous page")
+    limit: int = Field(50, ge=1, le=MAX_PAGE)
+
+
+class ListProviders(Params):
+    verified: bool | None = None
+    search: Search | None = Field(None, description="part of the phone, name or email")
+    cursor: Cursor | None = Field(None, description="nextCursor of the previous page")
+    limit: int = Field(50, ge=1, le=MAX_PAGE)
+
+
+class VerifyUser(Params):
+    user_id: Id
+    verified: bool
+
+
+class UserRef(Params):
+    user_id: Id
+
+
+class AdminUser(Result):
+    id: int
+    phone: str
+    role: str
+    full_name: str | None
+    email: str | None
+    is_verified: bool
+    is_active: bool
+    created_at: datetime
+    last_login_at: datetime | None
+
+
+class UserPage(Result):
+    users: list[AdminUser]
+    next_cursor: str | None = Field(description="pass as cursor for the next page; null: no more")
+
+
+class RegistrationCounts(Result):
+    pending: int = 0
+    active: int = 0
+    expired: int = 0
+
+
+class AdminProvider(AdminUser):
+    registrations: RegistrationCounts
+
+
+class ProviderPage(Result):
+    providers: list[AdminProvider]
+    next_cursor: str | None = Field(description="pass as cursor for the next page; null: no more")
+
+
+class UserRemoved(Result):
+    ok: bool = True
+    revoked: int = Field(description="sessions ended by this call (0 when repeated)")
+
+
+class Stats(Result):
+    users_by_role: dict[str, int] = Field(description="active accounts by role")
+    verified_users: int
+    registrations_by_status: dict[str, int]
+    active_services: int
+    computed_at: datetime = Field(description="the counts are cached for 30 s")
+
+
+def _user_fields(row: admin.UserListRow) -> dict[str, object]:
+    return {k: getattr(row, k) for k in admin.UserListRow.__slots__}
+
+
+# --- The service -------------------------------------------------------------------------
+
+
+class AdminService:
+    def __init__(self, db: Database, clock: Clock, on_revoked: RevokedHook) -> None:
+        self._db = db
+        self._clock = clock
+        self._on_revoked = on_revoked
+        self._stats: Stats | None = None
+
+    def register(self, registry: MethodRegistry) -> None:
+        add = registry.add
+        a = Access.ADMIN
+        add("admin.users.list", self.list_users, params=ListUsers, result=UserPage, access=a)
+        add(
+            "admin.providers.list",
+            self.list_providers,
+            params=ListProviders,
+            result=ProviderPage,
+            access=a,
+        )
+        add("admin.users.verify", self.verify, params=VerifyUser, result=AdminUser, access=a)
+        add("admin.users.remove", self.remove, params=UserRef, result=UserRemoved, access=a)
+        add("admin.stats", self.stats, params=Empty, result=Stats, access=a)
+
+    async def _page(
+        self, params: ListUsers | ListProviders, role: str | None
+    ) -> tuple[list[admin.UserListRow], str | None]:
+        rows = await admin.list_users(
+            self._db,
+            role=role,
+            verified=params.verified,
+            search=params.search,
+            after_id=None if params.cursor is None else int(params.cursor),
+            limit=params.limit + 1,
+        )
+        page = rows[: params.limit]
+        return page, str(page[-1].id) if len(rows) > params.limit else None
+
+    async def list_users(self, caller: Caller, params: ListUsers) -> UserPage:
+        """Accounts, oldest first, filtered by role, verified flag and a search text."""
+        page, next_cursor = await self._page(params, params.role)
+        return UserPage(users=[AdminUser(**_user_fields(r)) for r in page], next_cursor=next_cursor)
+
+    async def list_providers(self, caller: Caller, params: ListProviders) -> ProviderPage:
+        """Provider accounts, oldest first, with their registrations by status."""
+        page, next_cursor = await self._page(params, "provider")
+        counts = await admin.registration_counts(self._db, [r.id for r in page])
+        return ProviderPage(
+            providers=[
+                AdminProvider(
+                    **_user_fields(r),
+                    registrations=RegistrationCounts(**counts.get(r.id, {})),
+                )
+                for r in page
+            ],
+            next_cursor=next_cursor,
+        )
+
+    async def verify(self, caller: Caller, params: VerifyUser) -> AdminUser:
+        """Set or clear an account's verified flag."""
+        row = await admin.set_verified(self._db, params.user_id, params.verified)
+        if row is None:
+            raise NotFound("no such user", field="userId")
+        return AdminUser(**_user_fields(row))
+
+    async def remove(self, caller: Caller, params: UserRef) -> UserRemoved:
+        """Remove an account: block its phone and email, deactivate it and its listings,
+        end its sessions and close its sockets. Repeating it is harmless."""
+        if params.user_id == caller.require_user():
+            raise Conflict("an admin cannot remove themselves", reason="self", field="userId")
+        async with self._db.transaction() as conn:
+            removal = await admin.remove_user(
+                conn, params.user_id, f"removed by admin {caller.user_id}"
+            )
+        if not removal.found:
+            raise NotFound("no such user", field="userId")
+        if removal.revoked:
+            await self._on_revoked(params.user_id, removal.revoked, "account removed")
+        return UserRemoved(revoked=len(removal.revoked))
+
+    async def stats(self, caller: Caller, params: Empty) -> Stats:
+        """Counts of accounts, registrations and services (cached for 30 s)."""
+        now = self._clock.now()
+        cached = self._stats
+        if cached is not None and now - cached.computed_at < STATS_TTL:
+            return cached
+        row = await admin.stats(self._db)
+        self._stats = Stats(
+            users_by_role=row.users_by_role,
+            verified_users=row.verified_users,
+            registrations_by_status=row.registrations_by_status,
+            active_services=row.active_services,
+            computed_at=now,
+        )
+        return self._stats
