@@ -16,7 +16,7 @@ from pydantic import AfterValidator, Field
 from api.text import FullName, Trimmed
 from rtc_server.errors import Conflict, NotFound, Unprocessable
 from rtc_server.rpc.registry import Access, Caller, Empty, MethodRegistry, Params, Result
-from storage import profiles
+from storage import admin, profiles
 from storage.database import Database
 from storage.errors import UniqueViolation
 
@@ -119,6 +119,11 @@ class ProfileService:
                 if "full_name" in given and params.full_name is not None:
                     name, changes = next_name(row.full_name, params.full_name, changes)
                 email = params.email if "email" in given else row.email
+                if email is not None and email != row.email:
+                    if await admin.email_blocked(conn, email):  # its account was removed
+                        raise Conflict(
+                            "this email may not be used", reason="email_blocked", field="email"
+                        )
                 row = await profiles.save_profile(conn, user_id, name, email, changes)
         except UniqueViolation:
             raise Conflict(

@@ -158,6 +158,13 @@ async def phone_blocked(db: Executor, phone: str) -> bool:
     return bool(blocked)
 
 
+async def email_blocked(db: Executor, email: str) -> bool:
+    blocked = await db.fetchval(
+        "SELECT true FROM blocked_identifiers WHERE kind = 'email' AND value = lower($1)", email
+    )
+    return bool(blocked)
+
+
 @dataclass(frozen=True, slots=True)
 class StatsRow:
     users_by_role: dict[str, int]

@@ -160,6 +160,11 @@ async def test_remove_blocks_the_email_too(clients: Clients) -> None:
         ("email", "someone@example.in"),
         ("phone", e164(tokens["user"]["phone"])),
     ]
+    # Nobody else may take the blocked email, whatever its case.
+    other, _ = await clients.login()
+    error = await refused(other, "me.update", {"email": "someone@EXAMPLE.in"})
+    assert error.name == "conflict" and error.data["reason"] == "email_blocked"
+    assert (await other.call("me.update", {"email": "other@example.in"}))["email"]
 
 
 async def test_stats_counts_and_cache(clients: Clients, app: App, clock: FakeClock) -> None:
