@@ -357,20 +357,40 @@ async def search(
 ) -> list[ListingRow]:
     """Listed registrations of a service: same city, then same state, then the rest;
     more experience first; then by id. One query, keyset after ``after``."""
+    # The page is chosen first from the registrations alone (sort keys only); the
+    # joins and the price range are computed for that page's rows only, not for every
+    # listed registration of the service.
     rows = await db.fetch(
         f"""
-        SELECT * FROM (
-            SELECT {_LISTING_COLUMNS},
+        WITH listed AS (
+            SELECT ps.id,
+                   coalesce(ps.years_of_experience, pp.years_of_experience, 0) AS yoe,
                    CASE WHEN lower(ps.city) = lower($3::text) THEN 0
                         WHEN lower(ps.state) = lower($4::text) THEN 1
                         ELSE 2 END AS rank
-            {_LISTING_FROM}
-            WHERE ps.service_id = $2 AND {_LISTED}
-        ) listed
-        WHERE $5::int IS NULL
-           OR (rank, -years_of_experience, id) > ($5::int, -$6::int, $7::bigint)
-        ORDER BY rank, years_of_experience DESC, id
-        LIMIT $8
+            FROM provider_services ps
+            JOIN users u ON u.id = ps.provider_id
+            LEFT JOIN provider_profiles pp ON pp.user_id = ps.provider_id
+            WHERE ps.service_id = $2 AND ps.status = 'active'
+              AND (ps.active_until IS NULL OR ps.active_until > $1) AND u.is_active
+        ), page AS (
+            SELECT * FROM listed
+            WHERE $5::int IS NULL OR (rank, -yoe, id) > ($5::int, -$6::int, $7::bigint)
+            ORDER BY rank, yoe DESC, id
+            LIMIT $8
+        )
+        SELECT {_LISTING_COLUMNS}, page.rank
+        FROM page
+        JOIN provider_services ps ON ps.id = page.id
+        JOIN users u ON u.id = ps.provider_id
+        JOIN services s ON s.id = ps.service_id
+        LEFT JOIN provider_profiles pp ON pp.user_id = ps.provider_id
+        CROSS JOIN LATERAL (
+            SELECT min(p.price_paise) AS min_price_paise, max(p.price_paise) AS max_price_paise
+            FROM provider_service_prices p WHERE p.provider_service_id = ps.id
+        ) pr
+        WHERE s.is_active
+        ORDER BY page.rank, page.yoe DESC, page.id
         """,
         now,
         service_id,
