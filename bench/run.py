@@ -519,6 +519,21 @@ def tables(plan: Plan, results: dict[str, Any]) -> str:
     return "\n\n".join(out)
 
 
+def save_results(started: datetime, suffix: str, body: dict[str, Any]) -> Path:
+    """Write one run's figures to bench/results/<timestamp><suffix>.json."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"{started:%Y%m%d-%H%M%S}{suffix}.json"
+    document = {
+        "started": started.isoformat(timespec="seconds"),
+        "seconds": round((datetime.now() - started).total_seconds(), 1),
+        "our_settings": {"RTC_SERVER__RATE_PER_SECOND": RATE, "RTC_SERVER__RATE_BURST": RATE},
+        **body,
+    }
+    out.write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS))
+    say(f"results written to {out.relative_to(ROOT)}")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     plan, _ = parse_args(argv)
     raise_fd_limit()
@@ -550,24 +565,14 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(workdir, ignore_errors=True)
     text = tables(plan, results)
     print(text)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"{started:%Y%m%d-%H%M%S}.json"
-    out.write_bytes(
-        orjson.dumps(
-            {
-                "started": started.isoformat(timespec="seconds"),
-                "seconds": round((datetime.now() - started).total_seconds(), 1),
-                "plan": asdict(plan),
-                "environment": {**environment(), "busy_cpus_before": busy},
-                "our_settings": {
-                    "RTC_SERVER__RATE_PER_SECOND": RATE,
-                    "RTC_SERVER__RATE_BURST": RATE,
-                },
-                "results": results,
-                "tables": text,
-            },
-            option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS,
-        )
+    save_results(
+        started,
+        "",
+        {
+            "plan": asdict(plan),
+            "environment": {**environment(), "busy_cpus_before": busy},
+            "results": results,
+            "tables": text,
+        },
     )
-    say(f"results written to {out.relative_to(ROOT)}")
     return 0

@@ -42,13 +42,13 @@ from bench.run import (
     CLIENT_CPU,
     LOAD_TIMEOUT,
     RATE,
-    RESULTS,
     ROOT,
     SERVER_CPU,
     Plan,
     Runner,
     busy_cpus,
     environment,
+    save_results,
     say,
     tail,
 )
@@ -580,27 +580,17 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(workdir, ignore_errors=True)
     text = table(args, seeded, result)
     print(text)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"{started:%Y%m%d-%H%M%S}-search.json"
-    out.write_bytes(
-        orjson.dumps(
-            {
-                "started": started.isoformat(timespec="seconds"),
-                "seconds": round((datetime.now() - started).total_seconds(), 1),
-                "args": vars(args),
-                "environment": {**environment(), "busy_cpus_before": busy},
-                "our_settings": {
-                    "RTC_SERVER__RATE_PER_SECOND": RATE,
-                    "RTC_SERVER__RATE_BURST": RATE,
-                },
-                "seeded": seeded,
-                "result": result,
-                "table": text,
-            },
-            option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS,
-        )
+    save_results(
+        started,
+        "-search",
+        {
+            "args": vars(args),
+            "environment": {**environment(), "busy_cpus_before": busy},
+            "seeded": seeded,
+            "result": result,
+            "table": text,
+        },
     )
-    say(f"results written to {out.relative_to(ROOT)}")
     return 1 if result["errors"] else 0
 
 
