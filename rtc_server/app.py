@@ -83,14 +83,21 @@ class App:
         self.settings = settings
         self.clock = clock or SystemClock()
         self.sms = sms or LogSmsSender()
-        self.bus: Bus = bus or InProcessBus()
         self.metrics = Metrics()
+        self.bus: Bus = bus or self._make_bus()
         self.registry = MethodRegistry()
         self.db: Database | None = None
         self._embedded: EmbeddedPostgres | None = None
         self._jobs: list[asyncio.Task[None]] = []
         self._revocations: set[asyncio.Task[None]] = set()
         self._stopped = False
+
+    def _make_bus(self) -> Bus:
+        if not self.settings.redis.url:
+            return InProcessBus()
+        from rtc_server.scaleout.redis_bus import RedisBus
+
+        return RedisBus(self.settings.redis, self.metrics)
 
     async def start(self) -> None:
         s = self.settings
@@ -108,6 +115,7 @@ class App:
         self.signals = Signals(self.bus, self.hub)
         self.publisher = EventPublisher(db, self.bus, self.metrics, chunk=s.events.fanout_chunk)
         self.delivery = EventDelivery(db, self.hub, s.events, self.metrics)
+        self.bus.on_restored(self.delivery.catch_up)
         self.auth = AuthService(
             db,
             s.auth,

@@ -75,17 +75,29 @@ class DatabaseSettings(_Section):
 
 
 class RedisSettings(_Section):
-    """Redis for fan-out between instances. Empty: fan-out stays in process."""
+    """Redis for fan-out between instances. Empty url: fan-out stays in process."""
 
     url: str = ""
+    # Prefix of every key and channel, so several deployments can share one Redis.
+    prefix: str = Field("rtc:", min_length=1, max_length=64)
+    # An instance that has not renewed its lease for this long is taken as dead: its
+    # presence entries are removed by the survivors. Renewed every lease / 3.
+    presence_lease: float = Field(15.0, ge=1)
+    # Seconds a login waits for its presence entry to reach Redis before it goes on
+    # anyway (Redis slow or down: the instance catches up when Redis returns).
+    watch_timeout: float = Field(2.0, gt=0)
+    # Timeout of each Redis command and of connecting; a longer one counts as down.
+    socket_timeout: float = Field(5.0, gt=0)
+    # Events that could not be sent to other instances while Redis was unreachable,
+    # kept to be sent again when it returns (the oldest beyond this are dropped:
+    # clients still catch up from the log).
+    retry_queue: int = Field(1000, ge=0)
 
     @field_validator("url")
     @classmethod
-    def _not_yet(cls, url: str) -> str:
-        # Several instances without a shared bus would silently lose live delivery
-        # between them: refuse rather than pretend.
-        if url:
-            raise ValueError("the Redis bus is not available yet: run one instance, url empty")
+    def _redis_scheme(cls, url: str) -> str:
+        if url and not url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix:// (or be empty)")
         return url
 
 

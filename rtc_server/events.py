@@ -127,6 +127,9 @@ class EventDelivery:
         conn.cursor = DeliveryCursor()
         self._hub.attach(conn)
         try:
+            # With several instances, the bus must route the user's events here
+            # before the log is read, or one committed in between would be missed.
+            await self._hub.routed(user_id)
             cursor = await event_log.cursor(self._db, user_id)
         except BaseException:
             self._hub.detach(conn)
@@ -198,6 +201,39 @@ class EventDelivery:
             conn.send(frame)
         if cursor.has_gap:
             self._schedule_gap_fill(conn)
+
+    async def catch_up(self) -> None:
+        """Send every socket what the log has beyond what it was offered.
+
+        Run when the bus comes back after an outage: events published on other
+        instances meanwhile never arrived live, and nothing else would tell a socket
+        that it is behind until the user's next event.
+        """
+        by_user: dict[int, list[Connection]] = {}
+        for user_id in list(self._hub.users()):
+            conns = [c for c in self._hub.sockets_of(user_id) if c.cursor is not None]
+            if conns:
+                by_user[user_id] = conns
+        users = list(by_user)
+        behind = 0
+        for start in range(0, len(users), 1000):
+            chunk = users[start : start + 1000]
+            try:
+                last = await event_log.last_seqs(self._db, chunk)
+            except StorageError:
+                log.warning("catch-up: could not read the log", extra={"users": len(chunk)})
+                continue
+            for user_id, last_seq in last.items():
+                for conn in by_user[user_id]:
+                    cursor = conn.cursor
+                    if cursor is None or conn.closing or last_seq <= cursor.highest:
+                        continue
+                    cursor.highest = last_seq  # owed: a replay ending below it fills later
+                    behind += 1
+                    if not cursor.replaying and conn.gap_timer is None:
+                        self._spawn(self._fill_gap(conn))
+        self._metrics.bus_catch_ups.inc(behind)
+        log.info("caught up after the bus came back", extra={"sockets_behind": behind})
 
     async def acknowledge(self, conn: Connection, seq: int) -> int:
         user_id = conn.user_id

@@ -1,9 +1,12 @@
 """The HTTP port: liveness, readiness and Prometheus metrics (aiohttp).
 
 ``/healthz`` answers while the process runs. ``/readyz`` answers 200 only when the
-database is reachable, every migration is applied, the bus is up and the server is
-not shutting down; otherwise 503 with what is wrong, so a load balancer stops
-sending new sockets here.
+database is reachable, every migration is applied and the server is not shutting
+down; otherwise 503 with what is wrong, so a load balancer stops sending new sockets
+here. The bus is reported but does not fail readiness: with Redis down every
+instance is equally degraded (each still serves its own sockets, events stay in the
+log), and taking them all out of the load balancer would serve nobody. Then the
+answer is 200 with ``"status": "degraded"`` and ``"bus": false``.
 """
 
 from __future__ import annotations
@@ -15,6 +18,9 @@ from aiohttp import web
 
 from rtc_server.config import HttpSettings
 from rtc_server.metrics import Metrics
+
+# Checks that, failing, make the instance degraded rather than not ready.
+_DEGRADABLE = frozenset({"bus"})
 
 log = logging.getLogger("rtc.http")
 
@@ -55,11 +61,9 @@ class HttpServer:
 
     async def _readyz(self, request: web.Request) -> web.Response:
         checks = await self._readiness()
-        ready = all(checks.values())
-        return web.json_response(
-            {"status": "ready" if ready else "not ready", "checks": checks},
-            status=200 if ready else 503,
-        )
+        ready = all(ok for name, ok in checks.items() if name not in _DEGRADABLE)
+        status = "not ready" if not ready else "ready" if all(checks.values()) else "degraded"
+        return web.json_response({"status": status, "checks": checks}, status=200 if ready else 503)
 
     async def _metrics_page(self, request: web.Request) -> web.Response:
         return web.Response(

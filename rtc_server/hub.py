@@ -67,6 +67,10 @@ class Hub:
             del self._by_user[user_id]
             self._bus.unwatch(user_id)
 
+    async def routed(self, user_id: int) -> None:
+        """Return once the bus routes the user's new events to this instance."""
+        await self._bus.routed(user_id)
+
     def sockets_of(self, user_id: int) -> set[Connection]:
         return self._by_user.get(user_id, set())
 

@@ -55,6 +55,51 @@ class Metrics:
             "Sockets closed because their send buffer overflowed (slow consumers)",
             registry=r,
         )
+        # The bus between instances (Redis); constant on one instance without Redis.
+        self.bus_up = Gauge(
+            "rtc_bus_up",
+            "1 while the bus between instances works (always 1 in process)",
+            registry=r,
+        )
+        self.bus_up.set(1)
+        self.bus_reconnects = Counter(
+            "rtc_bus_reconnects_total",
+            "Times the Redis bus came back after an outage",
+            registry=r,
+        )
+        self.bus_sent = Counter(
+            "rtc_bus_messages_sent_total", "Messages sent to other instances", registry=r
+        )
+        self.bus_received = Counter(
+            "rtc_bus_messages_received_total",
+            "Messages received from other instances",
+            registry=r,
+        )
+        self.bus_send_failures = Counter(
+            "rtc_bus_send_failures_total",
+            "Messages not sent to other instances (kept to resend; the log has the events)",
+            registry=r,
+        )
+        self.bus_retry_dropped = Counter(
+            "rtc_bus_retry_dropped_total",
+            "Unsent messages dropped from the full resend queue (clients catch up from the log)",
+            registry=r,
+        )
+        self.bus_unreadable = Counter(
+            "rtc_bus_unreadable_total", "Bus messages that could not be decoded", registry=r
+        )
+        self.bus_catch_ups = Counter(
+            "rtc_bus_catch_ups_total",
+            "Sockets found behind the log after the bus came back, and caught up",
+            registry=r,
+        )
+        self.presence_users = Gauge(
+            "rtc_presence_users", "Users with a socket on this instance", registry=r
+        )
+        self.presence_instances = Gauge(
+            "rtc_presence_instances", "Instances with a live lease, this one included", registry=r
+        )
+        self.presence_instances.set(1)
         self.pool_size = Gauge("rtc_db_pool_size", "Database pool connections", registry=r)
         self.pool_idle = Gauge("rtc_db_pool_idle", "Idle database pool connections", registry=r)
         self.pool_waiting = Gauge(

@@ -102,6 +102,15 @@ async def cursor(db: Executor, user_id: int) -> Cursor:
     return Cursor(row["last_seq"], row["acked_seq"], row["first_seq"])
 
 
+async def last_seqs(db: Executor, user_ids: Sequence[int]) -> dict[int, int]:
+    """The newest ``seq`` of each of ``user_ids`` that has events (others left out)."""
+    rows = await db.fetch(
+        "SELECT user_id, last_seq FROM user_event_cursors WHERE user_id = ANY($1::bigint[])",
+        list(user_ids),
+    )
+    return {row["user_id"]: row["last_seq"] for row in rows}
+
+
 async def acknowledge(db: Executor, user_id: int, seq: int) -> int:
     """Record a cumulative ack (never backwards, never past the newest event)."""
     acked = await db.fetchval(

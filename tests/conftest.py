@@ -13,6 +13,14 @@ each test that asks for ``db_dsn`` or ``db`` gets a fresh copy of it, dropped af
                                  more database of the test's own, dropped after it
     embedded_data_dir  function  a directory for a test's own EmbeddedPostgres
 
+Redis (tests/redis_server.py): a real redis-server started once per run (or
+``RTC_TEST_REDIS_URL``); each test gets its own key and channel prefix on it.
+
+    redis_url          session   URL of the run's Redis
+    redis_prefix       function  a key/channel prefix of the test's own
+    redis_servers      function  RedisServer factory: servers of the test's own (for
+                                 outage tests), killed after
+
 Every async test also fails if its event loop reported an exception nobody handled
 (an exception in a callback, a task's exception never retrieved) while it ran.
 
@@ -37,6 +45,7 @@ import asyncpg
 import pytest
 
 from storage import Database, EmbeddedPostgres, PoolSettings, apply_migrations
+from tests.redis_server import RedisServer
 
 TEMPLATE_DATABASE = "rtc_template"
 
@@ -196,3 +205,39 @@ def _describe_loop_context(context: dict[str, Any]) -> str:
     exc = context.get("exception")
     text = str(context.get("message", "unhandled exception in event loop"))
     return f"  {text}: {exc!r}" if exc is not None else f"  {text}"
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    configured = os.environ.get("RTC_TEST_REDIS_URL")
+    if configured:
+        yield configured
+        return
+    server = RedisServer()
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def redis_prefix() -> str:
+    return f"t{uuid.uuid4().hex[:12]}:"
+
+
+@pytest.fixture
+def redis_servers() -> Iterator[Callable[[], RedisServer]]:
+    started: list[RedisServer] = []
+
+    def start() -> RedisServer:
+        server = RedisServer()
+        started.append(server)
+        server.start()
+        return server
+
+    try:
+        yield start
+    finally:
+        for server in started:
+            server.close()

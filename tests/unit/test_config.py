@@ -75,7 +75,7 @@ def test_missing_config_file_is_an_error(tmp_path: Path) -> None:
     ("env", "value", "named"),
     [
         ("RTC_AUTH__JWT_SECRET", "short", "auth.jwt_secret"),
-        ("RTC_REDIS__URL", "redis://localhost:6379", "redis.url"),
+        ("RTC_REDIS__URL", "localhost:6379", "redis.url"),
     ],
 )
 def test_settings_that_would_fail_later_fail_at_start(
@@ -84,3 +84,8 @@ def test_settings_that_would_fail_later_fail_at_start(
     monkeypatch.setenv(env, value)
     with pytest.raises(ConfigError, match=named):
         load_settings(ROOT / "config.toml")
+
+
+def test_a_redis_url_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RTC_REDIS__URL", "redis://localhost:6379/2")
+    assert load_settings(ROOT / "config.toml").redis.url == "redis://localhost:6379/2"
