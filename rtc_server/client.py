@@ -178,10 +178,13 @@ class RtcClient:
     async def ack(self, seq: int | None = None) -> Any:
         return await self.call("events.ack", {"seq": self.last_seq if seq is None else seq})
 
-    async def reconnect(self, **kwargs: Any) -> RtcClient:
-        """A new socket for the same user, resuming after :attr:`last_seq`."""
+    async def reconnect(self, url: str | None = None, **kwargs: Any) -> RtcClient:
+        """A new socket for the same user, resuming after :attr:`last_seq`.
+
+        ``url``: another instance (behind a load balancer, any instance will do).
+        """
         await self.close()
-        client = await RtcClient.connect(self.url, **kwargs)
+        client = await RtcClient.connect(url or self.url, **kwargs)
         if self.access_token is not None:
             await client.authenticate(self.access_token, last_seq=self.last_seq or 0)
         return client

@@ -104,6 +104,10 @@ class Clients:
         self.opened: list[RtcClient] = []
         self._phones = iter(range(9_000_000_000, 9_999_999_999, 7_919))
 
+    def share_phones(self, other: Clients) -> None:
+        """Draw new phones from ``other``'s numbers (clients of several instances)."""
+        self._phones = other._phones
+
     def new_phone(self) -> str:
         return str(next(self._phones))
 

@@ -112,10 +112,11 @@ async def test_catalog_changed_signal_drops_the_copy(app: App, clients: Clients)
 async def test_second_instance_sees_the_change_by_version_not_by_signal(
     make_app: AppFactory, clients: Clients, code_log: CodeLog
 ) -> None:
-    # Two Apps on one database in one process each have their own InProcessBus: a
-    # signal published on one never reaches the other (that needs the Redis bus). So
-    # the second instance's copy is only refreshed by its expiry; within it, it is
-    # stale. This test shows that limit; invalidation is tested on one instance above.
+    # Two Apps on one database without Redis each have their own InProcessBus: a
+    # signal published on one never reaches the other (with Redis it does:
+    # test_scaleout.py). So the second instance's copy is only refreshed by its
+    # expiry; within it, it is stale. This test shows that limit of running several
+    # instances without Redis; invalidation is tested on one instance above.
     other = await make_app()
     other_clients = Clients(other, code_log)
     try:

@@ -1,0 +1,147 @@
+"""Several instances on one Redis and one database, in one process: real sockets.
+
+Each App has its own Redis bus, hub and sockets, as separate processes would (the
+process-level tests, with SIGKILL and restarts, are in test_cluster.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from rtc_server.app import App
+from rtc_server.client import RtcClient
+
+from .admins import login_admin
+from .conftest import AppFactory, Clients, CodeLog, ws_url
+from .test_catalog import new_service
+from .test_events import collect
+
+Cluster = Callable[[int], Awaitable[list[Clients]]]
+
+
+@pytest.fixture
+async def cluster(
+    make_app: AppFactory, code_log: CodeLog, redis_url: str, redis_prefix: str
+) -> AsyncIterator[Cluster]:
+    opened: list[Clients] = []
+
+    async def start(size: int) -> list[Clients]:
+        for _ in range(size):
+            app = await make_app(redis={"url": redis_url, "prefix": redis_prefix})
+            clients = Clients(app, code_log)
+            if opened:
+                clients.share_phones(opened[0])  # one user base, not one per instance
+            opened.append(clients)
+        return opened
+
+    yield start
+    for clients in opened:
+        await clients.close()
+
+
+async def device(on: Clients, tokens: Any) -> RtcClient:
+    """Another socket of a logged-in user, on the instance ``on``."""
+    client = await RtcClient.connect(ws_url(on.app))
+    on.opened.append(client)
+    await client.authenticate(tokens["accessToken"])
+    return client
+
+
+async def test_events_published_on_one_instance_reach_sockets_on_the_others(
+    cluster: Cluster,
+) -> None:
+    a, b, c = await cluster(3)
+    # One user with a socket on B and one on C; another user only on C.
+    phone_b, tokens = await b.login()
+    on_c = await device(c, tokens)
+    other, other_tokens = await c.login()
+    user, other_user = tokens["user"]["id"], other_tokens["user"]["id"]
+
+    async def publish(n: int) -> None:
+        await a.app.publisher.publish(user, "e", {"n": n})
+        await a.app.publisher.publish_many([user, other_user], "both", {"n": n})
+
+    await asyncio.gather(*(publish(n) for n in range(50)))
+    for client in (phone_b, on_c):
+        assert await collect(client, 100) == list(range(1, 101))
+    assert await collect(other, 50) == list(range(1, 51))
+
+    # Targeted: events only for the user on C never reach B.
+    before = received(b.app)
+    for n in range(10):
+        await a.app.publisher.publish(other_user, "e", {"n": n})
+    assert await collect(other, 10) == list(range(51, 61))
+    assert received(b.app) == before
+
+
+def received(app: App) -> float:
+    value = app.metrics.registry.get_sample_value("rtc_bus_messages_received_total")
+    assert value is not None
+    return value
+
+
+async def test_a_client_resumes_on_another_instance_with_nothing_lost(cluster: Cluster) -> None:
+    a, b, c = await cluster(3)
+    client, tokens = await b.login()
+    user = tokens["user"]["id"]
+    for n in range(3):
+        await a.app.publisher.publish(user, "e", {"n": n})
+    assert await collect(client, 3) == [1, 2, 3]
+    await client.close()  # B's socket drops
+    for n in range(3, 8):
+        await a.app.publisher.publish(user, "e", {"n": n})
+    resumed = await client.reconnect(ws_url(c.app))
+    c.opened.append(resumed)
+    publishing = asyncio.gather(
+        *(a.app.publisher.publish(user, "e", {"n": n}) for n in range(8, 20))
+    )
+    assert await collect(resumed, 17) == list(range(4, 21))
+    await publishing
+    # Published concurrently: in seq order, each exactly once.
+    assert sorted(e.data["n"] for e in resumed.received if e.seq) == list(range(3, 20))
+
+
+async def test_logout_on_one_instance_closes_the_session_everywhere(cluster: Cluster) -> None:
+    a, b = await cluster(2)
+    on_a, tokens = await a.login()
+    on_b = await device(b, tokens)
+    await on_a.call("auth.logout")
+    assert await on_b.wait_closed() == 4003
+
+
+async def test_presence_sees_users_on_every_instance(cluster: Cluster) -> None:
+    a, b, c = await cluster(3)
+    _, on_b = await b.login()
+    on_c, tokens_c = await c.login()
+    users = {on_b["user"]["id"], tokens_c["user"]["id"]}
+    assert await a.app.bus.online(users | {999_999}) == users
+    await on_c.close()
+    gone = tokens_c["user"]["id"]
+
+    async def offline() -> None:
+        while gone in await a.app.bus.online(users):
+            await asyncio.sleep(0.02)
+
+    await asyncio.wait_for(offline(), 5)
+
+
+async def test_a_catalog_change_refreshes_every_instance(cluster: Cluster) -> None:
+    a, b = await cluster(2)
+    reader = await b.anonymous()
+    before = await reader.call("services.list")
+    admin, _ = await login_admin(a)
+    await admin.call("admin.services.create", new_service())
+
+    async def refreshed() -> dict[str, Any]:
+        while True:
+            answer: dict[str, Any] = await reader.call("services.list", {"etag": before["etag"]})
+            if not answer.get("notModified"):
+                return answer
+            await asyncio.sleep(0.02)
+
+    fresh = await asyncio.wait_for(refreshed(), 5)
+    assert len(fresh["services"]) == len(before["services"]) + 1
