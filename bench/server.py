@@ -11,7 +11,9 @@ registry, both public:
   through the real :meth:`EventPublisher.publish_many` (durable writes in chunks,
   each chunk delivered live while the next is written). Answers
   ``{users, serverMs, deliverMs}``: the time of the whole call and of the live
-  delivery inside it (the bus receiver, timed by a wrapper, summed over chunks).
+  delivery inside it (the bus receiver, timed by a wrapper, summed over chunks). The
+  event carries ``at``, the wall time of the publish call, so that a client on the
+  same host measures publish-to-delivery latency (``python -m bench.cluster``).
 - ``bench.gc``: collect garbage and trim the heap before the runner reads the RSS.
 """
 
@@ -83,7 +85,10 @@ class BenchMethods:
         self._deliver_seconds = 0.0
         started = time.perf_counter()
         await self._app.publisher.publish_many(
-            users, "bench.broadcast", {"round": params.round, "note": "fan-out"}
+            users,
+            "bench.broadcast",
+            # Wall time of the publish call: a client on this host measures delivery.
+            {"round": params.round, "note": "fan-out", "at": time.time()},
         )
         elapsed = time.perf_counter() - started
         return Published(

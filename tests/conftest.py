@@ -13,7 +13,7 @@ each test that asks for ``db_dsn`` or ``db`` gets a fresh copy of it, dropped af
                                  more database of the test's own, dropped after it
     embedded_data_dir  function  a directory for a test's own EmbeddedPostgres
 
-Redis (tests/redis_server.py): a real redis-server started once per run (or
+Redis (rtc_server/scaleout/local_redis.py): a real redis-server started once per run (or
 ``RTC_TEST_REDIS_URL``); each test gets its own key and channel prefix on it.
 
     redis_url          session   URL of the run's Redis
@@ -44,8 +44,8 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
+from rtc_server.scaleout.local_redis import RedisServer
 from storage import Database, EmbeddedPostgres, PoolSettings, apply_migrations
-from tests.redis_server import RedisServer
 
 TEMPLATE_DATABASE = "rtc_template"
 

@@ -25,9 +25,9 @@ from rtc_server.client import RtcClient
 from rtc_server.config import RedisSettings
 from rtc_server.events import EventPublisher
 from rtc_server.metrics import Metrics
+from rtc_server.scaleout.local_redis import RedisServer
 from rtc_server.scaleout.redis_bus import RedisBus
 from storage.database import Database, PoolSettings
-from tests.redis_server import RedisServer
 
 from .processes import ServerProcess, clean_env, login, start_server, stop_server
 

@@ -17,8 +17,8 @@ import pytest
 from rtc_server.bus import Bus, BusMessage, EventBatch, InProcessBus, SessionsRevoked, Signal
 from rtc_server.config import RedisSettings
 from rtc_server.metrics import Metrics
+from rtc_server.scaleout.local_redis import RedisServer
 from rtc_server.scaleout.redis_bus import RedisBus
-from tests.redis_server import RedisServer
 
 PAYLOAD = b'{"bookingId":7,"note":"caf\xc3\xa9 \\n \\"quoted\\""}'
 

