@@ -100,3 +100,22 @@ class RedisServer:
     def close(self) -> None:
         self.stop()
         shutil.rmtree(self._dir, ignore_errors=True)
+
+
+def main() -> None:
+    """``python -m rtc_server.scaleout.local_redis [--port 6379]``: Redis in the foreground.
+
+    For running a local cluster by hand (``scripts/cluster``); no persistence.
+    """
+    import argparse
+    import os
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--port", type=int, default=6379)
+    args = parser.parse_args()
+    binary = redis_binary()
+    os.execv(binary, [binary, "--port", str(args.port), "--bind", "127.0.0.1", "--save", ""])
+
+
+if __name__ == "__main__":
+    main()
