@@ -256,3 +256,27 @@ async def test_an_outage_of_redis_degrades_then_everything_comes_back(
     await until(lambda: b.seqs_for(5) == [1])  # resent from A's queue
     # Presence was written again into the empty Redis.
     assert await a.bus.online([5, 6]) == {5, 6}
+
+
+async def test_an_unreadable_message_is_counted_and_dropped(
+    redis_nodes: NodeFactory, redis_url: str, redis_prefix: str
+) -> None:
+    from redis.asyncio import Redis
+
+    a = await redis_nodes()
+    assert isinstance(a.bus, RedisBus)
+    a.bus.watch(1)
+    await a.bus.routed(1)
+    raw = Redis.from_url(redis_url)
+    try:
+        channel = f"{redis_prefix}bus:{a.bus.instance_id}"
+        for junk in (b"", b"E{not json\n{}", b"E{}\n", b"Xwhat", b'S{"topic":1}', b"\xff\xfe"):
+            await raw.publish(channel, junk)
+    finally:
+        await raw.aclose()
+    b = await redis_nodes()
+    await b.bus.publish(EventBatch("e", b"{}", {1: 1}, time.time()))
+    await until(lambda: a.seqs_for(1) == [1])  # still serving after the junk
+    unreadable = a.bus._metrics.registry.get_sample_value("rtc_bus_unreadable_total")
+    assert unreadable == 6
+    assert len(a.received) == 1
