@@ -88,6 +88,9 @@ class RedisSettings(_Section):
     watch_timeout: float = Field(2.0, gt=0)
     # Timeout of each Redis command and of connecting; a longer one counts as down.
     socket_timeout: float = Field(5.0, gt=0)
+    # Connections to Redis per instance for publishing and presence (the
+    # subscription has one more); a burst beyond waits for a free one.
+    pool_max: int = Field(16, ge=2)
     # Events that could not be sent to other instances while Redis was unreachable,
     # kept to be sent again when it returns (the oldest beyond this are dropped:
     # clients still catch up from the log).

@@ -31,7 +31,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from urllib.parse import urlsplit, urlunsplit
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
@@ -68,11 +68,16 @@ class RedisBus:
         self._settings = settings
         self._metrics = metrics
         self.instance_id = instance_id or new_instance_id()
-        self._client = Redis.from_url(
+        # Bounded: a burst of publishes waits for a connection instead of opening
+        # thousands (the pub/sub subscription has a connection of its own).
+        pool = BlockingConnectionPool.from_url(
             settings.url,
+            max_connections=settings.pool_max,
+            timeout=settings.socket_timeout,
             socket_timeout=settings.socket_timeout,
             socket_connect_timeout=settings.socket_timeout,
         )
+        self._client = Redis.from_pool(pool)  # closes the pool with the client
         self.presence = RedisPresence(
             self._client,
             prefix=settings.prefix,
