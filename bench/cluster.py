@@ -44,9 +44,10 @@ import orjson
 import uvloop
 
 from bench import seed
-from bench.load import percentile
-from bench.procfs import raise_fd_limit
+from bench.load import own_cpu_seconds, percentile
+from bench.procfs import cpu_seconds, raise_fd_limit
 from bench.run import ROOT, environment, free_port, save_results, say, tail
+from bench.search import postgres_cpu
 from bench.wire import HandshakeFailed, WsSocket, text_frame
 from rtc_server.scaleout.local_redis import RedisServer
 
@@ -71,13 +72,21 @@ class Step:
     errors: int = 0
     latencies: list[float] = field(default_factory=list)
     seconds: float = 0.0
+    cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds in the window
 
 
 class Load:
     """Sockets of every user, the control sockets, and the open-loop sender."""
 
-    def __init__(self, instances: list[Instance], tokens: list[str], cross: bool) -> None:
+    def __init__(
+        self,
+        instances: list[Instance],
+        tokens: list[str],
+        cross: bool,
+        cpu: Any,
+    ) -> None:
         self.instances = instances
+        self.cpu = cpu  # () -> {component: CPU seconds so far}
         self.tokens = tokens
         self.cross = cross
         self.home: list[int] = [i % len(instances) for i in range(len(tokens))]
@@ -129,6 +138,7 @@ class Load:
             if now >= measuring_from and self.step is not step:
                 self.step = step
                 step_start, sent_at_start = now, sent
+                cpu_start = self.cpu()
             due = int((now - started) * rate)
             while sent < due:
                 index = random.randrange(users)
@@ -148,6 +158,8 @@ class Load:
             await asyncio.sleep(0.001)
         step.sent = sent - sent_at_start
         step.seconds = loop.time() - step_start
+        cpu_end = self.cpu()
+        step.cpu = {name: cpu_end[name] - cpu_start[name] for name in cpu_end}
         await asyncio.sleep(0.5)  # the last events in flight
         self.step = None
         return step
@@ -268,7 +280,19 @@ class Bench:
     async def _measure(
         self, label: str, instances: list[Instance], cross: bool
     ) -> list[dict[str, Any]]:
-        load = Load(instances, self.tokens, cross)
+        postmaster = int((self.postgres.pgdata / "postmaster.pid").read_text().split()[0])
+        redis_pid = self.redis.pid
+
+        def cpu() -> dict[str, float]:
+            servers = sum(cpu_seconds(i.process.pid) for i in instances)
+            return {
+                "servers": servers,
+                "postgres": sum(postgres_cpu(postmaster).values()),
+                "redis": cpu_seconds(redis_pid) if redis_pid else 0.0,
+                "client": own_cpu_seconds(),
+            }
+
+        load = Load(instances, self.tokens, cross, cpu)
         await load.open()
         rows = []
         for rate in self.args.rates:
@@ -283,6 +307,11 @@ class Bench:
                 "p99_ms": percentile(latencies, 99) * 1000,
                 "max_ms": (latencies[-1] * 1000) if latencies else float("nan"),
                 "errors": step.errors,
+                # CPU per delivered event, by component, in µs.
+                "cpu_us": {
+                    name: seconds / max(1, len(latencies)) * 1e6
+                    for name, seconds in step.cpu.items()
+                },
                 "lost": max(0, step.sent - len(latencies)),
             }
             rows.append(row)
@@ -305,13 +334,17 @@ class Bench:
 
 def table(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "| set-up | offered events/s | delivered events/s | p50 ms | p99 ms | max ms |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| set-up | offered events/s | delivered events/s | p50 ms | p99 ms | max ms "
+        "| CPU µs/event: servers / PostgreSQL / Redis / client |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
+        cpu = r["cpu_us"]
         lines.append(
             f"| {r['setup']} | {r['offered']:,} | {r['delivered_per_s']:,.0f} | "
-            f"{r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['max_ms']:.1f} |"
+            f"{r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['max_ms']:.1f} | "
+            f"{cpu['servers']:.0f} / {cpu['postgres']:.0f} / {cpu['redis']:.0f} / "
+            f"{cpu['client']:.0f} |"
         )
     best: dict[str, int] = {}
     for r in rows:
