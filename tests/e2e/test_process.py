@@ -82,8 +82,11 @@ async def test_metrics_and_health_on_the_http_port(served: ServerProcess) -> Non
 
 
 async def test_embedded_database_persists_and_admin_is_created_while_serving(
-    tmp_path: Path,
+    embedded_data_dir: Path,
 ) -> None:
+    # Not pytest's tmp_path: PostgreSQL runs as the "pgserver" user, which cannot
+    # traverse /tmp/pytest-of-root when another pytest run has reset it to 0700.
+    tmp_path = embedded_data_dir
     env = clean_env()
 
     async def create_admin() -> str:
