@@ -34,12 +34,13 @@ from rtc_server.rpc.registry import (
     Params,
     Result,
 )
-from storage import providers
+from storage import bookings, providers, ratings
 from storage.database import Database
 from storage.events import Executor
 
 MAX_PAGE = 50
 MAX_FEATURED = 20
+MAX_REVIEWS = 10
 MAX_SUB_SERVICES = 50
 MAX_PRICE_PAISE = 100_000_000  # ₹10,00,000 for one sub-service: catches typos in paise
 FREE_LISTING = timedelta(days=365)
@@ -188,10 +189,20 @@ class Listing(Result):
     city: str
     min_price_paise: int | None
     max_price_paise: int | None
+    rating_average: float | None = Field(description="customers' stars, 1-5; null: none yet")
+    rating_count: int
+
+
+class Review(Result):
+    stars: int
+    review: str | None
+    customer_name: str | None = Field(description="first name only")
+    created_at: datetime
 
 
 class ListingDetails(Listing):
     sub_services: list[SubServicePrice]
+    reviews: list[Review] = Field(description="the newest customer ratings (at most 10)")
 
 
 class ListingPage(Result):
@@ -284,6 +295,10 @@ def _listing_fields(row: providers.ListingRow) -> dict[str, object]:
         "city": row.city,
         "min_price_paise": row.min_price_paise,
         "max_price_paise": row.max_price_paise,
+        "rating_average": (
+            round(row.rating_sum / row.rating_count, 2) if row.rating_count else None
+        ),
+        "rating_count": row.rating_count,
     }
 
 
@@ -451,11 +466,23 @@ class ProviderService:
         )
 
     async def remove_service(self, caller: Caller, params: RegistrationRef) -> Removed:
-        """Withdraw one of the caller's registrations: it leaves every listing at once."""
-        if not await providers.remove_registration(
-            self._db, caller.require_user(), params.provider_service_id
-        ):
-            raise NotFound("no such registration")
+        """Withdraw one of the caller's registrations: it leaves every listing at once.
+        Refused while it has open bookings (pending, accepted, in progress)."""
+        user_id = caller.require_user()
+        async with self._db.transaction() as conn:
+            # The lock waits for bookings being created of it (they hold a key share).
+            if await providers.lock_registration(conn, user_id, params.provider_service_id) is None:
+                raise NotFound("no such registration")
+            open_bookings = await bookings.open_bookings_of_registration(
+                conn, params.provider_service_id
+            )
+            if open_bookings:
+                raise Conflict(
+                    f"{open_bookings} open booking(s): finish or reject them first",
+                    reason="open_bookings",
+                    count=open_bookings,
+                )
+            await providers.remove_registration(conn, user_id, params.provider_service_id)
         return Removed()
 
     async def get_profile(self, caller: Caller, params: Empty) -> ProviderProfile:
@@ -499,7 +526,12 @@ class ProviderService:
         row = await providers.get_listing(self._db, params.provider_service_id, self._clock.now())
         if row is None:
             raise NotFound("no such provider")
-        return ListingDetails(**_listing_fields(row), sub_services=_prices(row.prices))
+        reviews = await ratings.recent_reviews(self._db, row.id, MAX_REVIEWS)
+        return ListingDetails(
+            **_listing_fields(row),
+            sub_services=_prices(row.prices),
+            reviews=[Review(**{k: getattr(r, k) for k in Review.model_fields}) for r in reviews],
+        )
 
     async def featured(self, caller: Caller, params: FeaturedProviders) -> FeaturedList:
         """A small random set of active providers (any service)."""

@@ -14,10 +14,15 @@ from uuid import UUID
 from api.addresses import AddressService
 from api.admin import AdminService
 from api.auth.service import AuthService, LogSmsSender, SmsSender
+from api.bookings.service import BookingService
 from api.catalog.cache import CatalogCache
 from api.catalog.service import CatalogService
+from api.earnings import EarningsService
+from api.notifications import NotificationService
 from api.profile import ProfileService
 from api.providers import ProviderService
+from api.ratings import RatingService
+from api.reports import ReportService
 from rtc_server.bus import Bus, InProcessBus, SessionsRevoked
 from rtc_server.clock import Clock, SystemClock
 from rtc_server.config import Settings
@@ -28,6 +33,7 @@ from rtc_server.http import HttpServer
 from rtc_server.hub import Hub
 from rtc_server.idempotency import Idempotency
 from rtc_server.metrics import Metrics
+from rtc_server.outbox import Outbox
 from rtc_server.rpc.registry import MethodRegistry
 from rtc_server.server import SocketServer
 from rtc_server.session_methods import SessionMethods
@@ -133,6 +139,17 @@ class App:
         CatalogService(db, self.catalog_cache, self.signals).register(self.registry)
         ProviderService(db, self.clock).register(self.registry)
         AdminService(db, self.clock, self._close_revoked_sessions).register(self.registry)
+        # The marketplace's live jobs: their events commit with the change (outbox).
+        self.outbox = Outbox(self.bus, self.metrics)
+        timezone = s.database.timezone
+        BookingService(
+            db, self.outbox, self.clock, s.bookings, timezone=timezone, metrics=self.metrics
+        ).register(self.registry)
+        RatingService(db, self.outbox, self.clock).register(self.registry)
+        ReportService(db, self.clock, s.bookings).register(self.registry)
+        self.notifications = NotificationService(db, self.clock, s.notifications)
+        self.notifications.register(self.registry)
+        EarningsService(db, self.clock, timezone).register(self.registry)
 
         idempotency = Idempotency(db)
         self.dispatcher = Dispatcher(
@@ -160,12 +177,19 @@ class App:
             idempotency=idempotency,
             clock=self.clock,
             metrics=self.metrics,
+            jobs=[self._prune_notifications],
         )
         self._jobs.append(asyncio.create_task(self.housekeeping.run_forever()))
         log.info(
             "server ready",
             extra={"socket_port": self.sockets.port, "http_port": self.http.port},
         )
+
+    async def _prune_notifications(self) -> None:
+        removed = await self.notifications.prune()
+        self.metrics.notifications_pruned.inc(removed)
+        if removed:
+            log.info("notifications pruned", extra={"removed": removed})
 
     async def _close_revoked_sessions(
         self, user_id: int, session_ids: list[UUID], reason: str

@@ -150,6 +150,28 @@ class EventSettings(_Section):
     gap_timeout: float = Field(0.25, gt=0)
 
 
+class BookingSettings(_Section):
+    """Bookings: the per-customer creation limits, how far ahead, offers' push, reports."""
+
+    # Bookings one customer may create per rolling minute and hour (reference 8.1).
+    max_per_minute: int = Field(8, ge=1)
+    max_per_hour: int = Field(20, ge=1)
+    # An appointment at most this many days ahead.
+    max_days_ahead: int = Field(180, ge=1, le=3650)
+    # Seconds an offer may stay unacknowledged by every device of the provider before
+    # it is marked due for a push (push_intents).
+    offer_push_after: float = Field(30.0, ge=0)
+    # Reports one user may file per rolling 24 hours.
+    reports_per_day: int = Field(5, ge=1)
+
+
+class NotificationSettings(_Section):
+    """In-app notifications."""
+
+    # Days a notification is kept (read or not); older ones are pruned by housekeeping.
+    retention_days: float = Field(90.0, gt=0)
+
+
 class LogSettings(_Section):
     format: Literal["json", "text"] = "json"
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -172,6 +194,8 @@ class Settings(BaseSettings):
     redis: RedisSettings = RedisSettings()
     auth: AuthSettings = AuthSettings()
     events: EventSettings = EventSettings()
+    bookings: BookingSettings = BookingSettings()
+    notifications: NotificationSettings = NotificationSettings()
     log: LogSettings = LogSettings()
 
     @classmethod

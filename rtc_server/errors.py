@@ -23,6 +23,7 @@ reach the client.
     ├── RateLimited            4029   rate_limited         retryable, data.retryAfterMs
     ├── Overloaded             4030   overloaded           retryable (too many in flight)
     ├── IdempotencyMismatch    4090   idempotency_mismatch key reused with other params
+    ├── StateConflict          4091   state_conflict       not allowed in the current state
     └── ServiceUnavailable     5003   unavailable          retryable (database down ...)
 
 Close codes of the socket are listed in :class:`CloseCode`.
@@ -116,6 +117,16 @@ class IdempotencyMismatch(RpcError):
     code, name = 4090, "idempotency_mismatch"
 
 
+class StateConflict(RpcError):
+    """The thing's current state does not allow the action (a booking already accepted,
+    cancelled, completed ...), typically because someone else changed it first.
+
+    ``data.status`` is the current state, ``data.action`` what was asked; reload the
+    thing rather than retry."""
+
+    code, name = 4091, "state_conflict"
+
+
 class ServiceUnavailable(RpcError):
     code, name, retryable = 5003, "unavailable", True
 
@@ -135,6 +146,7 @@ ALL_ERRORS: tuple[type[RpcError], ...] = (
     RateLimited,
     Overloaded,
     IdempotencyMismatch,
+    StateConflict,
     ServiceUnavailable,
 )
 

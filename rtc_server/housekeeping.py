@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 
 from rtc_server.clock import Clock
@@ -32,6 +33,7 @@ class Housekeeping:
         idempotency: Idempotency,
         clock: Clock,
         metrics: Metrics,
+        jobs: Sequence[Callable[[], Awaitable[None]]] = (),
     ) -> None:
         self._db = db
         self._events = events
@@ -39,6 +41,8 @@ class Housekeeping:
         self._idempotency = idempotency
         self._clock = clock
         self._metrics = metrics
+        # The domain's own clean-ups (notifications past retention ...), run each round.
+        self._jobs = tuple(jobs)
 
     async def run_once(self) -> int:
         """One round; returns the number of events pruned."""
@@ -49,6 +53,8 @@ class Housekeeping:
         await accounts.prune_otp_challenges(self._db, self._clock.now())
         await accounts.prune_auth(self._db)
         await self._idempotency.prune()
+        for job in self._jobs:
+            await job()
         if removed:
             log.info("event log pruned", extra={"removed": removed})
         return removed

@@ -100,6 +100,27 @@ class Metrics:
             "rtc_presence_instances", "Instances with a live lease, this one included", registry=r
         )
         self.presence_instances.set(1)
+        # The marketplace's bookings (api/bookings).
+        self.bookings_created = Counter(
+            "rtc_bookings_created_total", "Bookings created", registry=r
+        )
+        self.booking_transitions = Counter(
+            "rtc_booking_transitions_total",
+            "Booking status changes, by action (accept, reject, start, complete, cancel)",
+            ["action"],
+            registry=r,
+        )
+        self.booking_conflicts = Counter(
+            "rtc_booking_conflicts_total",
+            "Booking status changes refused by the booking's current status, by action",
+            ["action"],
+            registry=r,
+        )
+        self.notifications_pruned = Counter(
+            "rtc_notifications_pruned_total",
+            "In-app notifications deleted past their retention",
+            registry=r,
+        )
         self.pool_size = Gauge("rtc_db_pool_size", "Database pool connections", registry=r)
         self.pool_idle = Gauge("rtc_db_pool_idle", "Idle database pool connections", registry=r)
         self.pool_waiting = Gauge(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 
@@ -137,8 +138,92 @@ async def prune(db: Executor, max_age_seconds: float, max_per_user: int) -> int:
         """,
         max_per_user,
     )
+    # Push intents of events that are gone can no longer be sent.
+    await db.execute(
+        "DELETE FROM push_intents WHERE due_at < now() - make_interval(secs => $1)",
+        max_age_seconds,
+    )
     return _count(by_age) + _count(by_count)
 
 
 def _count(status: str) -> int:
     return int(status.rsplit(" ", 1)[-1]) if status and status[-1].isdigit() else 0
+
+
+# --- Events written inside a domain transaction ------------------------------------------
+
+
+def lock_cursors_sql(users: str) -> str:
+    """A statement (usable as a CTE) that row-locks the event cursors of ``users`` (an SQL
+    ``bigint[]`` expression), creating missing ones, in user id order.
+
+    A transaction that will write events for these users and put counts in them (unread
+    badges, earnings) takes this lock *before* counting: under read committed, every
+    statement after it sees what the previous holder of the lock committed, so the
+    counts of a user's events are in ``seq`` order. INSERT ... ON CONFLICT DO UPDATE
+    locks the conflicting row even when its WHERE is false (PostgreSQL manual, INSERT).
+    """
+    return f"""
+        INSERT INTO user_event_cursors AS c (user_id)
+        SELECT DISTINCT u FROM unnest({users}) AS u WHERE u IS NOT NULL ORDER BY u
+        ON CONFLICT (user_id) DO UPDATE SET last_seq = c.last_seq WHERE false
+        RETURNING user_id
+    """
+
+
+async def lock_cursors(conn: Executor, user_ids: Sequence[int]) -> None:
+    await conn.execute(lock_cursors_sql("$1::bigint[]"), list(user_ids))
+
+
+_APPEND_EACH = """
+WITH input AS (
+    SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::timestamptz[])
+        WITH ORDINALITY AS t (user_id, event, payload, push_due, ord)
+), counts AS (
+    SELECT user_id, count(*) AS n FROM input GROUP BY user_id
+), seqs AS (
+    INSERT INTO user_event_cursors AS c (user_id, last_seq)
+    SELECT user_id, n FROM counts ORDER BY user_id
+    ON CONFLICT (user_id) DO UPDATE SET last_seq = c.last_seq + EXCLUDED.last_seq
+    RETURNING user_id, last_seq
+), numbered AS (
+    -- A user's events get the seqs just reserved for them, in the order given.
+    SELECT i.user_id, i.event, i.payload, i.push_due, i.ord,
+           s.last_seq - count(*) OVER w + row_number() OVER (w ORDER BY i.ord) AS seq
+    FROM input i JOIN seqs s USING (user_id)
+    WINDOW w AS (PARTITION BY i.user_id)
+), stored AS (
+    INSERT INTO user_events (user_id, seq, event, payload)
+    SELECT user_id, seq, event, payload::json FROM numbered
+), pushed AS (
+    INSERT INTO push_intents (user_id, seq, event, due_at)
+    SELECT user_id, seq, event, push_due FROM numbered WHERE push_due IS NOT NULL
+)
+SELECT array_agg(seq ORDER BY ord) AS seqs FROM numbered
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    user_id: int
+    event: str
+    payload: str  # JSON text
+    push_due: datetime | None = None  # push it then unless a device acknowledged it
+
+
+async def append_each(conn: Executor, events: Sequence[NewEvent]) -> list[int]:
+    """Store events, each for its own user, in one statement; their seqs, in order.
+
+    Meant for the caller's transaction (the events commit with the domain change that
+    caused them). An event with ``push_due`` is also recorded in ``push_intents``.
+    """
+    if not events:
+        return []
+    row = await conn.fetchrow(
+        _APPEND_EACH,
+        [e.user_id for e in events],
+        [e.event for e in events],
+        [e.payload for e in events],
+        [e.push_due for e in events],
+    )
+    return list(row["seqs"])

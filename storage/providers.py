@@ -78,6 +78,8 @@ class ListingRow:
     city: str
     min_price_paise: int | None
     max_price_paise: int | None
+    rating_count: int  # customers' ratings of this registration
+    rating_sum: int
     rank: int  # 0 same city, 1 same state, 2 elsewhere (search only)
     prices: tuple[PriceRow, ...]
 
@@ -314,7 +316,7 @@ _LISTING_COLUMNS = """
     coalesce(ps.description, pp.description) AS description,
     coalesce(pp.is_engineering_provider, false) AS is_engineering_provider,
     ps.state, ps.city,
-    pr.min_price_paise, pr.max_price_paise
+    pr.min_price_paise, pr.max_price_paise, ps.rating_count, ps.rating_sum
 """
 
 _LISTING_FROM = """

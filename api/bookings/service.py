@@ -1,0 +1,476 @@
+"""Bookings as live jobs (methods ``bookings.*``; events ``booking.offered``,
+``booking.updated``, ``booking.unreadCount``; reference 1.5, 8.1).
+
+Every change is one transaction: the booking row is locked (``FOR UPDATE``), the pure
+state machine (:mod:`api.bookings.rules`) decides, the change, the other side's
+notification and every event it causes are written, and only then, after the commit,
+the events go out live (:mod:`rtc_server.outbox`). So an answered request has its
+events in the users' logs: an offer survives any reconnect. Of two concurrent
+conflicting changes (an accept and a cancel), the second to get the lock finds the
+booking changed and gets ``state_conflict``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from api.bookings import rules
+from api.bookings.models import (
+    Booking,
+    BookingOffered,
+    BookingPage,
+    BookingRef,
+    BookingStep,
+    BookingUpdated,
+    CancelBooking,
+    CreateBooking,
+    ListBookings,
+    RejectBooking,
+    UnreadBookings,
+    booking_view,
+)
+from api.bookings.rules import Action, Side, Status
+from api.cursors import decode_cursor, next_cursor
+from api.earnings import earnings
+from api.notifications import NotificationCreated, NotificationType, notification
+from api.text import invalid
+from rtc_server.clock import Clock
+from rtc_server.config import BookingSettings
+from rtc_server.errors import (
+    Conflict,
+    Forbidden,
+    NotFound,
+    RateLimited,
+    StateConflict,
+    Unprocessable,
+)
+from rtc_server.metrics import Metrics
+from rtc_server.outbox import Outbox, StagedEvents
+from rtc_server.rpc.registry import Caller, Empty, MethodRegistry
+from storage import bookings
+from storage.bookings import BookingRow, Counts, LockedBooking, NewNotification
+from storage.database import Database
+from storage.events import Executor
+
+CUSTOMERS = frozenset({"customer"})
+PROVIDERS = frozenset({"provider"})
+BOTH = CUSTOMERS | PROVIDERS
+
+# What the other side is told about a change: type, title, body (str.format fields:
+# service, when, customer, provider, reason).
+_TOLD: dict[Status, tuple[NotificationType, str, str]] = {
+    Status.ACCEPTED: (
+        NotificationType.BOOKING_ACCEPTED,
+        "Booking accepted",
+        "{provider} accepted your {service} booking for {when}.",
+    ),
+    Status.REJECTED: (
+        NotificationType.BOOKING_REJECTED,
+        "Booking rejected",
+        "{provider} cannot take your {service} booking for {when}: {reason}",
+    ),
+    Status.IN_PROGRESS: (
+        NotificationType.BOOKING_STARTED,
+        "Job started",
+        "{provider} started your {service} job.",
+    ),
+    Status.COMPLETED: (
+        NotificationType.BOOKING_COMPLETED,
+        "Job completed",
+        "{provider} completed your {service} job. Rate it?",
+    ),
+    Status.CANCELLED: (
+        NotificationType.BOOKING_CANCELLED,
+        "Booking cancelled by the customer",
+        "{customer} cancelled the {service} booking for {when}.",
+    ),
+}
+
+
+def side_of(caller: Caller) -> Side:
+    """Accounts are per role: a customer account is always the customer of its bookings."""
+    if caller.role == "customer":
+        return Side.CUSTOMER
+    if caller.role == "provider":
+        return Side.PROVIDER
+    raise Forbidden("bookings are for customer and provider accounts")
+
+
+class BookingService:
+    def __init__(
+        self,
+        db: Database,
+        outbox: Outbox,
+        clock: Clock,
+        settings: BookingSettings,
+        *,
+        timezone: str,
+        metrics: Metrics,
+    ) -> None:
+        self._db = db
+        self._outbox = outbox
+        self._clock = clock
+        self._settings = settings
+        self._timezone = timezone
+        self._zone = ZoneInfo(timezone)
+        self._metrics = metrics
+
+    def register(self, registry: MethodRegistry) -> None:
+        add = registry.add
+        add("bookings.create", self.create, params=CreateBooking, result=Booking, roles=CUSTOMERS)
+        add("bookings.accept", self.accept, params=BookingStep, result=Booking, roles=PROVIDERS)
+        add("bookings.reject", self.reject, params=RejectBooking, result=Booking, roles=PROVIDERS)
+        add("bookings.start", self.start, params=BookingStep, result=Booking, roles=PROVIDERS)
+        add("bookings.complete", self.complete, params=BookingStep, result=Booking, roles=PROVIDERS)
+        add("bookings.cancel", self.cancel, params=CancelBooking, result=Booking, roles=CUSTOMERS)
+        add("bookings.get", self.get, params=BookingRef, result=Booking, roles=BOTH)
+        add("bookings.list", self.list, params=ListBookings, result=BookingPage, roles=BOTH)
+        add(
+            "bookings.unreadCount",
+            self.unread_count,
+            params=Empty,
+            result=UnreadBookings,
+            roles=BOTH,
+        )
+        add(
+            "bookings.markViewed",
+            self.mark_viewed,
+            params=BookingRef,
+            result=UnreadBookings,
+            roles=BOTH,
+        )
+        add(
+            "bookings.markAllViewed",
+            self.mark_all_viewed,
+            params=Empty,
+            result=UnreadBookings,
+            roles=BOTH,
+        )
+        registry.add_event(
+            "booking.offered", BookingOffered, "to the provider: a customer booked them"
+        )
+        registry.add_event(
+            "booking.updated",
+            BookingUpdated,
+            "to both sides: a booking was created, changed status or was rated",
+        )
+        registry.add_event(
+            "booking.unreadCount", UnreadBookings, "your bookings' unread badge changed"
+        )
+
+    # --- Creating ----------------------------------------------------------------------
+
+    async def create(self, caller: Caller, params: CreateBooking) -> Booking:
+        """Book a listing: chosen sub-services, an appointment, one of your addresses."""
+        customer_id = caller.require_user()
+        now = self._clock.now()
+        self._check_appointment(params.appointment_at, now)
+        staged = self._outbox.stage()
+        async with self._db.transaction() as conn:
+            place = await bookings.bookable(
+                conn, customer_id, params.provider_service_id, list(params.sub_service_ids), now
+            )
+            if place is None:
+                raise NotFound("no such provider listing", field="providerServiceId")
+            offered = {item["subServiceId"] for item in place.items}
+            for i, sub in enumerate(params.sub_service_ids):
+                if sub not in offered:
+                    raise invalid((f"subServiceIds.{i}", "not offered by this provider"))
+            context = await bookings.customer_context(conn, customer_id, params.address_id, now)
+            self._check_limits(context, now)
+            if context.address is None:
+                raise NotFound("no such address", field="addressId")
+            note = NewNotification(
+                "provider",
+                NotificationType.BOOKING_REQUEST,
+                "New booking request",
+                f"{context.full_name or 'A customer'} booked {place.service_name}"
+                f" for {self._when(params.appointment_at)}.",
+            )
+            created = await bookings.insert_booking(
+                conn,
+                customer_id=customer_id,
+                customer_name=context.full_name,
+                place=place,
+                items=place.items,
+                charge_paise=sum(int(item["pricePaise"]) for item in place.items),
+                appointment_at=params.appointment_at,
+                address_id=params.address_id,
+                address=context.address,
+                description=params.description,
+                now=now,
+                notification=note,
+            )
+            if created is None:
+                raise Conflict(
+                    "you have an open booking of this provider for this time already",
+                    reason="duplicate_booking",
+                )
+            row, note_row = created
+            counts = await self._counts(conn, row, with_earnings=True, now=now)
+            provider_id = place.provider_id
+            staged.add(
+                provider_id,
+                "booking.offered",
+                BookingOffered(booking=booking_view(row, Side.PROVIDER)),
+                push_after=self._settings.offer_push_after,
+                now=now,
+            )
+            if note_row is not None:
+                staged.add(
+                    provider_id,
+                    "notification.created",
+                    NotificationCreated(notification=notification(note_row)),
+                )
+            self._stage_badge(staged, provider_id, Side.PROVIDER, counts)
+            self._stage_earnings(staged, provider_id, counts, now)
+            staged.add(
+                customer_id,
+                "booking.updated",
+                BookingUpdated(booking=booking_view(row, Side.CUSTOMER), change="created"),
+            )
+            await staged.write(conn)
+        await staged.deliver()
+        self._metrics.bookings_created.inc()
+        return booking_view(row, Side.CUSTOMER)
+
+    def _check_appointment(self, at: datetime, now: datetime) -> None:
+        if at <= now:
+            raise Unprocessable(
+                "the appointment must be in the future",
+                reason="appointment_in_past",
+                field="appointmentAt",
+            )
+        if at > now + timedelta(days=self._settings.max_days_ahead):
+            raise Unprocessable(
+                f"appointments at most {self._settings.max_days_ahead} days ahead",
+                reason="appointment_too_far",
+                field="appointmentAt",
+                limit=self._settings.max_days_ahead,
+            )
+
+    def _check_limits(self, context: bookings.CustomerContext, now: datetime) -> None:
+        s = self._settings
+        windows = (
+            (context.last_minute, s.max_per_minute, context.oldest_in_minute, 60, "minute"),
+            (context.last_hour, s.max_per_hour, context.oldest_in_hour, 3600, "hour"),
+        )
+        for count, limit, oldest, seconds, name in windows:
+            if count >= limit and oldest is not None:
+                wait = (oldest + timedelta(seconds=seconds) - now).total_seconds()
+                raise RateLimited(
+                    f"at most {limit} bookings per {name}",
+                    retry_after=max(wait, 0.001),
+                    reason=f"bookings_per_{name}",
+                    limit=limit,
+                )
+
+    def _when(self, at: datetime) -> str:
+        return at.astimezone(self._zone).strftime("%d %b %Y, %I:%M %p")
+
+    # --- Changing the status -----------------------------------------------------------
+
+    async def accept(self, caller: Caller, params: BookingStep) -> Booking:
+        """Accept a pending (or earlier rejected) booking."""
+        return await self._change(caller, params.booking_id, Action.ACCEPT)
+
+    async def reject(self, caller: Caller, params: RejectBooking) -> Booking:
+        """Reject a pending or accepted booking, with a reason the customer sees."""
+        return await self._change(caller, params.booking_id, Action.REJECT, params.reason)
+
+    async def start(self, caller: Caller, params: BookingStep) -> Booking:
+        """Start the job of an accepted booking."""
+        return await self._change(caller, params.booking_id, Action.START)
+
+    async def complete(self, caller: Caller, params: BookingStep) -> Booking:
+        """Complete the job of an accepted or started booking (earnings count it)."""
+        return await self._change(caller, params.booking_id, Action.COMPLETE)
+
+    async def cancel(self, caller: Caller, params: CancelBooking) -> Booking:
+        """Cancel your booking while it is pending or rejected."""
+        return await self._change(caller, params.booking_id, Action.CANCEL, params.reason)
+
+    async def _change(
+        self, caller: Caller, booking_id: int, action: Action, reason: str | None = None
+    ) -> Booking:
+        user_id = caller.require_user()
+        actor = side_of(caller)
+        now = self._clock.now()
+        staged = self._outbox.stage()
+        async with self._db.transaction() as conn:
+            locked = await bookings.lock_booking(conn, booking_id, user_id)
+            if locked is None or _party(locked, actor) != user_id:
+                raise NotFound("no such booking", field="bookingId")
+            transition = self._decide(locked, actor, action)
+            row, note_row = await bookings.set_status(
+                conn,
+                booking_id,
+                status=transition.after,
+                actor=actor.value,
+                reason=reason,
+                now=now,
+                notification=self._notification(transition, locked, reason),
+            )
+            counts = await self._counts(conn, row, with_earnings=transition.moves_earnings, now=now)
+            self._stage_change(staged, row, locked, transition, note_row, counts, now)
+            await staged.write(conn)
+        await staged.deliver()
+        self._metrics.booking_transitions.labels(action.value).inc()
+        return booking_view(row, actor)
+
+    def _decide(self, locked: LockedBooking, actor: Side, action: Action) -> rules.Transition:
+        status = Status(locked.status)
+        try:
+            return rules.decide(status, actor, action)
+        except rules.TransitionRefused as refused:
+            self._metrics.booking_conflicts.labels(action.value).inc()
+            if refused.reason == "wrong_side":
+                raise Forbidden(f"only the other side may {action} a booking") from None
+            raise StateConflict(
+                f"the booking is {status.value}: it cannot be {action}ed now",
+                bookingId=locked.id,
+                status=status.value,
+                action=action.value,
+            ) from None
+
+    def _notification(
+        self, transition: rules.Transition, locked: LockedBooking, reason: str | None
+    ) -> NewNotification:
+        kind, title, body = _TOLD[transition.after]
+        text = body.format(
+            service=locked.service_name,
+            when=self._when(locked.appointment_at),
+            customer=locked.customer_name or "The customer",
+            provider=locked.provider_name or "The provider",
+            reason=reason or "no reason given",
+        )
+        if transition.after is Status.CANCELLED and reason:
+            text += f" Reason: {reason}"
+        return NewNotification(transition.notify.value, kind, title, text)
+
+    def _stage_change(
+        self,
+        staged: StagedEvents,
+        row: BookingRow,
+        locked: LockedBooking,
+        transition: rules.Transition,
+        note_row: bookings.NotificationRow | None,
+        counts: Counts,
+        now: datetime,
+    ) -> None:
+        for side in (Side.CUSTOMER, Side.PROVIDER):
+            user_id = _party(locked, side)
+            if user_id is None:  # the account is gone
+                continue
+            staged.add(
+                user_id,
+                "booking.updated",
+                BookingUpdated(booking=booking_view(row, side), change=transition.after.value),
+            )
+            told = side is transition.notify
+            if told and note_row is not None:
+                staged.add(
+                    user_id,
+                    "notification.created",
+                    NotificationCreated(notification=notification(note_row)),
+                )
+            # The told side's badge goes up; the actor's goes down if it was unread.
+            was_viewed = (
+                locked.viewed_by_customer if side is Side.CUSTOMER else (locked.viewed_by_provider)
+            )
+            if told or not was_viewed:
+                self._stage_badge(staged, user_id, side, counts)
+            if side is Side.PROVIDER:
+                self._stage_earnings(staged, user_id, counts, now)
+
+    async def _counts(
+        self, conn: Executor, row: BookingRow, *, with_earnings: bool, now: datetime
+    ) -> Counts:
+        return await bookings.counts(
+            conn,
+            customer_id=row.customer_id,
+            provider_id=row.provider_id,
+            with_earnings=with_earnings,
+            now=now,
+            timezone=self._timezone,
+        )
+
+    def _stage_badge(self, staged: StagedEvents, user_id: int, side: Side, counts: Counts) -> None:
+        badge = UnreadBookings(as_=side.value, count=counts.unread[side.value])
+        staged.add(user_id, "booking.unreadCount", badge)
+
+    def _stage_earnings(
+        self, staged: StagedEvents, provider_id: int, counts: Counts, now: datetime
+    ) -> None:
+        if counts.earnings is not None:
+            money = earnings(counts.earnings, self._timezone, now)
+            staged.add(provider_id, "earnings.updated", money)
+
+    # --- Reading -----------------------------------------------------------------------
+
+    async def get(self, caller: Caller, params: BookingRef) -> Booking:
+        """One of your bookings (it is not marked viewed: see bookings.markViewed)."""
+        row = await bookings.get_booking(self._db, params.booking_id, caller.require_user())
+        side = side_of(caller)
+        if row is None or _party(row, side) != caller.user_id:
+            raise NotFound("no such booking", field="bookingId")
+        return booking_view(row, side)
+
+    async def list(self, caller: Caller, params: ListBookings) -> BookingPage:
+        """Your bookings, newest first, of one status or all; keyset pages."""
+        user_id = caller.require_user()
+        side = side_of(caller)
+        if params.as_ is not None and params.as_ != side.value:
+            raise Forbidden(f"a {caller.role} account has its bookings as {side.value}")
+        query = ("bookings", side.value, params.status)
+        rows = await bookings.list_bookings(
+            self._db,
+            user_id,
+            side.value,
+            status=params.status,
+            before_id=decode_cursor(params.cursor, query),
+            limit=params.limit + 1,
+        )
+        return BookingPage(
+            bookings=[booking_view(r, side) for r in rows[: params.limit]],
+            next_cursor=next_cursor([r.id for r in rows], params.limit, query),
+        )
+
+    # --- Unread badges -----------------------------------------------------------------
+
+    async def unread_count(self, caller: Caller, params: Empty) -> UnreadBookings:
+        """Your bookings changed by the other side since you looked at them."""
+        side = side_of(caller)
+        count = await bookings.unread_count(self._db, caller.require_user(), side.value)
+        return UnreadBookings(as_=side.value, count=count)
+
+    async def mark_viewed(self, caller: Caller, params: BookingRef) -> UnreadBookings:
+        """Mark one of your bookings viewed; returns your unread count."""
+        return await self._mark_viewed(caller, params.booking_id)
+
+    async def mark_all_viewed(self, caller: Caller, params: Empty) -> UnreadBookings:
+        """Mark all your bookings viewed."""
+        return await self._mark_viewed(caller, None)
+
+    async def _mark_viewed(self, caller: Caller, booking_id: int | None) -> UnreadBookings:
+        user_id = caller.require_user()
+        side = side_of(caller)
+        staged = self._outbox.stage()
+        async with self._db.transaction() as conn:
+            found, changed = await bookings.mark_viewed(conn, user_id, side.value, booking_id)
+            if not found:
+                raise NotFound("no such booking", field="bookingId")
+            badge = UnreadBookings(
+                as_=side.value, count=await bookings.unread_count(conn, user_id, side.value)
+            )
+            if changed:  # the user's other devices update their badge
+                staged.add(user_id, "booking.unreadCount", badge)
+                await staged.write(conn)
+        if changed:
+            await staged.deliver()
+        return badge
+
+
+def _party(booking: LockedBooking | BookingRow, side: Side) -> int | None:
+    return booking.customer_id if side is Side.CUSTOMER else booking.provider_id

@@ -1,0 +1,188 @@
+"""In-app notifications (methods ``notifications.*``, event ``notification.created``).
+
+Notifications are typed (the original inferred a type from the title) and written in
+the same transaction as the change they tell about (a booking accepted, a rating
+received ...), each with a live ``notification.created`` event. They are kept
+``notifications.retention_days`` (90) and pruned by housekeeping (:meth:`prune`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from datetime import datetime, timedelta
+from typing import Annotated
+
+from pydantic import Field
+
+from api.cursors import Cursor, decode_cursor, next_cursor
+from rtc_server.clock import Clock
+from rtc_server.config import NotificationSettings
+from rtc_server.rpc.registry import Caller, Empty, MethodRegistry, Params, Result
+from storage import notifications
+from storage.bookings import NotificationRow
+from storage.database import Database
+
+MAX_PAGE = 50
+MAX_IDS = 100
+ROLES = frozenset({"customer", "provider"})
+
+Id = Annotated[int, Field(ge=1, le=2**63 - 1)]
+
+
+class NotificationType(enum.StrEnum):
+    BOOKING_REQUEST = "booking_request"  # provider: a customer booked
+    BOOKING_ACCEPTED = "booking_accepted"  # customer: the provider accepted ...
+    BOOKING_REJECTED = "booking_rejected"
+    BOOKING_STARTED = "booking_started"
+    BOOKING_COMPLETED = "booking_completed"
+    BOOKING_CANCELLED = "booking_cancelled"  # provider: the customer cancelled
+    RATING_RECEIVED = "rating_received"  # the other side rated you
+
+
+# --- Wire models -------------------------------------------------------------------------
+
+
+class ListNotifications(Params):
+    cursor: Cursor | None = Field(None, description="nextCursor of the previous page")
+    type: NotificationType | None = Field(None, description="only this type")
+    unread_only: bool = False
+    limit: int = Field(20, ge=1, le=MAX_PAGE)
+
+
+class MarkRead(Params):
+    ids: list[Id] = Field(min_length=1, max_length=MAX_IDS)
+
+
+class Notification(Result):
+    id: int
+    type: str
+    title: str
+    body: str
+    booking_id: int | None
+    created_at: datetime
+    read: bool
+
+
+class NotificationPage(Result):
+    notifications: list[Notification]
+    unread_count: int = Field(description="all unread notifications of the user")
+    next_cursor: str | None = Field(description="pass as cursor for the next page; null: no more")
+
+
+class UnreadNotifications(Result):
+    count: int
+
+
+class MarkedRead(Result):
+    updated: int = Field(description="notifications that were unread and are read now")
+    unread_count: int
+
+
+class NotificationCreated(Result):
+    """``notification.created``: a new notification for this user."""
+
+    notification: Notification
+
+
+def notification(row: NotificationRow) -> Notification:
+    return Notification(
+        id=row.id,
+        type=row.type,
+        title=row.title,
+        body=row.body,
+        booking_id=row.booking_id,
+        created_at=row.created_at,
+        read=row.read_at is not None,
+    )
+
+
+class NotificationService:
+    def __init__(self, db: Database, clock: Clock, settings: NotificationSettings) -> None:
+        self._db = db
+        self._clock = clock
+        self._settings = settings
+
+    def register(self, registry: MethodRegistry) -> None:
+        add = registry.add
+        add(
+            "notifications.list",
+            self.list,
+            params=ListNotifications,
+            result=NotificationPage,
+            roles=ROLES,
+        )
+        add(
+            "notifications.unreadCount",
+            self.unread_count,
+            params=Empty,
+            result=UnreadNotifications,
+            roles=ROLES,
+        )
+        add(
+            "notifications.markRead",
+            self.mark_read,
+            params=MarkRead,
+            result=MarkedRead,
+            roles=ROLES,
+        )
+        add(
+            "notifications.markAllRead",
+            self.mark_all_read,
+            params=Empty,
+            result=MarkedRead,
+            roles=ROLES,
+        )
+        registry.add_event("notification.created", NotificationCreated, "a new in-app notification")
+
+    async def list(self, caller: Caller, params: ListNotifications) -> NotificationPage:
+        """The caller's notifications, newest first, with the unread count (both read at
+        once, on two connections)."""
+        user_id = caller.require_user()
+        query = ("notifications", params.type, params.unread_only)
+        before = decode_cursor(params.cursor, query)
+        rows, unread = await asyncio.gather(
+            notifications.list_notifications(
+                self._db,
+                user_id,
+                type=params.type,
+                unread_only=params.unread_only,
+                before_id=before,
+                limit=params.limit + 1,
+            ),
+            notifications.unread_count(self._db, user_id),
+        )
+        return NotificationPage(
+            notifications=[notification(r) for r in rows[: params.limit]],
+            unread_count=unread,
+            next_cursor=next_cursor([r.id for r in rows], params.limit, query),
+        )
+
+    async def unread_count(self, caller: Caller, params: Empty) -> UnreadNotifications:
+        """How many of the caller's notifications are unread."""
+        return UnreadNotifications(
+            count=await notifications.unread_count(self._db, caller.require_user())
+        )
+
+    async def mark_read(self, caller: Caller, params: MarkRead) -> MarkedRead:
+        """Mark some of the caller's notifications read (ids not theirs are ignored)."""
+        user_id = caller.require_user()
+        updated = await notifications.mark_read(
+            self._db, user_id, sorted(set(params.ids)), self._clock.now()
+        )
+        return MarkedRead(
+            updated=updated, unread_count=await notifications.unread_count(self._db, user_id)
+        )
+
+    async def mark_all_read(self, caller: Caller, params: Empty) -> MarkedRead:
+        """Mark every notification of the caller read."""
+        user_id = caller.require_user()
+        updated = await notifications.mark_all_read(self._db, user_id, self._clock.now())
+        return MarkedRead(
+            updated=updated, unread_count=await notifications.unread_count(self._db, user_id)
+        )
+
+    async def prune(self) -> int:
+        """Delete notifications past their retention; how many (a housekeeping job)."""
+        before = self._clock.now() - timedelta(days=self._settings.retention_days)
+        return await notifications.prune(self._db, before)

@@ -1,0 +1,112 @@
+"""Events that commit with the domain change that caused them.
+
+A booking's offer must never be lost: if ``bookings.create`` answers, the provider's
+``booking.offered`` is in their event log. So domain code writes its events inside its
+own transaction (as the last statement before the commit) and delivers them live only
+after the commit::
+
+    staged = outbox.stage()
+    async with db.transaction() as conn:
+        ...                                   # the change itself
+        staged.add(provider_id, "booking.offered", offer, push_after=30.0, now=now)
+        await staged.write(conn)              # one statement for every event
+    await staged.deliver()                    # live, to every socket of each user
+
+If the process dies between the commit and the delivery, sockets catch up from the log
+(gap fill, resume) exactly as after a lost bus message. Compare
+:class:`rtc_server.events.EventPublisher`, which writes in a transaction of its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel
+
+from rtc_server.bus import Bus, EventBatch
+from rtc_server.events import encode_payload
+from rtc_server.metrics import Metrics
+from storage import events as event_log
+from storage.events import Executor
+
+log = logging.getLogger("rtc.events")
+
+
+@dataclass(frozen=True, slots=True)
+class _Staged:
+    user_id: int
+    event: str
+    payload: bytes
+    push_due: datetime | None
+
+
+class StagedEvents:
+    """The events of one transaction: :meth:`add`, then :meth:`write`, then :meth:`deliver`."""
+
+    def __init__(self, bus: Bus, metrics: Metrics) -> None:
+        self._bus = bus
+        self._metrics = metrics
+        self._items: list[_Staged] = []
+        self._seqs: list[int] | None = None
+
+    def add(
+        self,
+        user_id: int,
+        event: str,
+        data: BaseModel | Mapping[str, Any],
+        *,
+        push_after: float | None = None,
+        now: datetime | None = None,
+    ) -> None:
+        """Stage ``event`` for ``user_id``. With ``push_after`` (seconds from ``now``) it
+        is also marked to go out as a push if no device acknowledged it by then."""
+        due = None
+        if push_after is not None:
+            assert now is not None, "push_after needs now"
+            due = now + timedelta(seconds=push_after)
+        self._items.append(_Staged(user_id, event, encode_payload(data), due))
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    async def write(self, conn: Executor) -> None:
+        """Store every staged event, inside the caller's transaction."""
+        self._seqs = await event_log.append_each(
+            conn,
+            [
+                event_log.NewEvent(i.user_id, i.event, i.payload.decode(), i.push_due)
+                for i in self._items
+            ],
+        )
+
+    async def deliver(self) -> None:
+        """After the commit: hand each event to the bus for the users' sockets."""
+        if self._seqs is None:
+            raise RuntimeError("deliver() before write()")
+        started = time.time()
+        self._metrics.events_published.inc(len(self._items))
+        for item, seq in zip(self._items, self._seqs, strict=True):
+            batch = EventBatch(item.event, item.payload, {item.user_id: seq}, started)
+            try:
+                await self._bus.publish(batch)
+            except Exception:
+                # Durable already: sockets catch up from the log (gap fill or resume).
+                log.exception(
+                    "bus publish failed; events stay in the log", extra={"event": item.event}
+                )
+
+
+class Outbox:
+    """Hands domain code a :class:`StagedEvents` per transaction."""
+
+    def __init__(self, bus: Bus, metrics: Metrics) -> None:
+        self._bus = bus
+        self._metrics = metrics
+
+    def stage(self) -> StagedEvents:
+        return StagedEvents(self._bus, self._metrics)

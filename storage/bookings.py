@@ -1,0 +1,571 @@
+"""Queries of bookings: creating one, locking and changing its status, lists and pages,
+unread badges and the provider's earnings.
+
+Every query that reads a booking for a user names the user as its customer or its
+provider: a booking is never reachable by id alone. Booking rows never carry a phone
+number. A transaction that writes events about bookings locks the users' event
+cursors (:func:`storage.events.lock_cursors_sql`) before it counts badges or earnings,
+so the counts in a user's events follow their ``seq`` order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+import orjson
+
+from storage.events import Executor, lock_cursors_sql
+
+Side = Literal["customer", "provider"]
+SIDES: tuple[Side, ...] = ("customer", "provider")
+OPEN_WORK = ("pending", "accepted", "in_progress")
+
+
+@dataclass(frozen=True, slots=True)
+class RatingRow:
+    stars: int
+    review: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class BookingRow:
+    id: int
+    status: str
+    customer_id: int | None
+    provider_id: int | None
+    provider_service_id: int | None
+    service_id: int | None
+    service_slug: str
+    service_name: str
+    customer_name: str | None
+    provider_name: str | None
+    items: list[dict[str, Any]]
+    charge_paise: int
+    appointment_at: datetime
+    address: dict[str, Any]
+    description: str | None
+    rejection_reason: str | None
+    cancellation_reason: str | None
+    viewed_by_customer: bool
+    viewed_by_provider: bool
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None
+    customer_rating: RatingRow | None  # the customer's rating of the provider
+    provider_rating: RatingRow | None  # the provider's rating of the customer
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationRow:
+    id: int
+    user_id: int
+    type: str
+    title: str
+    body: str
+    booking_id: int | None
+    created_at: datetime
+    read_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class NewNotification:
+    """A notification to insert with a booking change; its user is the booking's
+    customer or provider (``side``)."""
+
+    side: Side
+    type: str
+    title: str
+    body: str
+
+
+# One joined query shape for every booking read: the customer's and provider's current
+# names (the snapshot once an account is gone), the service's current name, both ratings.
+# ``b`` is the bookings table or a CTE of its rows (INSERT/UPDATE ... RETURNING *).
+_COLUMNS = """
+    b.id, b.status, b.customer_id, b.provider_id, b.provider_service_id, b.service_id,
+    b.service_slug, coalesce(s.name, b.service_name) AS service_name,
+    coalesce(cu.full_name, b.customer_name) AS customer_name,
+    coalesce(pu.full_name, b.provider_name) AS provider_name,
+    b.items::text AS items, b.charge_paise, b.appointment_at, b.address::text AS address,
+    b.description, b.rejection_reason, b.cancellation_reason,
+    b.viewed_by_customer, b.viewed_by_provider, b.created_at, b.updated_at, b.completed_at,
+    rc.stars AS rc_stars, rc.review AS rc_review, rc.created_at AS rc_created_at,
+    rp.stars AS rp_stars, rp.review AS rp_review, rp.created_at AS rp_created_at
+"""
+_JOINS = """
+    LEFT JOIN users cu ON cu.id = b.customer_id
+    LEFT JOIN users pu ON pu.id = b.provider_id
+    LEFT JOIN services s ON s.id = b.service_id
+    LEFT JOIN ratings rc ON rc.booking_id = b.id AND rc.rater_side = 'customer'
+    LEFT JOIN ratings rp ON rp.booking_id = b.id AND rp.rater_side = 'provider'
+"""
+_NOTIFICATION_COLUMNS = "id, user_id, type, title, body, booking_id, created_at, read_at"
+
+
+def _rating(row: Any, prefix: str) -> RatingRow | None:
+    stars = row[f"{prefix}_stars"]
+    if stars is None:
+        return None
+    return RatingRow(stars, row[f"{prefix}_review"], row[f"{prefix}_created_at"])
+
+
+def booking_row(row: Any) -> BookingRow:
+    fields = {
+        k: row[k] for k in BookingRow.__slots__ if k not in ("customer_rating", "provider_rating")
+    }
+    fields["items"] = orjson.loads(fields["items"])
+    fields["address"] = orjson.loads(fields["address"])
+    return BookingRow(
+        **fields, customer_rating=_rating(row, "rc"), provider_rating=_rating(row, "rp")
+    )
+
+
+def notification_row(row: Any, prefix: str = "") -> NotificationRow:
+    return NotificationRow(*(row[prefix + k] for k in NotificationRow.__slots__))
+
+
+# --- Creating ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Bookable:
+    """A listed registration and the chosen sub-services it prices."""
+
+    provider_service_id: int
+    provider_id: int
+    service_id: int
+    service_slug: str
+    service_name: str
+    provider_name: str | None
+    items: list[dict[str, Any]]  # {subServiceId, slug, name, pricePaise}, the ones priced
+
+
+async def bookable(
+    conn: Executor,
+    customer_id: int,
+    provider_service_id: int,
+    sub_service_ids: list[int],
+    now: datetime,
+) -> Bookable | None:
+    """The registration if it is listed (active, not past its end, of an active account
+    and service), with the prices of those of ``sub_service_ids`` it offers; None if
+    not listed. Also locks the customer's and provider's event cursors (see the module
+    docstring): the customer's creations are counted one after another."""
+    row = await conn.fetchrow(
+        f"""
+        WITH r AS (
+            SELECT ps.id, ps.provider_id, ps.service_id, s.slug, s.name,
+                   u.full_name AS provider_name,
+                   (SELECT json_agg(json_build_object(
+                               'subServiceId', ss.id, 'slug', ss.slug, 'name', ss.name,
+                               'pricePaise', p.price_paise) ORDER BY ss.position, ss.id)
+                    FROM provider_service_prices p
+                    JOIN sub_services ss ON ss.id = p.sub_service_id
+                    WHERE p.provider_service_id = ps.id
+                      AND p.sub_service_id = ANY($2::bigint[])) AS items
+            FROM provider_services ps
+            JOIN users u ON u.id = ps.provider_id
+            JOIN services s ON s.id = ps.service_id
+            WHERE ps.id = $1 AND ps.status = 'active'
+              AND (ps.active_until IS NULL OR ps.active_until > $3)
+              AND u.is_active AND s.is_active
+            -- Held until commit: providers.removeService (FOR UPDATE) waits for it.
+            FOR KEY SHARE OF ps
+        ), locked AS (
+            {lock_cursors_sql("ARRAY[$4::bigint, (SELECT provider_id FROM r)]")}
+        )
+        SELECT r.*, (SELECT count(*) FROM locked) AS locked FROM r
+        """,
+        provider_service_id,
+        sub_service_ids,
+        now,
+        customer_id,
+    )
+    if row is None:
+        return None
+    return Bookable(
+        provider_service_id=row["id"],
+        provider_id=row["provider_id"],
+        service_id=row["service_id"],
+        service_slug=row["slug"],
+        service_name=row["name"],
+        provider_name=row["provider_name"],
+        items=orjson.loads(row["items"]) if row["items"] else [],
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerContext:
+    full_name: str | None
+    last_minute: int  # bookings created in the minute before now
+    oldest_in_minute: datetime | None
+    last_hour: int
+    oldest_in_hour: datetime | None
+    address: dict[str, Any] | None  # the customer's address asked for; None if not theirs
+
+
+async def customer_context(
+    conn: Executor, customer_id: int, address_id: int, now: datetime
+) -> CustomerContext:
+    """What creating a booking checks of its customer (after :func:`bookable` locked them)."""
+    row = await conn.fetchrow(
+        """
+        SELECT u.full_name, w.last_minute, w.oldest_in_minute, w.last_hour, w.oldest_in_hour,
+               (SELECT json_build_object('type', a.type, 'state', a.state, 'city', a.city,
+                                         'fullAddress', a.full_address, 'pincode', a.pincode)
+                FROM addresses a WHERE a.id = $2 AND a.user_id = u.id) AS address
+        FROM users u, LATERAL (
+            SELECT count(*) FILTER (WHERE created_at > $3::timestamptz - interval '1 minute') AS last_minute,
+                   min(created_at) FILTER (WHERE created_at > $3::timestamptz - interval '1 minute')
+                       AS oldest_in_minute,
+                   count(*) AS last_hour, min(created_at) AS oldest_in_hour
+            FROM bookings WHERE customer_id = u.id AND created_at > $3::timestamptz - interval '1 hour'
+        ) w
+        WHERE u.id = $1
+        """,
+        customer_id,
+        address_id,
+        now,
+    )
+    return CustomerContext(
+        full_name=row["full_name"],
+        last_minute=row["last_minute"],
+        oldest_in_minute=row["oldest_in_minute"],
+        last_hour=row["last_hour"],
+        oldest_in_hour=row["oldest_in_hour"],
+        address=orjson.loads(row["address"]) if row["address"] else None,
+    )
+
+
+_NOTIFY = f"""
+    n AS (
+        INSERT INTO notifications (user_id, type, title, body, booking_id, created_at)
+        SELECT CASE $NSIDE::text WHEN 'customer' THEN b.customer_id ELSE b.provider_id END,
+               $NTYPE::text, $NTITLE::text, $NBODY::text, b.id, $NOW::timestamptz
+        FROM b
+        WHERE CASE $NSIDE::text WHEN 'customer' THEN b.customer_id ELSE b.provider_id END
+              IS NOT NULL
+        RETURNING {_NOTIFICATION_COLUMNS}
+    )
+"""
+_N_OUT = ", ".join(f"n.{c} AS n_{c}" for c in _NOTIFICATION_COLUMNS.split(", "))
+
+
+def _with_notification(sql: str, first: int) -> str:
+    """Number the notification's placeholders from ``first``: $NSIDE .. $NBODY."""
+    for i, name in enumerate(("$NSIDE", "$NTYPE", "$NTITLE", "$NBODY"), start=first):
+        sql = sql.replace(name, f"${i}")
+    return sql
+
+
+def _notification_args(n: NewNotification) -> tuple[str, str, str, str]:
+    return (n.side, n.type, n.title, n.body)
+
+
+async def insert_booking(
+    conn: Executor,
+    *,
+    customer_id: int,
+    customer_name: str | None,
+    place: Bookable,
+    items: list[dict[str, Any]],
+    charge_paise: int,
+    appointment_at: datetime,
+    address_id: int,
+    address: dict[str, Any],
+    description: str | None,
+    now: datetime,
+    notification: NewNotification,
+) -> tuple[BookingRow, NotificationRow | None] | None:
+    """Insert a pending booking and its provider's notification; None if the customer
+    has an open booking of that registration for that slot already."""
+    sql = f"""
+        WITH b AS (
+            INSERT INTO bookings (customer_id, provider_id, provider_service_id, service_id,
+                                  service_slug, service_name, customer_name, provider_name,
+                                  items, charge_paise, appointment_at, address_id, address,
+                                  description, created_at, updated_at)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11, $12, $13::jsonb,
+                    $14, $NOW, $NOW)
+            ON CONFLICT (customer_id, provider_service_id, appointment_at)
+                WHERE status IN ('pending', 'accepted', 'in_progress') DO NOTHING
+            RETURNING *
+        ), {_NOTIFY}
+        SELECT {_COLUMNS}, {_N_OUT}
+        FROM b {_JOINS} LEFT JOIN n ON true
+    """
+    sql = _with_notification(sql.replace("$NOW", "$15"), 16)
+    row = await conn.fetchrow(
+        sql,
+        customer_id,
+        place.provider_id,
+        place.provider_service_id,
+        place.service_id,
+        place.service_slug,
+        place.service_name,
+        customer_name,
+        place.provider_name,
+        orjson.dumps(items).decode(),
+        charge_paise,
+        appointment_at,
+        address_id,
+        orjson.dumps(address).decode(),
+        description,
+        now,
+        *_notification_args(notification),
+    )
+    if row is None:
+        return None
+    note = notification_row(row, "n_") if row["n_id"] is not None else None
+    return booking_row(row), note
+
+
+# --- Changing the status -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LockedBooking:
+    """What deciding a change and wording its notification need."""
+
+    id: int
+    status: str
+    customer_id: int | None
+    provider_id: int | None
+    provider_service_id: int | None
+    viewed_by_customer: bool
+    viewed_by_provider: bool
+    service_name: str
+    customer_name: str | None
+    provider_name: str | None
+    appointment_at: datetime
+
+
+async def lock_booking(conn: Executor, booking_id: int, user_id: int) -> LockedBooking | None:
+    """Row-lock the booking of which ``user_id`` is the customer or the provider."""
+    row = await conn.fetchrow(
+        """
+        SELECT id, status, customer_id, provider_id, provider_service_id, viewed_by_customer,
+               viewed_by_provider, service_name, customer_name, provider_name, appointment_at
+        FROM bookings WHERE id = $1 AND (customer_id = $2 OR provider_id = $2)
+        FOR UPDATE
+        """,
+        booking_id,
+        user_id,
+    )
+    return None if row is None else LockedBooking(*(row[k] for k in LockedBooking.__slots__))
+
+
+async def set_status(
+    conn: Executor,
+    booking_id: int,
+    *,
+    status: str,
+    actor: Side,
+    reason: str | None,
+    now: datetime,
+    notification: NewNotification,
+) -> tuple[BookingRow, NotificationRow | None]:
+    """Move the locked booking to ``status`` (``reason`` of a rejection or cancellation),
+    viewed by the actor and unviewed by the other side; insert the other side's
+    notification; lock both users' event cursors. Returns the booking as read."""
+    sql = f"""
+        WITH b AS (
+            UPDATE bookings SET
+                status = $2, updated_at = $NOW,
+                rejection_reason = CASE $2 WHEN 'rejected' THEN $4
+                                           WHEN 'accepted' THEN NULL
+                                           ELSE rejection_reason END,
+                cancellation_reason = CASE $2 WHEN 'cancelled' THEN $4
+                                              ELSE cancellation_reason END,
+                completed_at = CASE $2 WHEN 'completed' THEN $NOW ELSE completed_at END,
+                viewed_by_customer = ($5::text = 'customer'),
+                viewed_by_provider = ($5::text = 'provider')
+            WHERE id = $1
+            RETURNING *
+        ), {_NOTIFY}, locked AS (
+            {lock_cursors_sql("(SELECT ARRAY[customer_id, provider_id] FROM b)")}
+        )
+        SELECT {_COLUMNS}, {_N_OUT}, (SELECT count(*) FROM locked) AS locked
+        FROM b {_JOINS} LEFT JOIN n ON true
+    """
+    sql = _with_notification(sql.replace("$NOW", "$3"), 6)
+    row = await conn.fetchrow(
+        sql, booking_id, status, now, reason, actor, *_notification_args(notification)
+    )
+    note = notification_row(row, "n_") if row["n_id"] is not None else None
+    return booking_row(row), note
+
+
+# --- Reading -----------------------------------------------------------------------------
+
+
+def _side_column(side: Side) -> str:
+    if side not in SIDES:
+        raise ValueError(f"not a side: {side!r}")
+    return f"b.{side}_id"
+
+
+async def get_booking(db: Executor, booking_id: int, user_id: int) -> BookingRow | None:
+    row = await db.fetchrow(
+        f"""
+        SELECT {_COLUMNS} FROM bookings b {_JOINS}
+        WHERE b.id = $1 AND (b.customer_id = $2 OR b.provider_id = $2)
+        """,
+        booking_id,
+        user_id,
+    )
+    return None if row is None else booking_row(row)
+
+
+async def list_bookings(
+    db: Executor,
+    user_id: int,
+    side: Side,
+    *,
+    status: str | None,
+    before_id: int | None,
+    limit: int,
+) -> list[BookingRow]:
+    """The user's bookings on ``side``, newest first, ``limit`` before ``before_id``
+    (keyset); one joined query. The two shapes (with or without a status) each match
+    one composite index, (side, status, id) or (side, id)."""
+    column = _side_column(side)
+    where = f"{column} = $1 AND b.id < $2"
+    args: list[Any] = [user_id, before_id or 2**63 - 1, limit]
+    if status is not None:
+        where += " AND b.status = $4"
+        args.append(status)
+    rows = await db.fetch(
+        f"SELECT {_COLUMNS} FROM bookings b {_JOINS} WHERE {where} ORDER BY b.id DESC LIMIT $3",
+        *args,
+    )
+    return [booking_row(r) for r in rows]
+
+
+async def open_bookings_of_registration(db: Executor, provider_service_id: int) -> int:
+    count: int = await db.fetchval(
+        """
+        SELECT count(*) FROM bookings
+        WHERE provider_service_id = $1 AND status IN ('pending', 'accepted', 'in_progress')
+        """,
+        provider_service_id,
+    )
+    return count
+
+
+# --- Unread badges -----------------------------------------------------------------------
+
+
+async def unread_count(db: Executor, user_id: int, side: Side) -> int:
+    column = _side_column(side)
+    count: int = await db.fetchval(
+        f"SELECT count(*) FROM bookings b WHERE {column} = $1 AND NOT b.viewed_by_{side}",
+        user_id,
+    )
+    return count
+
+
+async def mark_viewed(
+    conn: Executor, user_id: int, side: Side, booking_id: int | None
+) -> tuple[bool, int]:
+    """Mark one booking (or, with None, every one) of the user's viewed on their side,
+    then lock their event cursor. Returns (whether that booking is theirs, how many
+    bookings changed)."""
+    column = _side_column(side)
+    flag = f"viewed_by_{side}"
+    if booking_id is None:
+        target = (
+            f"SELECT b.id, b.{flag} AS viewed FROM bookings b WHERE {column} = $1 AND NOT b.{flag}"
+        )
+        args: list[Any] = [user_id]
+    else:
+        target = (
+            f"SELECT b.id, b.{flag} AS viewed FROM bookings b WHERE {column} = $1 AND b.id = $2"
+        )
+        args = [user_id, booking_id]
+    row = await conn.fetchrow(
+        f"""
+        WITH target AS ({target}), changed AS (
+            UPDATE bookings b SET {flag} = true
+            FROM target t WHERE b.id = t.id AND NOT t.viewed
+            RETURNING b.id
+        ), locked AS (
+            {lock_cursors_sql("ARRAY[$1::bigint]")}
+        )
+        SELECT (SELECT count(*) FROM target) AS found, (SELECT count(*) FROM changed) AS changed,
+               (SELECT count(*) FROM locked) AS locked
+        """,
+        *args,
+    )
+    return booking_id is None or row["found"] > 0, row["changed"]
+
+
+# --- Counts that go into events ----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EarningsRow:
+    this_month_paise: int
+    today_paise: int
+    pending_paise: int
+
+
+async def earnings(db: Executor, provider_id: int, now: datetime, timezone: str) -> EarningsRow:
+    """Completed this month and today (calendar of ``timezone``, by completion time),
+    and the open work (pending, accepted, in progress), in paise."""
+    row = await db.fetchrow(
+        """
+        WITH bounds AS (
+            SELECT date_trunc('month', $2::timestamptz, $3) AS month,
+                   date_trunc('day', $2::timestamptz, $3) AS day
+        )
+        SELECT
+            coalesce(sum(b.charge_paise) FILTER (WHERE b.status = 'completed'), 0) AS month,
+            coalesce(sum(b.charge_paise) FILTER (
+                WHERE b.status = 'completed' AND b.completed_at >= bounds.day), 0) AS today,
+            coalesce(sum(b.charge_paise) FILTER (WHERE b.status <> 'completed'), 0) AS pending
+        FROM bounds LEFT JOIN bookings b ON b.provider_id = $1 AND (
+            b.status IN ('pending', 'accepted', 'in_progress')
+            OR (b.status = 'completed' AND b.completed_at >= bounds.month))
+        """,
+        provider_id,
+        now,
+        timezone,
+    )
+    return EarningsRow(int(row["month"]), int(row["today"]), int(row["pending"]))
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    unread: dict[Side, int]
+    earnings: EarningsRow | None
+
+
+async def counts(
+    conn: Executor,
+    *,
+    customer_id: int | None,
+    provider_id: int | None,
+    with_earnings: bool,
+    now: datetime,
+    timezone: str,
+) -> Counts:
+    """Both sides' unread badges and, if asked, the provider's earnings: read after the
+    transaction locked the users' event cursors."""
+    row = await conn.fetchrow(
+        """
+        SELECT (SELECT count(*) FROM bookings WHERE customer_id = $1 AND NOT viewed_by_customer)
+                   AS customer,
+               (SELECT count(*) FROM bookings WHERE provider_id = $2 AND NOT viewed_by_provider)
+                   AS provider
+        """,
+        customer_id,
+        provider_id,
+    )
+    money = None
+    if with_earnings and provider_id is not None:
+        money = await earnings(conn, provider_id, now, timezone)
+    return Counts({"customer": row["customer"], "provider": row["provider"]}, money)
