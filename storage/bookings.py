@@ -218,11 +218,14 @@ async def customer_context(
                                          'fullAddress', a.full_address, 'pincode', a.pincode)
                 FROM addresses a WHERE a.id = $2 AND a.user_id = u.id) AS address
         FROM users u, LATERAL (
-            SELECT count(*) FILTER (WHERE created_at > $3::timestamptz - interval '1 minute') AS last_minute,
-                   min(created_at) FILTER (WHERE created_at > $3::timestamptz - interval '1 minute')
+            SELECT count(*) FILTER (WHERE created_at > $3::timestamptz - interval '1 minute')
+                       AS last_minute,
+                   min(created_at) FILTER (
+                       WHERE created_at > $3::timestamptz - interval '1 minute')
                        AS oldest_in_minute,
                    count(*) AS last_hour, min(created_at) AS oldest_in_hour
-            FROM bookings WHERE customer_id = u.id AND created_at > $3::timestamptz - interval '1 hour'
+            FROM bookings
+            WHERE customer_id = u.id AND created_at > $3::timestamptz - interval '1 hour'
         ) w
         WHERE u.id = $1
         """,
