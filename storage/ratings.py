@@ -82,7 +82,7 @@ async def recent_reviews(db: Executor, provider_service_id: int, limit: int) -> 
         JOIN ratings r ON r.booking_id = b.id AND r.rater_side = 'customer'
         LEFT JOIN users u ON u.id = b.customer_id
         WHERE b.provider_service_id = $1 AND b.status = 'completed'
-        ORDER BY r.created_at DESC LIMIT $2
+        ORDER BY r.created_at DESC, r.booking_id DESC LIMIT $2
         """,
         provider_service_id,
         limit,

@@ -81,9 +81,9 @@ async def listing(app: App, provider: RtcClient, slug: str = "plumber") -> tuple
         },
     )
     await app.db.execute(
-        "UPDATE provider_services SET status = 'active', active_until = now() + interval '30 days'"
-        " WHERE id = $1",
+        "UPDATE provider_services SET status = 'active', active_until = $2 WHERE id = $1",
         registered["providerServiceId"],
+        app.clock.now() + timedelta(days=30),
     )
     return registered["providerServiceId"], subs
 

@@ -1,9 +1,10 @@
-"""Who may call what: every method of the profile, addresses, catalog, providers and admin,
-called by each kind of caller, against the outcome the table says.
+"""Who may call what: every method of the profile, addresses, catalog, providers, admin,
+bookings, ratings, reports, notifications and earnings, called by each kind of caller,
+against the outcome the table says.
 
-The resource a method acts on belongs to ``customer`` (an address) or to ``provider``
-(a registration); everyone else who may call the method at all must get
-``not_found``, never the data.
+The resource a method acts on belongs to ``customer`` (an address, a booking) or to
+``provider`` (a registration, the provider side of a booking); everyone else who may
+call the method at all must get ``not_found``, never the data.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -74,6 +76,10 @@ class Fixture:
     plumber_id: int
     plumber_sub_id: int
     victim_id: int  # an account of its own for every call, for admin.users.remove
+    pending_id: int  # bookings of the customer with the provider, fresh for every call
+    accepted_id: int
+    completed_id: int
+    report_id: int
 
 
 Params = Callable[[Fixture], dict[str, Any]]
@@ -150,12 +156,87 @@ MATRIX: dict[str, tuple[Params, tuple[str, ...]]] = {
     "providers.search": (lambda f: {"serviceId": f.service_id}, (OK,) * 6),
     "providers.get": (lambda f: {"providerServiceId": f.provider_service_id}, (OK,) * 6),
     "providers.featured": (lambda f: {}, (OK,) * 6),
+    "bookings.create": (
+        lambda f: f.booking_params,  # type: ignore[attr-defined]
+        (UNAUTH, OK, FORBIDDEN, NOT_FOUND, FORBIDDEN, FORBIDDEN),
+    ),
+    "bookings.accept": (
+        lambda f: {"idempotencyKey": key(), "bookingId": f.pending_id},
+        (UNAUTH, FORBIDDEN, OK, FORBIDDEN, NOT_FOUND, FORBIDDEN),
+    ),
+    "bookings.reject": (
+        lambda f: {"idempotencyKey": key(), "bookingId": f.pending_id, "reason": "Busy"},
+        (UNAUTH, FORBIDDEN, OK, FORBIDDEN, NOT_FOUND, FORBIDDEN),
+    ),
+    "bookings.start": (
+        lambda f: {"idempotencyKey": key(), "bookingId": f.accepted_id},
+        (UNAUTH, FORBIDDEN, OK, FORBIDDEN, NOT_FOUND, FORBIDDEN),
+    ),
+    "bookings.complete": (
+        lambda f: {"idempotencyKey": key(), "bookingId": f.accepted_id},
+        (UNAUTH, FORBIDDEN, OK, FORBIDDEN, NOT_FOUND, FORBIDDEN),
+    ),
+    "bookings.cancel": (
+        lambda f: {"idempotencyKey": key(), "bookingId": f.pending_id},
+        (UNAUTH, OK, FORBIDDEN, NOT_FOUND, FORBIDDEN, FORBIDDEN),
+    ),
+    "bookings.get": (
+        lambda f: {"bookingId": f.pending_id},
+        (UNAUTH, OK, OK, NOT_FOUND, NOT_FOUND, FORBIDDEN),
+    ),
+    "bookings.list": (lambda f: {}, (UNAUTH, OK, OK, OK, OK, FORBIDDEN)),
+    "bookings.unreadCount": (lambda f: {}, (UNAUTH, OK, OK, OK, OK, FORBIDDEN)),
+    "bookings.markViewed": (
+        lambda f: {"bookingId": f.pending_id},
+        (UNAUTH, OK, OK, NOT_FOUND, NOT_FOUND, FORBIDDEN),
+    ),
+    "bookings.markAllViewed": (lambda f: {}, (UNAUTH, OK, OK, OK, OK, FORBIDDEN)),
+    "ratings.create": (
+        lambda f: {"idempotencyKey": key(), "bookingId": f.completed_id, "stars": 5},
+        (UNAUTH, OK, OK, NOT_FOUND, NOT_FOUND, FORBIDDEN),
+    ),
+    "reports.create": (
+        lambda f: {
+            "idempotencyKey": key(),
+            "bookingId": f.pending_id,
+            "reason": "Rude",
+            "description": "Was rude on the phone.",
+        },
+        (UNAUTH, OK, OK, NOT_FOUND, NOT_FOUND, FORBIDDEN),
+    ),
+    "notifications.list": (lambda f: {}, (UNAUTH, OK, OK, OK, OK, FORBIDDEN)),
+    "notifications.unreadCount": (lambda f: {}, (UNAUTH, OK, OK, OK, OK, FORBIDDEN)),
+    "notifications.markRead": (lambda f: {"ids": [1, 2]}, (UNAUTH, OK, OK, OK, OK, FORBIDDEN)),
+    "notifications.markAllRead": (lambda f: {}, (UNAUTH, OK, OK, OK, OK, FORBIDDEN)),
+    "earnings.get": (
+        lambda f: {},
+        (UNAUTH, FORBIDDEN, OK, FORBIDDEN, OK, FORBIDDEN),
+    ),
+    "admin.reports.list": (
+        lambda f: {"limit": 1},
+        (UNAUTH, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, OK),
+    ),
+    "admin.reports.setStatus": (
+        lambda f: {"reportId": f.report_id, "status": "closed"},
+        (UNAUTH, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, OK),
+    ),
 }
 
-OURS = ("me.", "addresses.", "services.", "admin.", "providers.")
+OURS = (
+    "me.",
+    "addresses.",
+    "services.",
+    "admin.",
+    "providers.",
+    "bookings.",
+    "ratings.",
+    "reports.",
+    "notifications.",
+    "earnings.",
+)
 
 
-def test_matrix_covers_every_method_of_profile_addresses_catalog_and_providers(app: App) -> None:
+def test_matrix_covers_every_method_of_the_domain(app: App) -> None:
     ours = {name for name in app.registry.methods if name.startswith(OURS)}
     assert ours == set(MATRIX)
 
@@ -184,6 +265,7 @@ async def test_who_may_call(clients: Clients, method: str) -> None:
     )
     subs: dict[int, int] = {r["service_id"]: r["sub"] for r in rows}
     params, expected = MATRIX[method]
+    booked = method.startswith(("bookings.", "ratings.", "reports."))
     seen = {}
     for actor in ACTORS:
         # A fresh address of the customer's for every call: a delete must find it.
@@ -191,6 +273,7 @@ async def test_who_may_call(clients: Clients, method: str) -> None:
         # The provider's free (so active) registration, registered again if removed.
         labour = registration_params(catalog["labors"], subs[catalog["labors"]])
         listed = await _registration(actors["provider"], labour)
+        booking = _Bookings(clients, actors, listed, subs[catalog["labors"]], address["id"])
         fixture = Fixture(
             address_id=address["id"],
             service_id=service["id"],
@@ -198,13 +281,29 @@ async def test_who_may_call(clients: Clients, method: str) -> None:
             plumber_id=catalog["plumber"],
             plumber_sub_id=subs[catalog["plumber"]],
             victim_id=await _victim(clients),
+            # Only the methods of bookings get bookings: open ones would keep
+            # providers.removeService from removing the listing.
+            pending_id=await booking.make("pending") if booked else 0,
+            accepted_id=await booking.make("accepted") if booked else 0,
+            completed_id=await booking.make("completed") if booked else 0,
+            report_id=await _report(clients),
         )
+        fixture.booking_params = booking.params()  # type: ignore[attr-defined]
         seen[actor] = await outcome(actors[actor], method, params(fixture))
+        # The customer's bookings per minute are limited (8): a minute between actors.
+        clients.app.clock.advance(61)  # type: ignore[attr-defined]
         if actor != "customer":
             # Nobody but its owner changes the customer's address, allowed or refused.
             listed = await actors["customer"].call("addresses.list")
             assert address in listed["addresses"]
         await _remove_address(actors["customer"], address["id"])
+        if booked and seen[actor] != OK:  # refused: the bookings are untouched
+            assert clients.app.db is not None
+            statuses = await clients.app.db.fetch(
+                "SELECT status FROM bookings WHERE id = ANY($1::bigint[]) ORDER BY id",
+                [fixture.pending_id, fixture.accepted_id, fixture.completed_id],
+            )
+            assert [r["status"] for r in statuses] == ["pending", "accepted", "completed"]
         if actor != "admin":  # refused: the victim is untouched
             assert clients.app.db is not None
             victim = await accounts.get_user(clients.app.db, fixture.victim_id)
@@ -233,3 +332,56 @@ async def _remove_address(customer: RtcClient, address_id: int) -> None:
         await customer.call("addresses.delete", {"id": address_id})
     except RpcCallError as error:  # the method under test deleted it already
         assert error.name == NOT_FOUND
+
+
+_slots = itertools.count(1)
+
+
+class _Bookings:
+    """Bookings of the customer with the provider's listing, in a given status."""
+
+    def __init__(
+        self,
+        clients: Clients,
+        actors: dict[str, RtcClient],
+        listing: int,
+        sub_service_id: int,
+        address_id: int,
+    ) -> None:
+        self.clients = clients
+        self.actors = actors
+        self.listing = listing
+        self.sub_service_id = sub_service_id
+        self.address_id = address_id
+
+    def params(self) -> dict[str, Any]:
+        now: datetime = self.clients.app.clock.now()
+        return {
+            "idempotencyKey": key(),
+            "providerServiceId": self.listing,
+            "subServiceIds": [self.sub_service_id],
+            "appointmentAt": (now + timedelta(days=2, hours=next(_slots))).isoformat(),
+            "addressId": self.address_id,
+        }
+
+    async def make(self, status: str) -> int:
+        booked = await self.actors["customer"].call("bookings.create", self.params())
+        ref = {"bookingId": booked["id"]}
+        provider = self.actors["provider"]
+        if status in ("accepted", "completed"):
+            await provider.call("bookings.accept", {"idempotencyKey": key(), **ref})
+        if status == "completed":
+            await provider.call("bookings.complete", {"idempotencyKey": key(), **ref})
+        return int(booked["id"])
+
+
+async def _report(clients: Clients) -> int:
+    assert clients.app.db is not None
+    report_id: int = await clients.app.db.fetchval(
+        """
+        INSERT INTO reports (reporter_side, reason, description, created_at, updated_at)
+        VALUES ('customer', 'Other', 'Made by the authorization test.', now(), now())
+        RETURNING id
+        """
+    )
+    return report_id
