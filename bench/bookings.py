@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import math
 import os
 import shutil
@@ -173,7 +174,12 @@ class BookingLoop:
         self.addresses: list[int] = spec["addresses"]
         self.subs: list[int] = spec["sub_service_ids"]
         self.max_bookings: int = spec["max_bookings"]
+        # 0: closed loop (a pair books again when its loop ends); else an open loop:
+        # bookings start at this rate, each by a pair that has none in flight.
+        self.rate: float = spec["rate"]
         pairs = len(customers)
+        self.idle: collections.deque[int] = collections.deque()
+        self.skipped = 0  # open loop: starts due while every pair was busy
         self.created_at = [0.0] * pairs  # when pair i sent its current bookings.create
         self.offered_at = [0.0] * pairs
         self.booking = [0] * pairs  # pair i's current booking id (0: not offered yet)
@@ -227,7 +233,7 @@ class BookingLoop:
             if b'"error"' in payload:
                 self._error(payload)
                 self.in_flight -= 1
-                self.create(i)  # a new key: a fresh attempt
+                self.next(i)  # a new key: a fresh attempt
             elif self._in_window(now):
                 self.create_latencies.append(now - self.created_at[i])
             return
@@ -237,7 +243,27 @@ class BookingLoop:
         if self._in_window(now):
             self.completed += 1
             self.loop_latencies.append(now - self.created_at[i])
-        self.create(i)
+        self.next(i)
+
+    def next(self, i: int) -> None:
+        if self.rate:
+            self.idle.append(i)
+        else:
+            self.create(i)
+
+    async def pace(self) -> None:
+        """Open loop: start bookings at ``rate`` per second, whatever the answers do."""
+        started = time.monotonic()
+        due = 0
+        while self.running:
+            await asyncio.sleep(0.002)
+            target = int((time.monotonic() - started) * self.rate)
+            while due < target:
+                due += 1
+                if self.idle:
+                    self.create(self.idle.popleft())
+                else:
+                    self.skipped += 1
 
     def on_provider(self, sock: WsSocket, payload: bytes, now: float) -> None:
         i = sock.index
@@ -270,8 +296,13 @@ class BookingLoop:
             customer.index = provider.index = i
             customer.on_text = self.on_customer
             provider.on_text = self.on_provider
-        for i in range(len(self.customers)):
-            self.create(i)
+        pacer = None
+        if self.rate:
+            self.idle.extend(range(len(self.customers)))
+            pacer = asyncio.ensure_future(self.pace())
+        else:
+            for i in range(len(self.customers)):
+                self.create(i)
         await asyncio.sleep(warmup)
         warmup_errors, warmup_samples = self.errors, list(self.error_samples)
         measured: list[dict[str, Any]] = []
@@ -319,6 +350,8 @@ class BookingLoop:
                 }
             )
         self.running = False
+        if pacer is not None:
+            await pacer
         deadline = time.monotonic() + 20
         while self.in_flight > 0 and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
@@ -334,6 +367,8 @@ class BookingLoop:
             "warmup_errors": warmup_errors,
             "warmup_error_samples": warmup_samples,
             "bookings_sent": self.sent,
+            "rate": self.rate,
+            "skipped_starts": self.skipped,
             "unfinished_at_end": self.in_flight,
             "completed": sum(w["completed"] for w in measured),
             "errors": sum(w["errors"] for w in measured) + warmup_errors,
@@ -421,19 +456,30 @@ TARGET_P99_MS = 50.0
 
 
 def table(args: argparse.Namespace, r: dict[str, Any]) -> str:
+    place = (
+        f"Server and PostgreSQL on core {SERVER_CPU}, load client on core {CLIENT_CPU}."
+        if args.postgres_cpu == SERVER_CPU
+        else f"Server on core {SERVER_CPU}; PostgreSQL and the load client on core"
+        f" {args.postgres_cpu}."
+    )
     w = r["windows"]
     rate_met = r["bookings_per_second"] >= TARGET_PER_SECOND
     p99_met = r["offer_p99_ms"] < TARGET_P99_MS
+    mode = (
+        f"open loop at {args.rate:,.0f} bookings/s started (by pairs with none in flight)"
+        if args.rate
+        else "closed: one booking in flight per pair"
+    )
     lines = [
-        f"Booking loop, closed: {r['pairs']} customers and {r['pairs']} providers connected"
-        " (one socket each), one booking in flight per pair",
+        f"Booking loop, {r['pairs']} customers and {r['pairs']} providers connected"
+        f" (one socket each); {mode}",
         "  bookings.create -> booking.offered (provider) -> bookings.accept ->"
         " booking.updated accepted (customer) -> next create.",
         f"  Median over {len(w)} windows of {args.duration:g} s after a {args.warmup:g} s"
         " warm-up; latencies on the client's clock over every booking of the windows;",
         "  CPU per booking = utime+stime over a window / bookings completed in it"
         " (server process; PostgreSQL = postmaster + backends).",
-        f"  Server and PostgreSQL on core {SERVER_CPU}, load client on core {CLIENT_CPU}.",
+        f"  {place}",
         f"  Our server runs with RTC_SERVER__RATE_PER_SECOND={RATE},"
         f" RTC_SERVER__RATE_BURST={RATE},",
         f"  RTC_BOOKINGS__MAX_PER_MINUTE and RTC_BOOKINGS__MAX_PER_HOUR={BOOKING_LIMIT}"
@@ -482,6 +528,8 @@ def table(args: argparse.Namespace, r: dict[str, Any]) -> str:
         ("bookings completed (windows)", f"{r['completed']:,}", ""),
         ("errors", f"{r['errors']}", "incl. warm-up"),
     ]
+    if args.rate:
+        rows.append(("starts skipped (every pair busy)", f"{r['skipped_starts']:,}", ""))
     width = max(len(a) for a, _, _ in rows)
     vwidth = max(len(b) for _, b, _ in rows)
     rule = "-" * (width + vwidth + 44)
@@ -501,6 +549,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--windows", type=int, default=3, help="windows (3)")
     p.add_argument(
         "--max-bookings", type=int, default=2_000_000, help="bound on bookings sent (2000000)"
+    )
+    p.add_argument(
+        "--postgres-cpu",
+        default=SERVER_CPU,
+        help=f"core of the embedded PostgreSQL (default {SERVER_CPU}, the server's; "
+        f"{CLIENT_CPU} puts it with the load client)",
+    )
+    p.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="open loop: start this many bookings per second (0: closed loop, the default)",
     )
     p.add_argument("--profile", action="store_true", help="record the server with py-spy")
     p.add_argument("--quick", action="store_true", help="1 s warm-up, 1 window of 3 s")
@@ -546,8 +606,8 @@ def main(argv: list[str] | None = None) -> int:
     if busy > 0.1:
         say(f"warning: other processes keep {busy:.2f} CPUs busy; the figures will be noisy")
     try:
-        say(f"starting the embedded PostgreSQL (pinned to core {SERVER_CPU})")
-        runner.postgres = start_postgres(workdir / "pg", {int(SERVER_CPU)})
+        say(f"starting the embedded PostgreSQL (pinned to core {args.postgres_cpu})")
+        runner.postgres = start_postgres(workdir / "pg", {int(args.postgres_cpu)})
         runner.dsn = runner.postgres.dsn
         postmaster = int((runner.postgres.pgdata / "postmaster.pid").read_text().split()[0])
         say(f"seeding {args.pairs} providers with a listing and {args.pairs} customers")
@@ -567,6 +627,7 @@ def main(argv: list[str] | None = None) -> int:
                     "concurrency": 50,
                     **seeded,
                     "max_bookings": args.max_bookings,
+                    "rate": args.rate,
                     "warmup": args.warmup,
                     "duration": args.duration,
                     "windows": args.windows,

@@ -141,6 +141,7 @@ class Bookable:
     service_name: str
     provider_name: str | None
     items: list[dict[str, Any]]  # {subServiceId, slug, name, pricePaise}, the ones priced
+    customer_name: str | None
 
 
 async def bookable(
@@ -177,7 +178,9 @@ async def bookable(
         ), locked AS (
             {lock_cursors_sql("ARRAY[$4::bigint, (SELECT provider_id FROM r)]")}
         )
-        SELECT r.*, (SELECT count(*) FROM locked) AS locked FROM r
+        SELECT r.*, (SELECT full_name FROM users WHERE id = $4) AS customer_name,
+               (SELECT count(*) FROM locked) AS locked
+        FROM r
         """,
         provider_service_id,
         sub_service_ids,
@@ -194,53 +197,42 @@ async def bookable(
         service_name=row["name"],
         provider_name=row["provider_name"],
         items=orjson.loads(row["items"]) if row["items"] else [],
+        customer_name=row["customer_name"],
     )
 
 
 @dataclass(frozen=True, slots=True)
 class CustomerContext:
-    full_name: str | None
-    last_minute: int  # bookings created in the minute before now
+    """What creating a booking checks of its customer: the bookings they created in the
+    minute and the hour before now (and the oldest of each), and the address asked for."""
+
+    last_minute: int
     oldest_in_minute: datetime | None
     last_hour: int
     oldest_in_hour: datetime | None
-    address: dict[str, Any] | None  # the customer's address asked for; None if not theirs
+    address: dict[str, Any] | None  # None: not an address of the customer's
 
 
-async def customer_context(
-    conn: Executor, customer_id: int, address_id: int, now: datetime
-) -> CustomerContext:
-    """What creating a booking checks of its customer (after :func:`bookable` locked them)."""
-    row = await conn.fetchrow(
-        """
-        SELECT u.full_name, w.last_minute, w.oldest_in_minute, w.last_hour, w.oldest_in_hour,
-               (SELECT json_build_object('type', a.type, 'state', a.state, 'city', a.city,
-                                         'fullAddress', a.full_address, 'pincode', a.pincode)
-                FROM addresses a WHERE a.id = $2 AND a.user_id = u.id) AS address
-        FROM users u, LATERAL (
-            SELECT count(*) FILTER (WHERE created_at > $3::timestamptz - interval '1 minute')
+# Read after bookable() locked the customer's event cursor: a customer's creations are
+# counted one after another. $1: the customer.
+_CUSTOMER_CONTEXT = """
+    ctx AS (
+        SELECT w.last_minute, w.oldest_in_minute, w.last_hour, w.oldest_in_hour,
+               (SELECT jsonb_build_object('type', a.type, 'state', a.state, 'city', a.city,
+                                          'fullAddress', a.full_address, 'pincode', a.pincode)
+                FROM addresses a WHERE a.id = $ADDR AND a.user_id = $1) AS address
+        FROM (
+            SELECT count(*) FILTER (WHERE created_at > $NOW::timestamptz - interval '1 minute')
                        AS last_minute,
                    min(created_at) FILTER (
-                       WHERE created_at > $3::timestamptz - interval '1 minute')
+                       WHERE created_at > $NOW::timestamptz - interval '1 minute')
                        AS oldest_in_minute,
                    count(*) AS last_hour, min(created_at) AS oldest_in_hour
             FROM bookings
-            WHERE customer_id = u.id AND created_at > $3::timestamptz - interval '1 hour'
+            WHERE customer_id = $1 AND created_at > $NOW::timestamptz - interval '1 hour'
         ) w
-        WHERE u.id = $1
-        """,
-        customer_id,
-        address_id,
-        now,
     )
-    return CustomerContext(
-        full_name=row["full_name"],
-        last_minute=row["last_minute"],
-        oldest_in_minute=row["oldest_in_minute"],
-        last_hour=row["last_hour"],
-        oldest_in_hour=row["oldest_in_hour"],
-        address=orjson.loads(row["address"]) if row["address"] else None,
-    )
+"""
 
 
 _NOTIFY = f"""
@@ -272,35 +264,39 @@ async def insert_booking(
     conn: Executor,
     *,
     customer_id: int,
-    customer_name: str | None,
     place: Bookable,
-    items: list[dict[str, Any]],
     charge_paise: int,
     appointment_at: datetime,
     address_id: int,
-    address: dict[str, Any],
     description: str | None,
     now: datetime,
+    max_per_minute: int,
+    max_per_hour: int,
     notification: NewNotification,
-) -> tuple[BookingRow, NotificationRow | None] | None:
-    """Insert a pending booking and its provider's notification; None if the customer
-    has an open booking of that registration for that slot already."""
+) -> tuple[CustomerContext, tuple[BookingRow, NotificationRow | None] | None]:
+    """Check the customer's limits and address and insert a pending booking with its
+    provider's notification, in one statement. Returns the customer's context and the
+    booking, None when it was not inserted: a limit reached, not the customer's
+    address, or an open booking of that registration for that slot already."""
     sql = f"""
-        WITH b AS (
+        WITH {_CUSTOMER_CONTEXT}, b AS (
             INSERT INTO bookings (customer_id, provider_id, provider_service_id, service_id,
                                   service_slug, service_name, customer_name, provider_name,
                                   items, charge_paise, appointment_at, address_id, address,
                                   description, created_at, updated_at)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11, $12, $13::jsonb,
-                    $14, $NOW, $NOW)
+            SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11, $ADDR, ctx.address,
+                   $13, $NOW, $NOW
+            FROM ctx
+            WHERE ctx.address IS NOT NULL AND ctx.last_minute < $15 AND ctx.last_hour < $16
             ON CONFLICT (customer_id, provider_service_id, appointment_at)
                 WHERE status IN ('pending', 'accepted', 'in_progress') DO NOTHING
             RETURNING *
         ), {_NOTIFY}
-        SELECT {_COLUMNS}, {_N_OUT}
-        FROM b {_JOINS} LEFT JOIN n ON true
+        SELECT ctx.last_minute, ctx.oldest_in_minute, ctx.last_hour, ctx.oldest_in_hour,
+               ctx.address::text AS customer_address, {_COLUMNS}, {_N_OUT}
+        FROM ctx LEFT JOIN b ON true {_JOINS} LEFT JOIN n ON true
     """
-    sql = _with_notification(sql.replace("$NOW", "$15"), 16)
+    sql = _with_notification(sql.replace("$NOW", "$14").replace("$ADDR", "$12"), 17)
     row = await conn.fetchrow(
         sql,
         customer_id,
@@ -309,21 +305,30 @@ async def insert_booking(
         place.service_id,
         place.service_slug,
         place.service_name,
-        customer_name,
+        place.customer_name,
         place.provider_name,
-        orjson.dumps(items).decode(),
+        orjson.dumps(place.items).decode(),
         charge_paise,
         appointment_at,
         address_id,
-        orjson.dumps(address).decode(),
         description,
         now,
+        max_per_minute,
+        max_per_hour,
         *_notification_args(notification),
     )
-    if row is None:
-        return None
+    address = row["customer_address"]
+    context = CustomerContext(
+        last_minute=row["last_minute"],
+        oldest_in_minute=row["oldest_in_minute"],
+        last_hour=row["last_hour"],
+        oldest_in_hour=row["oldest_in_hour"],
+        address=orjson.loads(address) if address else None,
+    )
+    if row["id"] is None:
+        return context, None
     note = notification_row(row, "n_") if row["n_id"] is not None else None
-    return booking_row(row), note
+    return context, (booking_row(row), note)
 
 
 # --- Changing the status -----------------------------------------------------------------
@@ -516,28 +521,26 @@ class EarningsRow:
     pending_paise: int
 
 
+# The provider's earnings ($1 provider, $2 now, $3 time zone): completed this month and
+# today by completion time on the zone's calendar, and the open work.
+_EARNINGS = """
+    SELECT
+        coalesce(sum(b.charge_paise) FILTER (WHERE b.status = 'completed'), 0) AS month,
+        coalesce(sum(b.charge_paise) FILTER (
+            WHERE b.status = 'completed' AND b.completed_at >= bounds.day), 0) AS today,
+        coalesce(sum(b.charge_paise) FILTER (WHERE b.status <> 'completed'), 0) AS pending
+    FROM (SELECT date_trunc('month', $2::timestamptz, $3::text) AS month,
+                 date_trunc('day', $2::timestamptz, $3::text) AS day) bounds
+    LEFT JOIN bookings b ON b.provider_id = $1 AND (
+        b.status IN ('pending', 'accepted', 'in_progress')
+        OR (b.status = 'completed' AND b.completed_at >= bounds.month))
+"""
+
+
 async def earnings(db: Executor, provider_id: int, now: datetime, timezone: str) -> EarningsRow:
     """Completed this month and today (calendar of ``timezone``, by completion time),
     and the open work (pending, accepted, in progress), in paise."""
-    row = await db.fetchrow(
-        """
-        WITH bounds AS (
-            SELECT date_trunc('month', $2::timestamptz, $3) AS month,
-                   date_trunc('day', $2::timestamptz, $3) AS day
-        )
-        SELECT
-            coalesce(sum(b.charge_paise) FILTER (WHERE b.status = 'completed'), 0) AS month,
-            coalesce(sum(b.charge_paise) FILTER (
-                WHERE b.status = 'completed' AND b.completed_at >= bounds.day), 0) AS today,
-            coalesce(sum(b.charge_paise) FILTER (WHERE b.status <> 'completed'), 0) AS pending
-        FROM bounds LEFT JOIN bookings b ON b.provider_id = $1 AND (
-            b.status IN ('pending', 'accepted', 'in_progress')
-            OR (b.status = 'completed' AND b.completed_at >= bounds.month))
-        """,
-        provider_id,
-        now,
-        timezone,
-    )
+    row = await db.fetchrow(_EARNINGS, provider_id, now, timezone)
     return EarningsRow(int(row["month"]), int(row["today"]), int(row["pending"]))
 
 
@@ -558,17 +561,18 @@ async def counts(
 ) -> Counts:
     """Both sides' unread badges and, if asked, the provider's earnings: read after the
     transaction locked the users' event cursors."""
-    row = await conn.fetchrow(
-        """
-        SELECT (SELECT count(*) FROM bookings WHERE customer_id = $1 AND NOT viewed_by_customer)
-                   AS customer,
-               (SELECT count(*) FROM bookings WHERE provider_id = $2 AND NOT viewed_by_provider)
-                   AS provider
-        """,
-        customer_id,
-        provider_id,
-    )
-    money = None
-    if with_earnings and provider_id is not None:
-        money = await earnings(conn, provider_id, now, timezone)
+    unread = """
+        (SELECT count(*) FROM bookings WHERE customer_id = $4 AND NOT viewed_by_customer)
+            AS customer,
+        (SELECT count(*) FROM bookings WHERE provider_id = $1 AND NOT viewed_by_provider)
+            AS provider
+    """
+    if with_earnings and provider_id is not None:  # one statement for both
+        row = await conn.fetchrow(
+            f"SELECT e.*, {unread} FROM ({_EARNINGS}) e", provider_id, now, timezone, customer_id
+        )
+        money = EarningsRow(int(row["month"]), int(row["today"]), int(row["pending"]))
+    else:
+        row = await conn.fetchrow(f"SELECT {unread.replace('$4', '$2')}", provider_id, customer_id)
+        money = None
     return Counts({"customer": row["customer"], "provider": row["provider"]}, money)

@@ -177,32 +177,30 @@ class BookingService:
             for i, sub in enumerate(params.sub_service_ids):
                 if sub not in offered:
                     raise invalid((f"subServiceIds.{i}", "not offered by this provider"))
-            context = await bookings.customer_context(conn, customer_id, params.address_id, now)
-            self._check_limits(context, now)
-            if context.address is None:
-                raise NotFound("no such address", field="addressId")
             note = NewNotification(
                 "provider",
                 NotificationType.BOOKING_REQUEST,
                 "New booking request",
-                f"{context.full_name or 'A customer'} booked {place.service_name}"
+                f"{place.customer_name or 'A customer'} booked {place.service_name}"
                 f" for {self._when(params.appointment_at)}.",
             )
-            created = await bookings.insert_booking(
+            context, created = await bookings.insert_booking(
                 conn,
                 customer_id=customer_id,
-                customer_name=context.full_name,
                 place=place,
-                items=place.items,
                 charge_paise=sum(int(item["pricePaise"]) for item in place.items),
                 appointment_at=params.appointment_at,
                 address_id=params.address_id,
-                address=context.address,
                 description=params.description,
                 now=now,
+                max_per_minute=self._settings.max_per_minute,
+                max_per_hour=self._settings.max_per_hour,
                 notification=note,
             )
             if created is None:
+                self._check_limits(context, now)
+                if context.address is None:
+                    raise NotFound("no such address", field="addressId")
                 raise Conflict(
                     "you have an open booking of this provider for this time already",
                     reason="duplicate_booking",
