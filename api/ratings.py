@@ -126,12 +126,14 @@ class RatingService:
                     "notification.created",
                     NotificationCreated(notification=notification(note)),
                 )
+            rating = Rating(
+                booking_id=record.booking_id,
+                rater_side=record.rater_side,
+                stars=record.stars,
+                review=record.review,
+                created_at=record.created_at,
+            )
+            staged.answer(rating)
             await staged.write(conn)
         await staged.deliver()
-        return Rating(
-            booking_id=record.booking_id,
-            rater_side=record.rater_side,
-            stars=record.stars,
-            review=record.review,
-            created_at=record.created_at,
-        )
+        return rating

@@ -6,12 +6,19 @@ result; a retry with the same key and the same params gets that stored result; t
 same key with other params is an error (``idempotency_mismatch``). A first call that
 fails releases the key, so the retry runs again. Keys are per user and kept
 ``max_age`` seconds.
+
+A method that changes the database in one transaction may store its result in that
+same transaction (:func:`pending_result`, used by :mod:`rtc_server.outbox`): the change
+and the answer a retry gets then commit together, so a crash between the two cannot
+make a retry run the change again, and the separate completing write is saved.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from dataclasses import dataclass
 
 from pydantic import BaseModel
 
@@ -19,6 +26,26 @@ from rtc_server.errors import Conflict, IdempotencyMismatch
 from rtc_server.rpc.registry import Caller, IdempotentParams
 from storage import idempotency as keys
 from storage.database import Database
+
+
+@dataclass(slots=True)
+class PendingResult:
+    """The key a running first call holds; ``stored`` once its transaction wrote the result."""
+
+    user_id: int
+    key: str
+    stored: bool = False
+
+
+# The key of the first call running in this task (None outside one).
+_pending: ContextVar[PendingResult | None] = ContextVar("idempotency_pending", default=None)
+
+
+def pending_result() -> PendingResult | None:
+    """The key of the idempotent call running in this task, whose result is not stored
+    yet: a transaction that stores it (``idempotency_keys.result``) sets ``stored``."""
+    pending = _pending.get()
+    return None if pending is None or pending.stored else pending
 
 
 class Idempotency:
@@ -54,13 +81,18 @@ class Idempotency:
                     "a request with this idempotencyKey is still running", retryable=True
                 )
             return claim.result.encode()
+        pending = PendingResult(user_id, key)
+        token = _pending.set(pending)
         try:
             result = await call()
         except BaseException:
             await keys.release(self._db, user_id, key)
             raise
+        finally:
+            _pending.reset(token)
         result_json = result.__pydantic_serializer__.to_json(result, by_alias=True)
-        await keys.complete(self._db, user_id, key, result_json.decode())
+        if not pending.stored:
+            await keys.complete(self._db, user_id, key, result_json.decode())
         return result_json
 
     async def prune(self) -> None:

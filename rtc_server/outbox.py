@@ -13,7 +13,9 @@ after the commit::
     await staged.deliver()                    # live, to every socket of each user
 
 If the process dies between the commit and the delivery, sockets catch up from the log
-(gap fill, resume) exactly as after a lost bus message. Compare
+(gap fill, resume) exactly as after a lost bus message. With :meth:`StagedEvents.answer`
+the method's result is stored for its ``idempotencyKey`` by the same statement
+(:func:`rtc_server.idempotency.pending_result`): a retry gets exactly what committed. Compare
 :class:`rtc_server.events.EventPublisher`, which writes in a transaction of its own.
 """
 
@@ -30,6 +32,7 @@ from pydantic import BaseModel
 
 from rtc_server.bus import Bus, EventBatch
 from rtc_server.events import encode_payload
+from rtc_server.idempotency import pending_result
 from rtc_server.metrics import Metrics
 from storage import events as event_log
 from storage.events import Executor
@@ -53,6 +56,7 @@ class StagedEvents:
         self._metrics = metrics
         self._items: list[_Staged] = []
         self._seqs: list[int] | None = None
+        self._answer: bytes | None = None
 
     def add(
         self,
@@ -74,15 +78,26 @@ class StagedEvents:
     def __len__(self) -> int:
         return len(self._items)
 
+    def answer(self, result: BaseModel) -> None:
+        """The method's result: :meth:`write` also stores it for the ``idempotencyKey``
+        of the call (if it has one). Return exactly this result."""
+        self._answer = result.__pydantic_serializer__.to_json(result, by_alias=True)
+
     async def write(self, conn: Executor) -> None:
-        """Store every staged event, inside the caller's transaction."""
+        """Store every staged event (and the answer), inside the caller's transaction."""
+        pending = pending_result() if self._answer is not None else None
         self._seqs = await event_log.append_each(
             conn,
             [
                 event_log.NewEvent(i.user_id, i.event, i.payload.decode(), i.push_due)
                 for i in self._items
             ],
+            answer=None
+            if pending is None or self._answer is None
+            else event_log.Answer(pending.user_id, pending.key, self._answer.decode()),
         )
+        if pending is not None:
+            pending.stored = True  # if the transaction rolls back, the key is released
 
     async def deliver(self) -> None:
         """After the commit: hand each event to the bus for the users' sockets."""

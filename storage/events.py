@@ -204,6 +204,21 @@ SELECT array_agg(seq ORDER BY ord) AS seqs FROM numbered
 
 
 @dataclass(frozen=True, slots=True)
+class Answer:
+    """A method's result stored for its idempotency key with the events."""
+
+    user_id: int
+    key: str
+    result: str  # JSON text
+
+
+_ANSWER = """, answered AS (
+    UPDATE idempotency_keys SET result = $7::json WHERE user_id = $5 AND key = $6
+)
+"""
+
+
+@dataclass(frozen=True, slots=True)
 class NewEvent:
     user_id: int
     event: str
@@ -211,19 +226,31 @@ class NewEvent:
     push_due: datetime | None = None  # push it then unless a device acknowledged it
 
 
-async def append_each(conn: Executor, events: Sequence[NewEvent]) -> list[int]:
+_APPEND_EACH_ANSWERED = _APPEND_EACH.replace(
+    "\nSELECT array_agg(seq ORDER BY ord)", _ANSWER + "SELECT array_agg(seq ORDER BY ord)"
+)
+
+
+async def append_each(
+    conn: Executor, events: Sequence[NewEvent], *, answer: Answer | None = None
+) -> list[int]:
     """Store events, each for its own user, in one statement; their seqs, in order.
 
     Meant for the caller's transaction (the events commit with the domain change that
-    caused them). An event with ``push_due`` is also recorded in ``push_intents``.
+    caused them). An event with ``push_due`` is also recorded in ``push_intents``;
+    ``answer`` is stored as the result of its idempotency key by the same statement.
     """
-    if not events:
-        return []
-    row = await conn.fetchrow(
-        _APPEND_EACH,
+    args: list[Any] = [
         [e.user_id for e in events],
         [e.event for e in events],
         [e.payload for e in events],
         [e.push_due for e in events],
-    )
-    return list(row["seqs"])
+    ]
+    if answer is None:
+        if not events:
+            return []
+        row = await conn.fetchrow(_APPEND_EACH, *args)
+    else:
+        args += [answer.user_id, answer.key, answer.result]
+        row = await conn.fetchrow(_APPEND_EACH_ANSWERED, *args)
+    return list(row["seqs"] or [])

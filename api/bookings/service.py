@@ -223,15 +223,15 @@ class BookingService:
                 )
             self._stage_badge(staged, provider_id, Side.PROVIDER, counts)
             self._stage_earnings(staged, provider_id, counts, now)
+            mine = booking_view(row, Side.CUSTOMER)
             staged.add(
-                customer_id,
-                "booking.updated",
-                BookingUpdated(booking=booking_view(row, Side.CUSTOMER), change="created"),
+                customer_id, "booking.updated", BookingUpdated(booking=mine, change="created")
             )
+            staged.answer(mine)  # stored for the idempotencyKey with the booking
             await staged.write(conn)
         await staged.deliver()
         self._metrics.bookings_created.inc()
-        return booking_view(row, Side.CUSTOMER)
+        return mine
 
     def _check_appointment(self, at: datetime, now: datetime) -> None:
         if at <= now:
@@ -312,10 +312,12 @@ class BookingService:
             )
             counts = await self._counts(conn, row, with_earnings=transition.moves_earnings, now=now)
             self._stage_change(staged, row, locked, transition, note_row, counts, now)
+            answer = booking_view(row, actor)
+            staged.answer(answer)
             await staged.write(conn)
         await staged.deliver()
         self._metrics.booking_transitions.labels(action.value).inc()
-        return booking_view(row, actor)
+        return answer
 
     def _decide(self, locked: LockedBooking, actor: Side, action: Action) -> rules.Transition:
         status = Status(locked.status)

@@ -306,3 +306,27 @@ async def test_a_registration_with_open_bookings_cannot_be_removed(
         "bookings.reject", {"idempotencyKey": key(), "bookingId": booked["id"], "reason": "Away"}
     )
     assert await m.provider.call("providers.removeService", ref) == {"ok": True}
+
+
+async def test_the_answer_commits_with_the_booking_and_a_refusal_frees_the_key(
+    clients: Clients, app: App
+) -> None:
+    m = await market(clients, app)
+    at = later(app)
+    params = m.booking(at)
+    first = await m.customer.call("bookings.create", params)
+    assert app.db is not None
+    stored = await app.db.fetchval(
+        "SELECT result::text FROM idempotency_keys WHERE user_id = $1 AND key = $2",
+        m.customer_id,
+        params["idempotencyKey"],
+    )
+    assert orjson.loads(stored) == first
+    # Refused (an open booking of the slot): nothing stored, the key is free again.
+    again = m.booking(at)
+    error = await refused(m.customer, "bookings.create", again)
+    assert error.data["reason"] == "duplicate_booking"
+    await m.customer.call("bookings.cancel", {"idempotencyKey": key(), "bookingId": first["id"]})
+    second = await m.customer.call("bookings.create", again)
+    assert second["id"] != first["id"]
+    assert await m.customer.call("bookings.create", again) == second
