@@ -352,13 +352,19 @@ class LockedBooking:
 
 
 async def lock_booking(conn: Executor, booking_id: int, user_id: int) -> LockedBooking | None:
-    """Row-lock the booking of which ``user_id`` is the customer or the provider."""
+    """Row-lock the booking of which ``user_id`` is the customer or the provider.
+
+    ``FOR NO KEY UPDATE``: as exclusive as ``FOR UPDATE`` against other changes of the
+    booking, but it lets rows that reference it (notifications, ratings, reports) be
+    inserted meanwhile: their foreign key checks take a key share lock, which
+    ``FOR UPDATE`` would block (and, with a lock on the user taken in the other order,
+    could deadlock)."""
     row = await conn.fetchrow(
         """
         SELECT id, status, customer_id, provider_id, provider_service_id, viewed_by_customer,
                viewed_by_provider, service_name, customer_name, provider_name, appointment_at
         FROM bookings WHERE id = $1 AND (customer_id = $2 OR provider_id = $2)
-        FOR UPDATE
+        FOR NO KEY UPDATE
         """,
         booking_id,
         user_id,

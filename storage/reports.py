@@ -45,8 +45,11 @@ def _report(row: Any) -> ReportRow:
 async def reports_since(
     conn: Executor, reporter_id: int, since: datetime
 ) -> tuple[int, datetime | None]:
-    """Row-lock the reporter, then count their reports since ``since`` (and the oldest)."""
-    await conn.execute("SELECT 1 FROM users WHERE id = $1 FOR UPDATE", reporter_id)
+    """Row-lock the reporter, then count their reports since ``since`` (and the oldest).
+
+    ``FOR NO KEY UPDATE`` serializes one reporter's reports without blocking the key
+    share locks that inserts referencing the user (bookings, notifications) take."""
+    await conn.execute("SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE", reporter_id)
     row = await conn.fetchrow(
         "SELECT count(*) AS n, min(created_at) AS oldest FROM reports"
         " WHERE reporter_id = $1 AND created_at > $2",

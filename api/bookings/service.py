@@ -1,10 +1,11 @@
 """Bookings as live jobs (methods ``bookings.*``; events ``booking.offered``,
 ``booking.updated``, ``booking.unreadCount``; reference 1.5, 8.1).
 
-Every change is one transaction: the booking row is locked (``FOR UPDATE``), the pure
-state machine (:mod:`api.bookings.rules`) decides, the change, the other side's
-notification and every event it causes are written, and only then, after the commit,
-the events go out live (:mod:`rtc_server.outbox`). So an answered request has its
+Every change is one transaction: the booking row is locked (``SELECT ... FOR NO KEY
+UPDATE``, see :func:`storage.bookings.lock_booking`), the pure state machine
+(:mod:`api.bookings.rules`) decides, the change, the other side's notification, every
+event it causes and the answer for the ``idempotencyKey`` are written, and only then,
+after the commit, the events go out live (:mod:`rtc_server.outbox`). So an answered request has its
 events in the users' logs: an offer survives any reconnect. Of two concurrent
 conflicting changes (an accept and a cancel), the second to get the lock finds the
 booking changed and gets ``state_conflict``.
