@@ -15,7 +15,7 @@ from pydantic import Field
 
 from api.bookings.models import BookingUpdated, booking_view
 from api.bookings.rules import Side, Status
-from api.bookings.service import side_of
+from api.bookings.service import party, side_of
 from api.notifications import NotificationCreated, NotificationType, notification
 from api.text import NO_CONTROL, Trimmed
 from rtc_server.clock import Clock
@@ -64,12 +64,7 @@ class RatingService:
         staged = self._outbox.stage()
         async with self._db.transaction() as conn:
             locked = await bookings.lock_booking(conn, params.booking_id, user_id)
-            mine = (
-                None
-                if locked is None
-                else (locked.customer_id if side is Side.CUSTOMER else locked.provider_id)
-            )
-            if locked is None or mine != user_id:
+            if locked is None or party(locked, side) != user_id:
                 raise NotFound("no such booking", field="bookingId")
             if locked.status != Status.COMPLETED:
                 raise StateConflict(
@@ -109,17 +104,14 @@ class RatingService:
             await lock_cursors(conn, [u for u in (locked.customer_id, locked.provider_id) if u])
             row = await bookings.get_booking(conn, locked.id, user_id)
             assert row is not None
-            for party_side, party in (
-                (Side.CUSTOMER, locked.customer_id),
-                (Side.PROVIDER, locked.provider_id),
-            ):
-                if party is None:
-                    continue
-                staged.add(
-                    party,
-                    "booking.updated",
-                    BookingUpdated(booking=booking_view(row, party_side), change="rated"),
-                )
+            for each in (Side.CUSTOMER, Side.PROVIDER):
+                user = party(locked, each)
+                if user is not None:
+                    staged.add(
+                        user,
+                        "booking.updated",
+                        BookingUpdated(booking=booking_view(row, each), change="rated"),
+                    )
             if note is not None and ratee is not None:
                 staged.add(
                     ratee,

@@ -16,7 +16,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from api.bookings.rules import Side
-from api.bookings.service import side_of
+from api.bookings.service import party, side_of
 from api.cursors import Cursor, decode_cursor, next_cursor
 from api.text import NO_CONTROL, Trimmed
 from rtc_server.clock import Clock
@@ -119,12 +119,7 @@ class ReportService:
         limit = self._settings.reports_per_day
         async with self._db.transaction() as conn:
             booking = await bookings.get_booking(conn, params.booking_id, user_id)
-            mine = (
-                None
-                if booking is None
-                else (booking.customer_id if side is Side.CUSTOMER else booking.provider_id)
-            )
-            if booking is None or mine != user_id:
+            if booking is None or party(booking, side) != user_id:
                 raise NotFound("no such booking", field="bookingId")
             count, oldest = await reports.reports_since(conn, user_id, now - DAY)
             if count >= limit and oldest is not None:

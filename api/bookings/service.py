@@ -299,7 +299,7 @@ class BookingService:
         staged = self._outbox.stage()
         async with self._db.transaction() as conn:
             locked = await bookings.lock_booking(conn, booking_id, user_id)
-            if locked is None or _party(locked, actor) != user_id:
+            if locked is None or party(locked, actor) != user_id:
                 raise NotFound("no such booking", field="bookingId")
             transition = self._decide(locked, actor, action)
             row, note_row = await bookings.set_status(
@@ -361,7 +361,7 @@ class BookingService:
         now: datetime,
     ) -> None:
         for side in (Side.CUSTOMER, Side.PROVIDER):
-            user_id = _party(locked, side)
+            user_id = party(locked, side)
             if user_id is None:  # the account is gone
                 continue
             staged.add(
@@ -377,9 +377,10 @@ class BookingService:
                     NotificationCreated(notification=notification(note_row)),
                 )
             # The told side's badge goes up; the actor's goes down if it was unread.
-            was_viewed = (
-                locked.viewed_by_customer if side is Side.CUSTOMER else (locked.viewed_by_provider)
-            )
+            if side is Side.CUSTOMER:
+                was_viewed = locked.viewed_by_customer
+            else:
+                was_viewed = locked.viewed_by_provider
             if told or not was_viewed:
                 self._stage_badge(staged, user_id, side, counts)
             if side is Side.PROVIDER:
@@ -414,7 +415,7 @@ class BookingService:
         """One of your bookings (it is not marked viewed: see bookings.markViewed)."""
         row = await bookings.get_booking(self._db, params.booking_id, caller.require_user())
         side = side_of(caller)
-        if row is None or _party(row, side) != caller.user_id:
+        if row is None or party(row, side) != caller.user_id:
             raise NotFound("no such booking", field="bookingId")
         return booking_view(row, side)
 
@@ -473,5 +474,6 @@ class BookingService:
         return badge
 
 
-def _party(booking: LockedBooking | BookingRow, side: Side) -> int | None:
+def party(booking: LockedBooking | BookingRow, side: Side) -> int | None:
+    """The booking's user on ``side`` (None once that account is gone)."""
     return booking.customer_id if side is Side.CUSTOMER else booking.provider_id
