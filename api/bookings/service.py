@@ -52,6 +52,7 @@ from rtc_server.rpc.registry import Caller, Empty, MethodRegistry
 from storage import bookings
 from storage.bookings import BookingRow, Counts, LockedBooking, NewNotification
 from storage.database import Database
+from storage.errors import UniqueViolation
 from storage.events import Executor
 
 CUSTOMERS = frozenset({"customer"})
@@ -295,29 +296,53 @@ class BookingService:
     ) -> Booking:
         user_id = caller.require_user()
         actor = side_of(caller)
-        now = self._clock.now()
         staged = self._outbox.stage()
-        async with self._db.transaction() as conn:
-            locked = await bookings.lock_booking(conn, booking_id, user_id)
-            if locked is None or party(locked, actor) != user_id:
-                raise NotFound("no such booking", field="bookingId")
-            transition = self._decide(locked, actor, action)
-            row, note_row = await bookings.set_status(
-                conn,
-                booking_id,
-                status=transition.after,
-                actor=actor.value,
-                reason=reason,
-                now=now,
-                notification=self._notification(transition, locked, reason),
-            )
-            counts = await self._counts(conn, row, with_earnings=transition.moves_earnings, now=now)
-            self._stage_change(staged, row, locked, transition, note_row, counts, now)
-            answer = booking_view(row, actor)
-            staged.answer(answer)
-            await staged.write(conn)
+        try:
+            async with self._db.transaction() as conn:
+                answer = await self._apply(conn, staged, user_id, actor, booking_id, action, reason)
+        except UniqueViolation as exc:
+            if exc.constraint != "bookings_open_slot_key":
+                raise
+            # Accepting a rejected booking whose slot the customer has booked again.
+            raise Conflict(
+                "the customer has another open booking of this listing for this time",
+                reason="slot_taken",
+                bookingId=booking_id,
+            ) from None
         await staged.deliver()
         self._metrics.booking_transitions.labels(action.value).inc()
+        return answer
+
+    async def _apply(
+        self,
+        conn: Executor,
+        staged: StagedEvents,
+        user_id: int,
+        actor: Side,
+        booking_id: int,
+        action: Action,
+        reason: str | None,
+    ) -> Booking:
+        """Inside the transaction: lock, decide, change, count, stage the events."""
+        now = self._clock.now()
+        locked = await bookings.lock_booking(conn, booking_id, user_id)
+        if locked is None or party(locked, actor) != user_id:
+            raise NotFound("no such booking", field="bookingId")
+        transition = self._decide(locked, actor, action)
+        row, note_row = await bookings.set_status(
+            conn,
+            booking_id,
+            status=transition.after,
+            actor=actor.value,
+            reason=reason,
+            now=now,
+            notification=self._notification(transition, locked, reason),
+        )
+        counts = await self._counts(conn, row, with_earnings=transition.moves_earnings, now=now)
+        self._stage_change(staged, row, locked, transition, note_row, counts, now)
+        answer = booking_view(row, actor)
+        staged.answer(answer)  # stored for the idempotencyKey with the change
+        await staged.write(conn)
         return answer
 
     def _decide(self, locked: LockedBooking, actor: Side, action: Action) -> rules.Transition:

@@ -330,3 +330,26 @@ async def test_the_answer_commits_with_the_booking_and_a_refusal_frees_the_key(
     second = await m.customer.call("bookings.create", again)
     assert second["id"] != first["id"]
     assert await m.customer.call("bookings.create", again) == second
+
+
+async def test_a_rejected_booking_cannot_be_accepted_over_a_new_booking_of_its_slot(
+    clients: Clients, app: App
+) -> None:
+    m = await market(clients, app)
+    at = later(app)
+    first = await m.customer.call("bookings.create", m.booking(at))
+    await m.provider.call(
+        "bookings.reject", {"idempotencyKey": key(), "bookingId": first["id"], "reason": "Busy"}
+    )
+    again = await m.customer.call("bookings.create", m.booking(at))  # the slot is free again
+    error = await refused(
+        m.provider, "bookings.accept", {"idempotencyKey": key(), "bookingId": first["id"]}
+    )
+    assert error.name == "conflict" and error.data["reason"] == "slot_taken"
+    assert (await m.provider.call("bookings.get", {"bookingId": first["id"]}))["status"] == (
+        "rejected"
+    )
+    accepted = await m.provider.call(
+        "bookings.accept", {"idempotencyKey": key(), "bookingId": again["id"]}
+    )
+    assert accepted["status"] == "accepted"
