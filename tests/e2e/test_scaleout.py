@@ -10,6 +10,7 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import aiohttp
 import pytest
 
 from rtc_server.app import App
@@ -145,3 +146,28 @@ async def test_a_catalog_change_refreshes_every_instance(cluster: Cluster) -> No
 
     fresh = await asyncio.wait_for(refreshed(), 5)
     assert len(fresh["services"]) == len(before["services"]) + 1
+
+
+async def test_an_instance_starts_and_serves_its_own_sockets_without_redis(
+    make_app: AppFactory, code_log: CodeLog, redis_prefix: str
+) -> None:
+    from rtc_server.scaleout.local_redis import free_port
+
+    unreachable = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    app = await make_app(redis={"url": unreachable, "prefix": redis_prefix, "socket_timeout": 0.5})
+    clients = Clients(app, code_log)
+    try:
+        assert not app.bus.healthy
+        client, tokens = await clients.login()
+        await app.publisher.publish(tokens["user"]["id"], "e", {"n": 1})
+        assert await collect(client, 1) == [1]
+        # Degraded, not unready: the load balancer keeps sending sockets here.
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{app.http.port}/readyz") as answer:
+                assert answer.status == 200
+                body = await answer.json()
+        assert body["status"] == "degraded"
+        assert body["checks"]["bus"] is False and body["checks"]["database"] is True
+        assert app.metrics.registry.get_sample_value("rtc_bus_up") == 0
+    finally:
+        await clients.close()
