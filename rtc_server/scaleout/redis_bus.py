@@ -44,6 +44,9 @@ from rtc_server.scaleout.presence import RedisPresence
 log = logging.getLogger("rtc.bus")
 
 _DOWN = (RedisError, OSError, TimeoutError)
+# Up to this many recipients, local delivery goes first (it is quicker than making a
+# task to overlap it with the Redis round trip).
+_SMALL_BATCH = 64
 
 
 def new_instance_id() -> str:
@@ -147,17 +150,22 @@ class RedisBus:
         self._set_up(False)
 
     async def publish(self, message: BusMessage) -> None:
-        # Other instances first (one round trip, sent before the local delivery
-        # occupies the loop), then this instance's own sockets, Redis or not.
-        remote = None
-        if self._up:
+        if not self._up:
+            if self._settings.retry_queue:
+                self._keep_for_retry(message)
+            self._receiver(message)  # this instance's own sockets, Redis or not
+            return
+        if isinstance(message, EventBatch) and len(message.seqs) > _SMALL_BATCH:
+            # A big fan-out: send to the other instances first (one round trip,
+            # on its way before the local delivery occupies the loop), then deliver
+            # here while they deliver there.
             remote = asyncio.get_running_loop().create_task(self._send(message))
             await asyncio.sleep(0)
-        elif self._settings.retry_queue:
-            self._keep_for_retry(message)
-        self._receiver(message)
-        if remote is not None:
+            self._receiver(message)
             await remote
+            return
+        self._receiver(message)  # a few sockets: microseconds
+        await self._send(message)
 
     def watch(self, user_id: int) -> None:
         self._watched.add(user_id)
