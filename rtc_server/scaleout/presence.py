@@ -240,12 +240,15 @@ class RedisPresence:
                     resync.set_result(None)
                 elif writes and self.in_sync:
                     await self._write(writes)
-            except (RedisError, OSError) as exc:
+            except Exception as exc:  # noqa: BLE001 - the only writer must keep running
                 # What was not written is written by the next resync.
                 self.in_sync = False
-                if resync is not None:
+                if resync is not None and not resync.done():
                     resync.set_exception(exc)
-                log.warning("presence write failed", extra={"error": str(exc)})
+                if isinstance(exc, RedisError | OSError):
+                    log.warning("presence write failed", extra={"error": str(exc)})
+                else:
+                    log.exception("presence write failed")
             for write in writes:
                 if write.done is not None and not write.done.done():
                     write.done.set_result(None)

@@ -250,7 +250,10 @@ class RedisBus:
         if sender == self.instance_id:
             return  # a broadcast of ours: handled locally when published
         self._metrics.bus_received.inc()
-        self._receiver(message)
+        try:
+            self._receiver(message)
+        except Exception:  # noqa: BLE001 - the subscription must outlive a bad message
+            log.exception("delivering a bus message failed")
 
     async def _subscribe_forever(self) -> None:
         backoff = 0.1
@@ -272,6 +275,9 @@ class RedisBus:
                     raise ConnectionError("heartbeat failed: reconnecting")
             except _DOWN as exc:
                 self._lost(str(exc))
+            except Exception as exc:  # noqa: BLE001 - a bug must not end the subscription
+                log.exception("redis bus subscription failed; resubscribing")
+                self._lost(repr(exc))
             finally:
                 await _close_quietly(pubsub)
             await asyncio.sleep(backoff * (0.5 + random.random()))
@@ -300,6 +306,9 @@ class RedisBus:
                 self._metrics.presence_instances.set(len(self.presence.live_instances))
             except _DOWN as exc:
                 self._lost(f"heartbeat failed: {exc}")
+            except Exception as exc:  # noqa: BLE001 - keep the lease loop alive
+                log.exception("presence heartbeat failed")
+                self._lost(repr(exc))
 
     def _came_up(self) -> None:
         restored = self._ever_up

@@ -297,3 +297,24 @@ async def test_an_unreadable_message_is_counted_and_dropped(
     unreadable = a.bus._metrics.registry.get_sample_value("rtc_bus_unreadable_total")
     assert unreadable == 6
     assert len(a.received) == 1
+
+
+async def test_a_failing_receiver_does_not_end_the_subscription(
+    redis_nodes: NodeFactory,
+) -> None:
+    a, b = await redis_nodes(), await redis_nodes()
+    got: list[BusMessage] = []
+
+    def receiver(message: BusMessage) -> None:
+        if not got:
+            got.append(message)
+            raise RuntimeError("a bug in delivery")
+        got.append(message)
+
+    b.bus.set_receiver(receiver)
+    b.bus.watch(3)
+    await b.bus.routed(3)
+    await a.bus.publish(EventBatch("e", b"{}", {3: 1}, time.time()))
+    await a.bus.publish(EventBatch("e", b"{}", {3: 2}, time.time()))
+    await until(lambda: len(got) == 2)
+    assert b.bus.healthy
