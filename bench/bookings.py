@@ -27,39 +27,27 @@ import asyncio
 import collections
 import math
 import os
-import shutil
-import signal
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 import asyncpg
 import orjson
-import uvloop
 
 from api.auth.tokens import AccessTokens
-from bench import report
+from bench import report, scenario
 from bench.load import PHASE_TIMEOUT, LoadClient, own_cpu_seconds, percentile
-from bench.procfs import core_seconds, cpu_split, raise_fd_limit
+from bench.procfs import core_seconds, cpu_split
 from bench.run import (
     CLIENT_CPU,
-    LOAD_TIMEOUT,
     RATE,
     SERVER_CPU,
-    Plan,
     Runner,
-    busy_cpus,
-    environment,
-    save_results,
     say,
-    tail,
 )
+from bench.scenario import Measured
 from bench.search import postgres_cpu
 from bench.seed import TOKEN_TTL, connect, start_postgres
 from bench.wire import WsSocket, text_frame
@@ -421,35 +409,6 @@ class BookingRunner(Runner):
             "RTC_BOOKINGS__MAX_PER_HOUR": str(BOOKING_LIMIT),
         }
 
-    def load_bookings(self, server: Any, spec: dict[str, Any]) -> dict[str, Any]:
-        spec_path = self.workdir / "bookings-load.json"
-        out_path = self.workdir / "bookings-load.out.json"
-        log = self.workdir / "bookings-load.log"
-        spec_path.write_bytes(orjson.dumps(spec))
-        command = ["taskset", "-c", CLIENT_CPU, sys.executable, "-m", "bench.bookings", "--load"]
-        with open(log, "wb") as out:
-            process = subprocess.Popen(
-                [*command, str(spec_path), str(out_path)],
-                cwd=Path(__file__).resolve().parent.parent,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        self.children.append(process)
-        try:
-            code = process.wait(LOAD_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            code = None
-        self.stop(process)
-        if code != 0:
-            raise RuntimeError(
-                f"load client failed ({code}):\n{tail(log)}\n--- server log:\n{tail(server.log)}"
-            )
-        if server.process.poll() is not None:
-            raise RuntimeError(f"server died:\n{tail(server.log)}")
-        result: dict[str, Any] = orjson.loads(out_path.read_bytes())
-        return result
-
 
 TARGET_PER_SECOND = 2000
 TARGET_P99_MS = 50.0
@@ -570,95 +529,53 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["--load"]:
-        spec = orjson.loads(Path(argv[1]).read_bytes())
-        raise_fd_limit()
-        result = uvloop.run(load_main(spec))
-        Path(argv[2]).write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
-        return 0
-    args = parse_args(argv)
-    raise_fd_limit()
-
-    def terminate(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, terminate)
-    started = datetime.now()
-    workdir = Path(tempfile.mkdtemp(prefix="rtc-bench-bookings-"))
-    plan = Plan(
-        idle=(),
-        fanout=0,
-        rounds=0,
-        ping=(),
-        warmup=args.warmup,
-        duration=args.duration,
-        windows=args.windows,
-        repeats=1,
-        settle=0.0,
-        concurrency=50,
-        servers=(report.OURS,),
-        profile=args.profile,
-    )
-    runner = BookingRunner(plan, workdir)
-    busy = busy_cpus()
-    if busy > 0.1:
-        say(f"warning: other processes keep {busy:.2f} CPUs busy; the figures will be noisy")
-    try:
-        say(f"starting the embedded PostgreSQL (pinned to core {args.postgres_cpu})")
-        runner.postgres = start_postgres(workdir / "pg", {int(args.postgres_cpu)})
-        runner.dsn = runner.postgres.dsn
-        postmaster = int((runner.postgres.pgdata / "postmaster.pid").read_text().split()[0])
-        say(f"seeding {args.pairs} providers with a listing and {args.pairs} customers")
-        seeded = asyncio.run(seed_market(runner.dsn, args.pairs, runner.jwt_secret.encode()))
-        os.sched_setaffinity(0, {int(CLIENT_CPU)})  # the runner waits on core 1
-        say("starting our server; booking loop")
-        with runner.server(report.OURS, "bookings") as server:
-            result = runner.load_bookings(
-                server,
-                {
-                    "host": "127.0.0.1",
-                    "port": server.port,
-                    "path": "/ws",
-                    "pid": server.process.pid,
-                    "postmaster": postmaster,
-                    "server_cpu": int(SERVER_CPU),
-                    "concurrency": 50,
-                    **seeded,
-                    "max_bookings": args.max_bookings,
-                    "rate": args.rate,
-                    "warmup": args.warmup,
-                    "duration": args.duration,
-                    "windows": args.windows,
-                },
-            )
-    except KeyboardInterrupt:
-        say("interrupted: stopping everything")
-        return 130
-    except RuntimeError as exc:
-        say(f"failed: {exc}")
-        return 1
-    finally:
-        runner.close()
-        shutil.rmtree(workdir, ignore_errors=True)
-    text = table(args, result)
-    print(text)
-    save_results(
-        started,
-        "-bookings",
-        {
-            "args": vars(args),
-            "environment": {**environment(), "busy_cpus_before": busy},
-            "our_settings_bookings": {
-                "RTC_BOOKINGS__MAX_PER_MINUTE": BOOKING_LIMIT,
-                "RTC_BOOKINGS__MAX_PER_HOUR": BOOKING_LIMIT,
+def measure(args: argparse.Namespace, runner: Runner) -> Measured:
+    say(f"starting the embedded PostgreSQL (pinned to core {args.postgres_cpu})")
+    runner.postgres = start_postgres(runner.workdir / "pg", {int(args.postgres_cpu)})
+    runner.dsn = runner.postgres.dsn
+    postmaster = int((runner.postgres.pgdata / "postmaster.pid").read_text().split()[0])
+    say(f"seeding {args.pairs} providers with a listing and {args.pairs} customers")
+    seeded = asyncio.run(seed_market(runner.dsn, args.pairs, runner.jwt_secret.encode()))
+    os.sched_setaffinity(0, {int(CLIENT_CPU)})  # the runner waits on core 1
+    say("starting our server; booking loop")
+    with runner.server(report.OURS, "bookings") as server:
+        result = runner.run_load(
+            server,
+            "bench.bookings",
+            {
+                "host": "127.0.0.1",
+                "port": server.port,
+                "path": "/ws",
+                "pid": server.process.pid,
+                "postmaster": postmaster,
+                "server_cpu": int(SERVER_CPU),
+                "concurrency": 50,
+                **seeded,
+                "max_bookings": args.max_bookings,
+                "rate": args.rate,
+                "warmup": args.warmup,
+                "duration": args.duration,
+                "windows": args.windows,
             },
-            "result": result,
-            "table": text,
-        },
+        )
+    extra = {
+        "our_settings_bookings": {
+            "RTC_BOOKINGS__MAX_PER_MINUTE": BOOKING_LIMIT,
+            "RTC_BOOKINGS__MAX_PER_HOUR": BOOKING_LIMIT,
+        }
+    }
+    return Measured(table(args, result), result, extra, failed=bool(result["errors"]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    return scenario.main(
+        "bookings",
+        argv,
+        parse_args=parse_args,
+        load_main=load_main,
+        measure=measure,
+        runner_class=BookingRunner,
     )
-    return 1 if result["errors"] else 0
 
 
 if __name__ == "__main__":

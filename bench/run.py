@@ -334,6 +334,40 @@ class Runner:
         time.sleep(0.5)
         return process
 
+    def run_load(self, server: ServerProcess, module: str, spec: dict[str, Any]) -> dict[str, Any]:
+        """``python -m <module> --load`` on the client core with ``spec``; its result.
+
+        For the scenario benchmarks (:mod:`bench.scenario`); fails with both logs.
+        """
+        name = module.rsplit(".", 1)[-1]
+        spec_path = self.workdir / f"{name}-load.json"
+        out_path = self.workdir / f"{name}-load.out.json"
+        log = self.workdir / f"{name}-load.log"
+        spec_path.write_bytes(orjson.dumps(spec))
+        command = ["taskset", "-c", CLIENT_CPU, sys.executable, "-m", module, "--load"]
+        with open(log, "wb") as out:
+            process = subprocess.Popen(
+                [*command, str(spec_path), str(out_path)],
+                cwd=ROOT,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.children.append(process)
+        try:
+            code = process.wait(LOAD_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            code = None
+        self.stop(process)
+        if code != 0:
+            raise RuntimeError(
+                f"load client failed ({code}):\n{tail(log)}\n--- server log:\n{tail(server.log)}"
+            )
+        if server.process.poll() is not None:
+            raise RuntimeError(f"server died:\n{tail(server.log)}")
+        result: dict[str, Any] = orjson.loads(out_path.read_bytes())
+        return result
+
     def close(self) -> None:
         for process in list(self.children):
             with contextlib.suppress(Exception):

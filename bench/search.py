@@ -20,38 +20,24 @@ import asyncio
 import math
 import os
 import random
-import shutil
-import signal
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
-from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 import orjson
-import uvloop
 
-from bench import report, seed
+from bench import report, scenario, seed
 from bench.load import PHASE_TIMEOUT, LoadClient, own_cpu_seconds, percentile
-from bench.procfs import core_seconds, cpu_split, raise_fd_limit
+from bench.procfs import core_seconds, cpu_split
 from bench.run import (
     CLIENT_CPU,
-    LOAD_TIMEOUT,
     RATE,
-    ROOT,
     SERVER_CPU,
-    Plan,
     Runner,
-    busy_cpus,
-    environment,
-    save_results,
     say,
-    tail,
 )
+from bench.scenario import Measured
 from bench.wire import WsSocket, text_frame
 
 # Ten states, three cities each (the ``state``/``city`` text of registrations).
@@ -381,37 +367,6 @@ async def load_main(spec: dict[str, Any]) -> dict[str, Any]:
 # --- runner (core 1, waits) --------------------------------------------------------------
 
 
-class SearchRunner(Runner):
-    def load_search(self, server: Any, spec: dict[str, Any]) -> dict[str, Any]:
-        spec_path = self.workdir / "search-load.json"
-        out_path = self.workdir / "search-load.out.json"
-        log = self.workdir / "search-load.log"
-        spec_path.write_bytes(orjson.dumps(spec))
-        command = ["taskset", "-c", CLIENT_CPU, sys.executable, "-m", "bench.search", "--load"]
-        with open(log, "wb") as out:
-            process = subprocess.Popen(
-                [*command, str(spec_path), str(out_path)],
-                cwd=ROOT,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        self.children.append(process)
-        try:
-            code = process.wait(LOAD_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            code = None
-        self.stop(process)
-        if code != 0:
-            raise RuntimeError(
-                f"load client failed ({code}):\n{tail(log)}\n--- server log:\n{tail(server.log)}"
-            )
-        if server.process.poll() is not None:
-            raise RuntimeError(f"server died:\n{tail(server.log)}")
-        result: dict[str, Any] = orjson.loads(out_path.read_bytes())
-        return result
-
-
 def table(args: argparse.Namespace, seeded: dict[str, Any], r: dict[str, Any]) -> str:
     lines = [
         f"providers.search, closed loop, {r['sockets']} authenticated sockets (one request"
@@ -499,99 +454,50 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["--load"]:
-        spec = orjson.loads(Path(argv[1]).read_bytes())
-        raise_fd_limit()
-        result = uvloop.run(load_main(spec))
-        Path(argv[2]).write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
-        return 0
-    args = parse_args(argv)
-    raise_fd_limit()
-
-    def terminate(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, terminate)
-    started = datetime.now()
-    workdir = Path(tempfile.mkdtemp(prefix="rtc-bench-search-"))
-    plan = Plan(
-        idle=(),
-        fanout=0,
-        rounds=0,
-        ping=(),
-        warmup=args.warmup,
-        duration=args.duration,
-        windows=args.windows,
-        repeats=1,
-        settle=0.0,
-        concurrency=50,
-        servers=(report.OURS,),
-    )
-    runner = SearchRunner(plan, workdir)
-    busy = busy_cpus()
-    if busy > 0.1:
-        say(f"warning: other processes keep {busy:.2f} CPUs busy; the figures will be noisy")
-    try:
-        say(f"starting the embedded PostgreSQL (pinned to core {SERVER_CPU})")
-        runner.postgres = seed.start_postgres(workdir / "pg", {int(SERVER_CPU)})
-        runner.dsn = runner.postgres.dsn
-        postmaster = int((runner.postgres.pgdata / "postmaster.pid").read_text().split()[0])
-        say(f"creating {args.sockets} customers with a session each, minting their tokens")
-        tokens = asyncio.run(
-            seed.create_users(runner.dsn, args.sockets, runner.jwt_secret.encode())
+def measure(args: argparse.Namespace, runner: Runner) -> Measured:
+    say(f"starting the embedded PostgreSQL (pinned to core {SERVER_CPU})")
+    runner.postgres = seed.start_postgres(runner.workdir / "pg", {int(SERVER_CPU)})
+    runner.dsn = runner.postgres.dsn
+    postmaster = int((runner.postgres.pgdata / "postmaster.pid").read_text().split()[0])
+    say(f"creating {args.sockets} customers with a session each, minting their tokens")
+    tokens = asyncio.run(seed.create_users(runner.dsn, args.sockets, runner.jwt_secret.encode()))
+    say(f"seeding {args.providers:,} providers (bulk SQL)")
+    t0 = time.monotonic()
+    seeded = asyncio.run(seed_providers(runner.dsn, args.providers, args.services))
+    say(f"  seeded in {time.monotonic() - t0:.1f} s: {seeded}")
+    os.sched_setaffinity(0, {int(CLIENT_CPU)})  # the runner waits on core 1
+    say("starting our server; providers.search load")
+    with runner.server(report.OURS, "search") as server:
+        result = runner.run_load(
+            server,
+            "bench.search",
+            {
+                "host": "127.0.0.1",
+                "port": server.port,
+                "path": "/ws",
+                "pid": server.process.pid,
+                "postmaster": postmaster,
+                "server_cpu": int(SERVER_CPU),
+                "concurrency": 50,
+                "tokens": tokens,
+                "service_ids": seeded["service_ids"],
+                "follow_cursor": args.follow_cursor,
+                "limit": args.limit,
+                "max_requests": args.max_requests,
+                "warmup": args.warmup,
+                "duration": args.duration,
+                "windows": args.windows,
+            },
         )
-        say(f"seeding {args.providers:,} providers (bulk SQL)")
-        t0 = time.monotonic()
-        seeded = asyncio.run(seed_providers(runner.dsn, args.providers, args.services))
-        say(f"  seeded in {time.monotonic() - t0:.1f} s: {seeded}")
-        os.sched_setaffinity(0, {int(CLIENT_CPU)})  # the runner waits on core 1
-        say("starting our server; providers.search load")
-        with runner.server(report.OURS, "search") as server:
-            result = runner.load_search(
-                server,
-                {
-                    "host": "127.0.0.1",
-                    "port": server.port,
-                    "path": "/ws",
-                    "pid": server.process.pid,
-                    "postmaster": postmaster,
-                    "server_cpu": int(SERVER_CPU),
-                    "concurrency": 50,
-                    "tokens": tokens,
-                    "service_ids": seeded["service_ids"],
-                    "follow_cursor": args.follow_cursor,
-                    "limit": args.limit,
-                    "max_requests": args.max_requests,
-                    "warmup": args.warmup,
-                    "duration": args.duration,
-                    "windows": args.windows,
-                },
-            )
-    except KeyboardInterrupt:
-        say("interrupted: stopping everything")
-        return 130
-    except RuntimeError as exc:
-        say(f"failed: {exc}")
-        return 1
-    finally:
-        runner.close()
-        shutil.rmtree(workdir, ignore_errors=True)
-    text = table(args, seeded, result)
-    print(text)
-    save_results(
-        started,
-        "-search",
-        {
-            "args": vars(args),
-            "environment": {**environment(), "busy_cpus_before": busy},
-            "seeded": seeded,
-            "result": result,
-            "table": text,
-        },
+    return Measured(
+        table(args, seeded, result), result, {"seeded": seeded}, failed=bool(result["errors"])
     )
-    return 1 if result["errors"] else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return scenario.main(
+        "search", argv, parse_args=parse_args, load_main=load_main, measure=measure
+    )
 
 
 if __name__ == "__main__":
