@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import timedelta
 from uuid import UUID
 
 from api.addresses import AddressService
@@ -32,6 +33,8 @@ from rtc_server.housekeeping import Housekeeping
 from rtc_server.http import HttpServer
 from rtc_server.hub import Hub
 from rtc_server.idempotency import Idempotency
+from rtc_server.jobs import Backoff, Job, JobQueue, Periodic, PeriodicJobs, Worker
+from rtc_server.jobs.worker import Handler
 from rtc_server.metrics import Metrics
 from rtc_server.outbox import Outbox
 from rtc_server.rpc.registry import MethodRegistry
@@ -39,6 +42,7 @@ from rtc_server.server import SocketServer
 from rtc_server.session_methods import SessionMethods
 from rtc_server.signals import Signals
 from storage import accounts, catalog
+from storage import jobs as job_store
 from storage.database import Database, PoolSettings
 from storage.embedded import EmbeddedPostgres
 from storage.migrate import apply_migrations, pending_migrations
@@ -95,6 +99,7 @@ class App:
         self.db: Database | None = None
         self._embedded: EmbeddedPostgres | None = None
         self._jobs: list[asyncio.Task[None]] = []
+        self.worker: Worker | None = None
         self._revocations: set[asyncio.Task[None]] = set()
         self._stopped = False
 
@@ -122,6 +127,11 @@ class App:
         self.publisher = EventPublisher(db, self.bus, self.metrics, chunk=s.events.fanout_chunk)
         self.delivery = EventDelivery(db, self.hub, s.events, self.metrics)
         self.bus.on_restored(self.delivery.catch_up)
+        # The durable job queue: features add their handlers and periodic jobs here;
+        # the worker starts once everything is registered.
+        self.jobs = JobQueue(db, self.clock, max_attempts=s.jobs.max_attempts)
+        self.job_handlers: dict[str, Handler] = {"jobs.prune": self._prune_jobs}
+        self.periodic_jobs = [Periodic("jobs.prune", 3600.0, "jobs.prune")]
         self.auth = AuthService(
             db,
             s.auth,
@@ -180,6 +190,7 @@ class App:
             jobs=[self._prune_notifications],
         )
         self._jobs.append(asyncio.create_task(self.housekeeping.run_forever()))
+        self._start_jobs()
         log.info(
             "server ready",
             extra={"socket_port": self.sockets.port, "http_port": self.http.port},
@@ -190,6 +201,34 @@ class App:
         self.metrics.notifications_pruned.inc(removed)
         if removed:
             log.info("notifications pruned", extra={"removed": removed})
+
+    def _start_jobs(self) -> None:
+        assert self.db is not None
+        j = self.settings.jobs
+        self.worker = Worker(
+            self.db,
+            self.job_handlers,
+            self.clock,
+            self.metrics,
+            concurrency=j.concurrency,
+            lease=j.lease,
+            poll_interval=j.poll_interval,
+            backoff=Backoff(j.backoff_base, j.backoff_max),
+        )
+        self.worker.start()
+        self.periodic = PeriodicJobs(self.db, self.jobs, self.clock, self.periodic_jobs)
+        self._jobs.append(asyncio.create_task(self.periodic.run_forever()))
+
+    async def _prune_jobs(self, job: Job) -> None:
+        assert self.db is not None
+        now = self.clock.now()
+        removed = await job_store.prune(
+            self.db,
+            failed_before=now - timedelta(days=self.settings.jobs.failed_retention_days),
+            ticks_before=now - timedelta(days=1),
+        )
+        if removed:
+            log.info("job queue pruned", extra={"removed": removed})
 
     async def _close_revoked_sessions(
         self, user_id: int, session_ids: list[UUID], reason: str
@@ -227,6 +266,8 @@ class App:
         for job in self._jobs:
             job.cancel()
         await asyncio.gather(*self._jobs, *self._revocations, return_exceptions=True)
+        if self.worker is not None:
+            await self.worker.stop(grace=self.settings.server.shutdown_grace)
         if hasattr(self, "http"):
             await self.http.stop()
         await self.bus.close()

@@ -172,6 +172,26 @@ class NotificationSettings(_Section):
     retention_days: float = Field(90.0, gt=0)
 
 
+class JobSettings(_Section):
+    """The durable job queue (rtc_server/jobs): push delivery, periodic work."""
+
+    # Jobs one instance runs at once.
+    concurrency: int = Field(16, ge=1, le=1000)
+    # Seconds a claimed job is leased: a handler still running then is cancelled, and
+    # the job of a worker that died is claimed again after it.
+    lease: float = Field(60.0, ge=1)
+    # Seconds between claims when no notification wakes the worker (LISTEN/NOTIFY is
+    # the fast path; this is the fallback).
+    poll_interval: float = Field(1.0, gt=0)
+    # Retries: attempt n waits a random time in [d/2, d], d = min(backoff_max,
+    # backoff_base * 2^(n-1)) seconds.
+    backoff_base: float = Field(2.0, gt=0)
+    backoff_max: float = Field(3600.0, gt=0)
+    max_attempts: int = Field(10, ge=1)
+    # Days a job that failed for good is kept for inspection.
+    failed_retention_days: float = Field(7.0, gt=0)
+
+
 class LogSettings(_Section):
     format: Literal["json", "text"] = "json"
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -196,6 +216,7 @@ class Settings(BaseSettings):
     events: EventSettings = EventSettings()
     bookings: BookingSettings = BookingSettings()
     notifications: NotificationSettings = NotificationSettings()
+    jobs: JobSettings = JobSettings()
     log: LogSettings = LogSettings()
 
     @classmethod

@@ -127,6 +127,20 @@ class Metrics:
             "rtc_db_pool_waiting", "Coroutines waiting for a database connection", registry=r
         )
         self.pool_max = Gauge("rtc_db_pool_max", "Database pool maximum size", registry=r)
+        # The job queue (rtc_server/jobs) and push delivery (rtc_server/push).
+        self.jobs_finished = Counter(
+            "rtc_jobs_finished_total",
+            "Job attempts by kind and outcome (done, retried, failed)",
+            ["kind", "outcome"],
+            registry=r,
+        )
+        self.job_seconds = Histogram(
+            "rtc_job_seconds",
+            "Time a job's handler ran, by kind",
+            ["kind"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
 
     def bind_pool(self, stats: Callable[[], object]) -> None:
         """Read the pool's figures at scrape time rather than tracking them."""

@@ -1,0 +1,126 @@
+"""Enqueueing jobs, the job a handler receives, and the retry rules."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+
+from rtc_server.clock import Clock
+from storage import jobs as job_store
+from storage.events import Executor
+
+
+class JobError(Exception):
+    """Raised by a handler to say how its failed attempt should be treated."""
+
+
+class RetryLater(JobError):
+    """Try again: after ``after`` seconds (a provider's Retry-After), else by backoff."""
+
+    def __init__(self, reason: str, *, after: float | None = None) -> None:
+        super().__init__(reason)
+        self.after = after
+
+
+class GiveUp(JobError):
+    """The job can never succeed: no more attempts."""
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """What a handler gets: one attempt at one job."""
+
+    id: int
+    kind: str
+    payload: dict[str, Any]
+    attempt: int  # 1 on the first run
+    max_attempts: int
+
+    @property
+    def last_attempt(self) -> bool:
+        return self.attempt >= self.max_attempts
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Capped exponential backoff with jitter: attempt n waits a random time in
+    ``[d/2, d]`` where ``d = min(cap, base * 2**(n-1))`` ("equal jitter": retries of
+    many jobs that failed together spread out, yet none retries at once)."""
+
+    base: float = 2.0
+    cap: float = 3600.0
+
+    def delay(self, attempt: int, rng: random.Random) -> float:
+        full = min(self.cap, self.base * 2.0 ** min(attempt - 1, 62))
+        return rng.uniform(full / 2, full)
+
+
+class JobQueue:
+    """Enqueues jobs. Domain code holds one; handlers are registered on workers."""
+
+    def __init__(self, db: Executor, clock: Clock, *, max_attempts: int = 10) -> None:
+        self._db = db
+        self._clock = clock
+        self._max_attempts = max_attempts
+
+    async def enqueue(
+        self,
+        kind: str,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        conn: Executor | None = None,
+        delay: float = 0.0,
+        run_at: datetime | None = None,
+        dedup_key: str | None = None,
+        max_attempts: int | None = None,
+    ) -> int | None:
+        """Enqueue one job; its id, or None when ``dedup_key`` already exists.
+
+        With ``conn`` (a connection inside the caller's transaction) the job commits
+        with the caller's change, and workers are woken at the commit.
+        """
+        ids = await self.enqueue_many(
+            [
+                self.new(
+                    kind,
+                    payload,
+                    delay=delay,
+                    run_at=run_at,
+                    dedup_key=dedup_key,
+                    max_attempts=max_attempts,
+                )
+            ],
+            conn=conn,
+        )
+        return ids[0] if ids else None
+
+    def new(
+        self,
+        kind: str,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        delay: float = 0.0,
+        run_at: datetime | None = None,
+        dedup_key: str | None = None,
+        max_attempts: int | None = None,
+    ) -> job_store.NewJob:
+        """A job to pass to :meth:`enqueue_many`."""
+        when = run_at or self._clock.now() + timedelta(seconds=delay)
+        return job_store.NewJob(
+            kind=kind,
+            payload=orjson.dumps(payload or {}).decode(),
+            run_at=when,
+            dedup_key=dedup_key,
+            max_attempts=max_attempts or self._max_attempts,
+        )
+
+    async def enqueue_many(
+        self, jobs: list[job_store.NewJob], *, conn: Executor | None = None
+    ) -> list[int]:
+        """Enqueue several jobs in one statement; the ids of those not deduplicated."""
+        return await job_store.enqueue(conn or self._db, jobs, self._clock.now())
