@@ -37,6 +37,7 @@ from rtc_server.jobs import Backoff, Job, JobQueue, Periodic, PeriodicJobs, Work
 from rtc_server.jobs.worker import Handler
 from rtc_server.metrics import Metrics
 from rtc_server.outbox import Outbox
+from rtc_server.push.devices import PushDevices
 from rtc_server.rpc.registry import MethodRegistry
 from rtc_server.server import SocketServer
 from rtc_server.session_methods import SessionMethods
@@ -160,6 +161,7 @@ class App:
         self.notifications = NotificationService(db, self.clock, s.notifications)
         self.notifications.register(self.registry)
         EarningsService(db, self.clock, timezone).register(self.registry)
+        PushDevices(db, s.push, self.clock).register(self.registry)
 
         idempotency = Idempotency(db)
         self.dispatcher = Dispatcher(

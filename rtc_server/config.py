@@ -192,6 +192,33 @@ class JobSettings(_Section):
     failed_retention_days: float = Field(7.0, gt=0)
 
 
+class PushSettings(_Section):
+    """Push delivery (rtc_server/push): the token registry, when to push, providers."""
+
+    # Devices kept per user (the oldest registration is dropped beyond).
+    max_devices: int = Field(10, ge=1, le=100)
+    # Who delivers to iOS devices: "apns" directly, or "fcm" (the app uses the FCM SDK).
+    ios_provider: Literal["apns", "fcm"] = "apns"
+    # Seconds an event with a push policy may stay unacknowledged by a user who has a
+    # live socket before it is pushed (users without one are pushed at once), unless
+    # the event's policy says otherwise.
+    ack_timeout: float = Field(10.0, ge=0)
+    # Days delivery records and push logs are kept.
+    retention_days: float = Field(30.0, gt=0)
+    # Timeout of each request to a provider, seconds.
+    request_timeout: float = Field(10.0, gt=0)
+    # Web Push: subscription endpoints must be on one of these hosts (a suffix match:
+    # "push.services.mozilla.com" allows "updates.push.services.mozilla.com") and use
+    # https; anything else is refused at registration (the server would POST to it).
+    webpush_hosts: tuple[str, ...] = (
+        "fcm.googleapis.com",
+        "push.services.mozilla.com",
+        "notify.windows.com",
+        "push.apple.com",
+    )
+    webpush_require_https: bool = True
+
+
 class LogSettings(_Section):
     format: Literal["json", "text"] = "json"
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -217,6 +244,7 @@ class Settings(BaseSettings):
     bookings: BookingSettings = BookingSettings()
     notifications: NotificationSettings = NotificationSettings()
     jobs: JobSettings = JobSettings()
+    push: PushSettings = PushSettings()
     log: LogSettings = LogSettings()
 
     @classmethod

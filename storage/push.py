@@ -1,0 +1,170 @@
+"""Queries of push delivery (tables ``push_devices``, ``push_settings``,
+``push_deliveries``, ``push_logs``; migration 0031)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import orjson
+
+from storage.database import Database
+from storage.events import Executor
+
+CATEGORIES = ("bookings", "calls", "payments", "reminders", "promotional")
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    user_id: int
+    device_id: str
+    platform: str
+    provider: str
+    token: str
+    web_keys: dict[str, str] | None
+    app_version: str | None
+    registered_at: datetime
+
+
+def _device(row: object) -> Device:
+    r = row  # an asyncpg Record
+    keys = r["web_keys"]  # type: ignore[index]
+    return Device(
+        user_id=r["user_id"],  # type: ignore[index]
+        device_id=r["device_id"],  # type: ignore[index]
+        platform=r["platform"],  # type: ignore[index]
+        provider=r["provider"],  # type: ignore[index]
+        token=r["token"],  # type: ignore[index]
+        web_keys=orjson.loads(keys) if keys is not None else None,
+        app_version=r["app_version"],  # type: ignore[index]
+        registered_at=r["registered_at"],  # type: ignore[index]
+    )
+
+
+_DEVICE_COLUMNS = (
+    "user_id, device_id, platform, provider, token, web_keys, app_version, registered_at"
+)
+
+
+async def register_device(db: Database, device: Device, *, max_devices: int) -> Device:
+    """Store ``device`` (replacing the user's row of the same device id), take its token
+    from any other row, and keep the user's ``max_devices`` newest devices."""
+    async with db.transaction() as conn:
+        await conn.execute(
+            """
+            DELETE FROM push_devices
+            WHERE provider = $1 AND token = $2 AND (user_id, device_id) <> ($3, $4)
+            """,
+            device.provider,
+            device.token,
+            device.user_id,
+            device.device_id,
+        )
+        row = await conn.fetchrow(
+            f"""
+            INSERT INTO push_devices ({_DEVICE_COLUMNS})
+            VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8)
+            ON CONFLICT (user_id, device_id) DO UPDATE SET
+                platform = EXCLUDED.platform, provider = EXCLUDED.provider,
+                token = EXCLUDED.token, web_keys = EXCLUDED.web_keys,
+                app_version = EXCLUDED.app_version, registered_at = EXCLUDED.registered_at
+            RETURNING {_DEVICE_COLUMNS}
+            """,
+            device.user_id,
+            device.device_id,
+            device.platform,
+            device.provider,
+            device.token,
+            None if device.web_keys is None else orjson.dumps(device.web_keys).decode(),
+            device.app_version,
+            device.registered_at,
+        )
+        await conn.execute(
+            """
+            DELETE FROM push_devices WHERE user_id = $1 AND device_id IN (
+                SELECT device_id FROM push_devices WHERE user_id = $1
+                ORDER BY registered_at DESC, device_id OFFSET $2
+            )
+            """,
+            device.user_id,
+            max_devices,
+        )
+    return _device(row)
+
+
+async def unregister_device(db: Executor, user_id: int, device_id: str) -> bool:
+    status = await db.execute(
+        "DELETE FROM push_devices WHERE user_id = $1 AND device_id = $2", user_id, device_id
+    )
+    return status == "DELETE 1"
+
+
+async def devices_of(db: Executor, user_id: int) -> list[Device]:
+    rows = await db.fetch(
+        f"SELECT {_DEVICE_COLUMNS} FROM push_devices WHERE user_id = $1 ORDER BY device_id",
+        user_id,
+    )
+    return [_device(r) for r in rows]
+
+
+async def device(db: Executor, user_id: int, device_id: str) -> Device | None:
+    row = await db.fetchrow(
+        f"SELECT {_DEVICE_COLUMNS} FROM push_devices WHERE user_id = $1 AND device_id = $2",
+        user_id,
+        device_id,
+    )
+    return _device(row) if row is not None else None
+
+
+async def delete_token(
+    db: Executor, provider: str, token: str, *, registered_before: datetime | None = None
+) -> bool:
+    """Forget a token the provider called invalid; with ``registered_before``, only if
+    it was registered before then (APNs 410: a newer registration is kept)."""
+    status = await db.execute(
+        """
+        DELETE FROM push_devices WHERE provider = $1 AND token = $2
+            AND ($3::timestamptz IS NULL OR registered_at < $3)
+        """,
+        provider,
+        token,
+        registered_before,
+    )
+    return status == "DELETE 1"
+
+
+async def settings_of(db: Executor, user_id: int) -> dict[str, bool]:
+    row = await db.fetchrow(
+        f"SELECT {', '.join(CATEGORIES)} FROM push_settings WHERE user_id = $1", user_id
+    )
+    if row is None:
+        return {c: c != "promotional" for c in CATEGORIES}
+    return {c: row[c] for c in CATEGORIES}
+
+
+async def update_settings(
+    db: Executor, user_id: int, changes: dict[str, bool | None], now: datetime
+) -> dict[str, bool]:
+    """Set the categories in ``changes`` (None or missing: unchanged), in one statement
+    (two concurrent updates of different categories both apply); returns all of them."""
+    values = [changes.get(c) for c in CATEGORIES]
+    columns = ", ".join(CATEGORIES)
+    inserted = ", ".join(
+        f"COALESCE(${i + 2}::boolean, {'false' if c == 'promotional' else 'true'})"
+        for i, c in enumerate(CATEGORIES)
+    )
+    updates = ", ".join(
+        f"{c} = COALESCE(${i + 2}::boolean, s.{c})" for i, c in enumerate(CATEGORIES)
+    )
+    row = await db.fetchrow(
+        f"""
+        INSERT INTO push_settings AS s (user_id, {columns}, updated_at)
+        VALUES ($1, {inserted}, ${len(CATEGORIES) + 2})
+        ON CONFLICT (user_id) DO UPDATE SET {updates}, updated_at = EXCLUDED.updated_at
+        RETURNING {columns}
+        """,
+        user_id,
+        *values,
+        now,
+    )
+    return {c: row[c] for c in CATEGORIES}
