@@ -37,7 +37,9 @@ from rtc_server.jobs import Backoff, Job, JobQueue, Periodic, PeriodicJobs, Work
 from rtc_server.jobs.worker import Handler
 from rtc_server.metrics import Metrics
 from rtc_server.outbox import Outbox
+from rtc_server.push.delivery import PushDelivery
 from rtc_server.push.devices import PushDevices
+from rtc_server.push.providers.configured import providers_from
 from rtc_server.rpc.registry import MethodRegistry
 from rtc_server.server import SocketServer
 from rtc_server.session_methods import SessionMethods
@@ -133,6 +135,19 @@ class App:
         self.jobs = JobQueue(db, self.clock, max_attempts=s.jobs.max_attempts)
         self.job_handlers: dict[str, Handler] = {"jobs.prune": self._prune_jobs}
         self.periodic_jobs = [Periodic("jobs.prune", 3600.0, "jobs.prune")]
+        # Push delivery: events published with a push policy enqueue push jobs.
+        self.push = PushDelivery(
+            db,
+            self.jobs,
+            self.bus,
+            providers_from(s.push, self.clock),
+            s.push,
+            self.clock,
+            self.metrics,
+        )
+        self.publisher.push = self.push
+        self.job_handlers.update(self.push.handlers())
+        self.periodic_jobs.append(Periodic("push.prune", 86400.0, "push.prune"))
         self.auth = AuthService(
             db,
             s.auth,
@@ -270,6 +285,8 @@ class App:
         await asyncio.gather(*self._jobs, *self._revocations, return_exceptions=True)
         if self.worker is not None:
             await self.worker.stop(grace=self.settings.server.shutdown_grace)
+        if hasattr(self, "push"):
+            await self.push.close()
         if hasattr(self, "http"):
             await self.http.stop()
         await self.bus.close()

@@ -99,6 +99,10 @@ async def _run(settings: Settings) -> int:
         log.error("cannot start: %s", exc)
         await app.stop()
         return 1
+    except ConfigError as exc:  # a setting naming a file that is not there ...
+        log.error("cannot start: %s", exc)
+        await app.stop()
+        return 2
     # Everything allocated at start-up lives as long as the process: keep it out of
     # the collector's generations, so collections triggered by request garbage stay
     # short (https://docs.python.org/3/library/gc.html#gc.freeze).

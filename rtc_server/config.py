@@ -217,6 +217,11 @@ class PushSettings(_Section):
         "push.apple.com",
     )
     webpush_require_https: bool = True
+    # FCM HTTP v1: the Firebase service account's key file (JSON). Empty: no FCM.
+    fcm_credentials_file: str = ""
+    fcm_endpoint: str = "https://fcm.googleapis.com"
+    # The OAuth 2.0 token endpoint; empty: the key file's token_uri.
+    fcm_token_uri: str = ""
 
 
 class LogSettings(_Section):

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from pydantic import BaseModel
@@ -25,11 +25,13 @@ from rtc_server.delivery import DeliveryCursor
 from rtc_server.errors import CloseCode
 from rtc_server.hub import Hub
 from rtc_server.metrics import Metrics
+from rtc_server.push.notice import PushPolicy
 from rtc_server.rpc.codec import encode_event
 from rtc_server.session_state import Resumed
 from storage import events as event_log
 from storage.database import Database
 from storage.errors import StorageError
+from storage.events import Executor
 
 log = logging.getLogger("rtc.events")
 
@@ -40,22 +42,62 @@ def encode_payload(data: BaseModel | Mapping[str, Any]) -> bytes:
     return orjson.dumps(data)
 
 
+class PushScheduler(Protocol):
+    """Push delivery as the publisher sees it (:class:`rtc_server.push.delivery.PushDelivery`)."""
+
+    async def online(self, user_ids: Iterable[int]) -> set[int]: ...
+
+    async def schedule(
+        self,
+        conn: Executor,
+        seqs: Mapping[int, int],
+        event: str,
+        policy: PushPolicy,
+        online: set[int],
+    ) -> None: ...
+
+
 class EventPublisher:
     """What domain code uses to tell users something: ``publish`` and ``publish_many``."""
 
-    def __init__(self, db: Database, bus: Bus, metrics: Metrics, *, chunk: int = 250) -> None:
+    def __init__(
+        self,
+        db: Database,
+        bus: Bus,
+        metrics: Metrics,
+        *,
+        chunk: int = 250,
+        push: PushScheduler | None = None,
+    ) -> None:
         self._db = db
         self._bus = bus
         self._metrics = metrics
         self._chunk = chunk
+        self.push = push
 
-    async def publish(self, user_id: int, event: str, data: BaseModel | Mapping[str, Any]) -> int:
-        """Store ``event`` in the user's log and deliver it live; returns its ``seq``."""
-        seqs = await self.publish_many((user_id,), event, data)
+    async def publish(
+        self,
+        user_id: int,
+        event: str,
+        data: BaseModel | Mapping[str, Any],
+        *,
+        push: PushPolicy | None = None,
+    ) -> int:
+        """Store ``event`` in the user's log and deliver it live; returns its ``seq``.
+
+        With ``push``, the event also goes out as a push notification unless a device
+        acknowledges it in time (see :mod:`rtc_server.push.delivery`).
+        """
+        seqs = await self.publish_many((user_id,), event, data, push=push)
         return seqs[user_id]
 
     async def publish_many(
-        self, user_ids: Iterable[int], event: str, data: BaseModel | Mapping[str, Any]
+        self,
+        user_ids: Iterable[int],
+        event: str,
+        data: BaseModel | Mapping[str, Any],
+        *,
+        push: PushPolicy | None = None,
     ) -> dict[int, int]:
         """One event to many users: one statement per ``chunk`` users, not one per user.
 
@@ -64,7 +106,8 @@ class EventPublisher:
         first sockets have it after one small write, and the whole fan-out takes about
         the longer of writing and delivering instead of their sum. Every user's event
         is durable before that user can see it. If a write fails, the users of the
-        chunks before it have the event and the error reaches the caller.
+        chunks before it have the event and the error reaches the caller. With ``push``,
+        each chunk's push jobs commit with its events (one transaction).
         """
         started = time.time()
         payload = encode_payload(data)
@@ -74,14 +117,19 @@ class EventPublisher:
         seqs: dict[int, int] = {}
         if not chunks:
             return seqs
-        writing = asyncio.ensure_future(event_log.append(self._db, chunks[0], event, text))
+        online: set[int] = set()
+        if push is not None and self.push is not None:
+            online = await self.push.online(users)
+
+        def write(chunk: list[int]) -> asyncio.Future[dict[int, int]]:
+            return asyncio.ensure_future(self._append(chunk, event, text, push, online))
+
+        writing = write(chunks[0])
         try:
             for index in range(len(chunks)):
                 written = await writing
                 if index + 1 < len(chunks):
-                    writing = asyncio.ensure_future(
-                        event_log.append(self._db, chunks[index + 1], event, text)
-                    )
+                    writing = write(chunks[index + 1])
                     # Let the write send its statement before delivery (synchronous)
                     # occupies the loop: PostgreSQL works on it meanwhile.
                     await asyncio.sleep(0)
@@ -92,6 +140,16 @@ class EventPublisher:
             if not writing.done():  # the caller was cancelled mid-way
                 writing.cancel()
         return seqs
+
+    async def _append(
+        self, users: list[int], event: str, text: str, push: PushPolicy | None, online: set[int]
+    ) -> dict[int, int]:
+        if push is None or self.push is None:
+            return await event_log.append(self._db, users, event, text)
+        async with self._db.transaction() as conn:
+            written = await event_log.append(conn, users, event, text)
+            await self.push.schedule(conn, written, event, push, online)
+        return written
 
     async def _deliver(self, batch: EventBatch) -> None:
         try:

@@ -134,6 +134,26 @@ class Metrics:
             ["kind", "outcome"],
             registry=r,
         )
+        self.push_attempts = Counter(
+            "rtc_push_attempts_total",
+            "Pushes handed to a provider, by provider and outcome "
+            "(sent, retry, token_invalid, refused, auth_error)",
+            ["provider", "outcome"],
+            registry=r,
+        )
+        self.push_latency = Histogram(
+            "rtc_push_latency_seconds",
+            "Time of one provider call, by provider",
+            ["provider"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.push_skipped = Counter(
+            "rtc_push_skipped_total",
+            "Pushes not sent, by reason (acknowledged, category_off, expired, device_gone)",
+            ["reason"],
+            registry=r,
+        )
         self.job_seconds = Histogram(
             "rtc_job_seconds",
             "Time a job's handler ran, by kind",

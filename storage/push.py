@@ -168,3 +168,108 @@ async def update_settings(
         now,
     )
     return {c: row[c] for c in CATEGORIES}
+
+
+# --- Deliveries: at most one push per (user, event seq, device) ------------------------
+
+
+async def acked_seq(db: Executor, user_id: int) -> int:
+    value = await db.fetchval(
+        "SELECT acked_seq FROM user_event_cursors WHERE user_id = $1", user_id
+    )
+    return int(value or 0)
+
+
+async def decide(
+    db: Executor, user_id: int, seq: int, device_ids: list[str], now: datetime
+) -> list[str]:
+    """Record the push of event ``seq`` to each device as pending; returns the devices
+    decided now (a device already decided for this event is left out)."""
+    rows = await db.fetch(
+        """
+        INSERT INTO push_deliveries (user_id, seq, device_id, status, created_at)
+        SELECT $1, $2, d, 'pending', $4 FROM unnest($3::text[]) AS d
+        ON CONFLICT DO NOTHING
+        RETURNING device_id
+        """,
+        user_id,
+        seq,
+        device_ids,
+        now,
+    )
+    return [r["device_id"] for r in rows]
+
+
+async def delivery_status(db: Executor, user_id: int, seq: int, device_id: str) -> str | None:
+    value: str | None = await db.fetchval(
+        "SELECT status FROM push_deliveries WHERE user_id = $1 AND seq = $2 AND device_id = $3",
+        user_id,
+        seq,
+        device_id,
+    )
+    return value
+
+
+async def finish_delivery(
+    db: Executor,
+    user_id: int,
+    seq: int,
+    device_id: str,
+    status: str,
+    reason: str | None,
+    now: datetime,
+) -> bool:
+    """Move a pending delivery to ``status`` (sent, skipped, failed); False if it was
+    not pending any more."""
+    result = await db.execute(
+        """
+        UPDATE push_deliveries SET status = $4, reason = $5, decided_at = $6
+        WHERE user_id = $1 AND seq = $2 AND device_id = $3 AND status = 'pending'
+        """,
+        user_id,
+        seq,
+        device_id,
+        status,
+        reason,
+        now,
+    )
+    return result == "UPDATE 1"
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    user_id: int
+    seq: int
+    device_id: str
+    provider: str
+    outcome: str
+    http_status: int | None
+    provider_code: str | None
+    latency_ms: float
+    at: datetime
+
+
+async def log_attempt(db: Executor, attempt: Attempt) -> None:
+    await db.execute(
+        """
+        INSERT INTO push_logs (user_id, seq, device_id, provider, outcome, http_status,
+                               provider_code, latency_ms, at)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+        """,
+        attempt.user_id,
+        attempt.seq,
+        attempt.device_id,
+        attempt.provider,
+        attempt.outcome,
+        attempt.http_status,
+        attempt.provider_code,
+        attempt.latency_ms,
+        attempt.at,
+    )
+
+
+async def prune(db: Executor, before: datetime) -> int:
+    """Delete deliveries and log rows older than ``before``; returns rows."""
+    deliveries = await db.execute("DELETE FROM push_deliveries WHERE created_at < $1", before)
+    logs = await db.execute("DELETE FROM push_logs WHERE at < $1", before)
+    return sum(int(s.rsplit(" ", 1)[-1]) for s in (deliveries, logs))

@@ -1,0 +1,248 @@
+"""Deciding and sending pushes, as jobs of the durable queue.
+
+An event published with a :class:`PushPolicy` enqueues, in the transaction that stores
+the event, a ``push.event`` job for each recipient: due at once if the user has no
+live socket (or the policy is ``immediate``), else after the policy's wait for an
+acknowledgement. Then:
+
+``push.event`` (user, seq)
+    acknowledged already (``acked_seq >= seq``)? category switched off? → nothing.
+    Else one ``push_deliveries`` row per device of the user (pending) and one
+    ``push.send`` job per row, in one transaction. A row that exists already (a job
+    run twice, a restart) is not decided again: exactly once per (user, event, device).
+
+``push.send`` (user, seq, device)
+    only while its row is pending; acknowledged meanwhile or expired (older than the
+    notice's ttl) → skipped. One call to the device's provider, logged in
+    ``push_logs``; the row becomes sent / failed, a dead token is deleted, a throttled
+    or failed call is retried by the queue (Retry-After honoured).
+
+The one window left: a crash after the provider accepted a push and before the row
+says sent makes the retry send it again; the collapse key makes the device show it
+once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
+
+from rtc_server.bus import Bus
+from rtc_server.clock import Clock
+from rtc_server.config import PushSettings
+from rtc_server.jobs import Job, JobQueue, RetryLater
+from rtc_server.jobs.worker import Handler
+from rtc_server.metrics import Metrics
+from rtc_server.push.notice import PushNotice, PushPolicy
+from rtc_server.push.providers.base import Outcome, PushMessage, PushProvider, SendResult
+from storage import jobs as job_store
+from storage import push as push_store
+from storage.database import Database
+from storage.events import Executor
+
+log = logging.getLogger("rtc.push")
+
+
+class PushDelivery:
+    def __init__(
+        self,
+        db: Database,
+        queue: JobQueue,
+        bus: Bus,
+        providers: Mapping[str, PushProvider],
+        settings: PushSettings,
+        clock: Clock,
+        metrics: Metrics,
+    ) -> None:
+        self._db = db
+        self._queue = queue
+        self._bus = bus
+        self.providers = dict(providers)
+        self._settings = settings
+        self._clock = clock
+        self._metrics = metrics
+
+    def handlers(self) -> dict[str, Handler]:
+        return {"push.event": self.decide, "push.send": self.send, "push.prune": self.prune}
+
+    # Publishing side: called by EventPublisher.
+
+    async def online(self, user_ids: Iterable[int]) -> set[int]:
+        """Users with a live socket; if the bus cannot tell, everyone (they are then
+        pushed after the ack wait rather than at once, never lost)."""
+        users = list(user_ids)
+        try:
+            return await self._bus.online(users)
+        except Exception:  # noqa: BLE001 - the bus's failures are its own to log
+            return set(users)
+
+    def jobs_for(
+        self, seqs: Mapping[int, int], event: str, policy: PushPolicy, online: set[int]
+    ) -> list[job_store.NewJob]:
+        """The ``push.event`` jobs of one published event."""
+        wait = self._settings.ack_timeout if policy.wait_for_ack is None else policy.wait_for_ack
+        published = self._clock.now().isoformat()
+        notice = policy.notice.to_json()
+        return [
+            self._queue.new(
+                "push.event",
+                {"u": user, "s": seq, "e": event, "n": notice, "t": published},
+                delay=0.0 if policy.immediate or user not in online else wait,
+                dedup_key=f"push:{user}:{seq}",
+            )
+            for user, seq in seqs.items()
+        ]
+
+    async def schedule(
+        self,
+        conn: Executor,
+        seqs: Mapping[int, int],
+        event: str,
+        policy: PushPolicy,
+        online: set[int],
+    ) -> None:
+        """Enqueue the event's push decisions in the caller's transaction."""
+        await self._queue.enqueue_many(self.jobs_for(seqs, event, policy, online), conn=conn)
+
+    # push.event: decide which devices get it.
+
+    async def decide(self, job: Job) -> None:
+        user, seq = int(job.payload["u"]), int(job.payload["s"])
+        notice = PushNotice.from_json(job.payload["n"])
+        now = self._clock.now()
+        async with self._db.transaction() as conn:
+            if await push_store.acked_seq(conn, user) >= seq:
+                self._metrics.push_skipped.labels("acknowledged").inc()
+                return
+            if not (await push_store.settings_of(conn, user))[notice.category]:
+                self._metrics.push_skipped.labels("category_off").inc()
+                return
+            devices = [
+                d for d in await push_store.devices_of(conn, user) if d.provider in self.providers
+            ]
+            decided = await push_store.decide(conn, user, seq, [d.device_id for d in devices], now)
+            sends = [
+                self._queue.new(
+                    "push.send",
+                    {**job.payload, "d": device_id},
+                    dedup_key=f"push:{user}:{seq}:{device_id}",
+                )
+                for device_id in decided
+            ]
+            await self._queue.enqueue_many(sends, conn=conn)
+
+    # push.send: one device, one provider call.
+
+    async def send(self, job: Job) -> None:
+        p = job.payload
+        user, seq, device_id = int(p["u"]), int(p["s"]), str(p["d"])
+        notice = PushNotice.from_json(p["n"])
+        now = self._clock.now()
+        if await push_store.delivery_status(self._db, user, seq, device_id) != "pending":
+            return  # sent, skipped or failed already: never twice
+        if now > datetime.fromisoformat(p["t"]) + timedelta(seconds=notice.ttl):
+            await self._finish(user, seq, device_id, "failed", "expired")
+            return
+        if await push_store.acked_seq(self._db, user) >= seq:
+            await self._finish(user, seq, device_id, "skipped", "acknowledged")
+            return
+        device = await push_store.device(self._db, user, device_id)
+        provider = self.providers.get(device.provider) if device is not None else None
+        if device is None or provider is None:
+            await self._finish(user, seq, device_id, "skipped", "device_gone")
+            return
+        started = time.perf_counter()
+        result = await provider.send(device, PushMessage(user, seq, str(p["e"]), notice))
+        latency = time.perf_counter() - started
+        self._metrics.push_attempts.labels(provider.name, result.outcome.value).inc()
+        self._metrics.push_latency.labels(provider.name).observe(latency)
+        retry = await self._record(job, device, result, latency)
+        if retry:
+            raise RetryLater(
+                f"{provider.name}: {result.outcome.value} {result.http_status} "
+                f"{result.provider_code}",
+                after=result.retry_after,
+            )
+
+    async def _record(
+        self, job: Job, device: push_store.Device, result: SendResult, latency: float
+    ) -> bool:
+        """Log the attempt and settle the delivery; True when the queue should retry."""
+        user, seq = int(job.payload["u"]), int(job.payload["s"])
+        now = self._clock.now()
+        retry = False
+        async with self._db.transaction() as conn:
+            await push_store.log_attempt(
+                conn,
+                push_store.Attempt(
+                    user,
+                    seq,
+                    device.device_id,
+                    device.provider,
+                    result.outcome.value,
+                    result.http_status,
+                    result.provider_code,
+                    latency * 1000.0,
+                    now,
+                ),
+            )
+            finish = _settle(result)
+            if result.outcome is Outcome.TOKEN_INVALID:
+                await push_store.delete_token(
+                    conn, device.provider, device.token, registered_before=result.invalid_since
+                )
+            if finish is None and job.last_attempt:
+                finish = ("failed", f"gave_up:{result.provider_code or result.outcome.value}")
+            if finish is not None:
+                await push_store.finish_delivery(
+                    conn, user, seq, device.device_id, finish[0], finish[1], now
+                )
+            else:
+                retry = True
+        if result.outcome is Outcome.TOKEN_INVALID:
+            log.info(
+                "push token deleted",
+                extra={
+                    "user": user,
+                    "device": device.device_id,
+                    "provider": device.provider,
+                    "code": result.provider_code,
+                },
+            )
+        elif result.outcome is Outcome.AUTH_ERROR:
+            log.error(
+                "push provider refused our credentials",
+                extra={"provider": device.provider, "code": result.provider_code},
+            )
+        return retry
+
+    async def _finish(self, user: int, seq: int, device_id: str, status: str, reason: str) -> None:
+        await push_store.finish_delivery(
+            self._db, user, seq, device_id, status, reason, self._clock.now()
+        )
+        self._metrics.push_skipped.labels(reason).inc()
+
+    async def prune(self, job: Job) -> None:
+        before = self._clock.now() - timedelta(days=self._settings.retention_days)
+        removed = await push_store.prune(self._db, before)
+        if removed:
+            log.info("push records pruned", extra={"removed": removed})
+
+    async def close(self) -> None:
+        for provider in self.providers.values():
+            await provider.close()
+
+
+def _settle(result: SendResult) -> tuple[str, str] | None:
+    """The delivery's final status and reason, or None to retry."""
+    match result.outcome:
+        case Outcome.SENT:
+            return ("sent", "sent")
+        case Outcome.TOKEN_INVALID:
+            return ("failed", "token_invalid")
+        case Outcome.REFUSED:
+            return ("failed", result.provider_code or "refused")
+        case Outcome.RETRY | Outcome.AUTH_ERROR:
+            return None

@@ -1,0 +1,35 @@
+"""The providers the settings turn on."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+
+from rtc_server.clock import Clock
+from rtc_server.config import ConfigError, PushSettings
+from rtc_server.push.providers.base import PushProvider
+from rtc_server.push.providers.fcm import FcmProvider, ServiceAccount
+
+log = logging.getLogger("rtc.push")
+
+
+def providers_from(settings: PushSettings, clock: Clock) -> dict[str, PushProvider]:
+    """Each configured provider by name; a device of another provider gets no pushes."""
+    providers: dict[str, PushProvider] = {}
+    if settings.fcm_credentials_file:
+        path = Path(settings.fcm_credentials_file)
+        try:
+            account = ServiceAccount.from_file(path)
+        except (OSError, ValueError, KeyError) as exc:
+            raise ConfigError(
+                f"setting push.fcm_credentials_file (RTC_PUSH__FCM_CREDENTIALS_FILE): "
+                f"cannot read a service-account key from {path}: {exc!r}"
+            ) from exc
+        if settings.fcm_token_uri:
+            account = dataclasses.replace(account, token_uri=settings.fcm_token_uri)
+        providers["fcm"] = FcmProvider(
+            account, clock, endpoint=settings.fcm_endpoint, timeout=settings.request_timeout
+        )
+    log.info("push providers", extra={"providers": sorted(providers) or "none"})
+    return providers
