@@ -15,6 +15,7 @@ from uuid import UUID
 from api.addresses import AddressService
 from api.admin import AdminService
 from api.auth.service import AuthService, LogSmsSender, SmsSender
+from api.bookings.push import offer_push
 from api.bookings.service import BookingService
 from api.catalog.cache import CatalogCache
 from api.catalog.service import CatalogService
@@ -39,6 +40,7 @@ from rtc_server.metrics import Metrics
 from rtc_server.outbox import Outbox
 from rtc_server.push.delivery import PushDelivery
 from rtc_server.push.devices import PushDevices
+from rtc_server.push.intents import PushIntents
 from rtc_server.push.providers.configured import providers_from
 from rtc_server.rpc.registry import MethodRegistry
 from rtc_server.server import SocketServer
@@ -177,6 +179,13 @@ class App:
         self.notifications.register(self.registry)
         EarningsService(db, self.clock, timezone).register(self.registry)
         PushDevices(db, s.push, self.clock).register(self.registry)
+        # Events the domain marked for a push in its transaction (push_intents).
+        self.push_intents = PushIntents(db, self.push, self.clock)
+        self.push_intents.render("booking.offered", offer_push(timezone))
+        self.job_handlers["push.intents"] = self.push_intents.run
+        self.periodic_jobs.append(
+            Periodic("push.intents", s.push.intent_sweep_interval, "push.intents")
+        )
 
         idempotency = Idempotency(db)
         self.dispatcher = Dispatcher(

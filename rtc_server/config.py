@@ -203,6 +203,9 @@ class PushSettings(_Section):
     # live socket before it is pushed (users without one are pushed at once), unless
     # the event's policy says otherwise.
     ack_timeout: float = Field(10.0, ge=0)
+    # Seconds between sweeps of push_intents (events the domain marked for a push,
+    # booking offers): each is handed to push delivery at the next sweep.
+    intent_sweep_interval: float = Field(1.0, ge=0.1)
     # Days delivery records and push logs are kept.
     retention_days: float = Field(30.0, gt=0)
     # Timeout of each request to a provider, seconds.

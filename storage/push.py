@@ -273,3 +273,37 @@ async def prune(db: Executor, before: datetime) -> int:
     deliveries = await db.execute("DELETE FROM push_deliveries WHERE created_at < $1", before)
     logs = await db.execute("DELETE FROM push_logs WHERE at < $1", before)
     return sum(int(s.rsplit(" ", 1)[-1]) for s in (deliveries, logs))
+
+
+# --- Push intents (migration 0007): events the domain marked for a push -----------------
+
+
+@dataclass(frozen=True, slots=True)
+class Intent:
+    user_id: int
+    seq: int
+    event: str
+    due_at: datetime
+    payload: str | None  # the event's JSON text (None: pruned from the log meanwhile)
+
+
+async def take_intents(db: Executor, limit: int, now: datetime) -> list[Intent]:
+    """Take up to ``limit`` intents not handed to push delivery yet (``sent_at`` is
+    set to ``now``: handed over), with their events' payloads. Concurrent takers skip
+    each other's rows."""
+    rows = await db.fetch(
+        """
+        WITH taken AS (
+            SELECT user_id, seq FROM push_intents WHERE sent_at IS NULL
+            ORDER BY due_at LIMIT $1 FOR UPDATE SKIP LOCKED
+        )
+        UPDATE push_intents i SET sent_at = $2 FROM taken
+        WHERE i.user_id = taken.user_id AND i.seq = taken.seq
+        RETURNING i.user_id, i.seq, i.event, i.due_at,
+            (SELECT e.payload::text FROM user_events e
+             WHERE e.user_id = i.user_id AND e.seq = i.seq) AS payload
+        """,
+        limit,
+        now,
+    )
+    return [Intent(r["user_id"], r["seq"], r["event"], r["due_at"], r["payload"]) for r in rows]

@@ -57,7 +57,7 @@ class PushDelivery:
         metrics: Metrics,
     ) -> None:
         self._db = db
-        self._queue = queue
+        self.queue = queue
         self._bus = bus
         self.providers = dict(providers)
         self._settings = settings
@@ -86,7 +86,7 @@ class PushDelivery:
         published = self._clock.now().isoformat()
         notice = policy.notice.to_json()
         return [
-            self._queue.new(
+            self.queue.new(
                 "push.event",
                 {"u": user, "s": seq, "e": event, "n": notice, "t": published},
                 delay=0.0 if policy.immediate or user not in online else wait,
@@ -104,7 +104,7 @@ class PushDelivery:
         online: set[int],
     ) -> None:
         """Enqueue the event's push decisions in the caller's transaction."""
-        await self._queue.enqueue_many(self.jobs_for(seqs, event, policy, online), conn=conn)
+        await self.queue.enqueue_many(self.jobs_for(seqs, event, policy, online), conn=conn)
 
     # push.event: decide which devices get it.
 
@@ -124,14 +124,14 @@ class PushDelivery:
             ]
             decided = await push_store.decide(conn, user, seq, [d.device_id for d in devices], now)
             sends = [
-                self._queue.new(
+                self.queue.new(
                     "push.send",
                     {**job.payload, "d": device_id},
                     dedup_key=f"push:{user}:{seq}:{device_id}",
                 )
                 for device_id in decided
             ]
-            await self._queue.enqueue_many(sends, conn=conn)
+            await self.queue.enqueue_many(sends, conn=conn)
 
     # push.send: one device, one provider call.
 

@@ -16,6 +16,7 @@ from rtc_server.push.notice import PushNotice, PushPolicy
 from tests.fakes.fcm import FakeFcm
 
 from .conftest import Clients, CodeLog
+from .market import Market, later, market
 
 OFFER = PushPolicy(
     PushNotice(
@@ -89,3 +90,85 @@ async def test_a_closed_app_is_pushed_once_and_an_acknowledging_one_is_not(
     assert [m["token"] for m in fcm.messages] == ["fcm-closed"]
     assert push_app.metrics.push_attempts.labels("fcm", "sent")._value.get() == 1
     assert push_app.metrics.push_skipped.labels("acknowledged")._value.get() == 1
+
+
+# --- Booking offers: push intents written by bookings.create ----------------------------
+
+
+async def offer_market(app: App, clients: Clients) -> Market:
+    m = await market(clients, app)
+    await m.provider.call(
+        "push.register", {"platform": "android", "deviceId": "phone", "token": "fcm-provider"}
+    )
+    return m
+
+
+async def settle(app: App) -> None:
+    """Hand the offers' push intents over (the periodic push.intents job, run now) and
+    let the worker finish every due push job (running ones included)."""
+    await app.push_intents.sweep()
+    assert app.worker is not None
+    app.worker.wake()
+    await jobs_due_drained(app)
+
+
+async def jobs_due_drained(app: App) -> None:
+    assert app.db is not None
+    async with asyncio.timeout(10):
+        while await app.db.fetchval(
+            "SELECT count(*) FROM jobs WHERE kind LIKE 'push.%'"
+            " AND (run_at <= $1 OR leased_by IS NOT NULL)",
+            app.clock.now(),
+        ):
+            await asyncio.sleep(0.01)
+
+
+async def test_an_acknowledged_offer_is_not_pushed(
+    push_app: App, push_clients: Clients, fcm: FakeFcm, clock: FakeClock
+) -> None:
+    m = await offer_market(push_app, push_clients)
+    await m.customer.call("bookings.create", m.booking(later(push_app)))
+    offered = await m.provider.next_event(method="booking.offered")
+    await settle(push_app)
+    await m.provider.ack(offered.seq)
+    clock.advance(30.0)  # bookings.offer_push_after
+    await settle(push_app)
+    assert fcm.messages == []
+    assert push_app.metrics.push_skipped.labels("acknowledged")._value.get() == 1
+
+
+async def test_an_unacknowledged_offer_is_pushed_once_after_the_delay(
+    push_app: App, push_clients: Clients, fcm: FakeFcm, clock: FakeClock
+) -> None:
+    m = await offer_market(push_app, push_clients)
+    booked = await m.customer.call("bookings.create", m.booking(later(push_app)))
+    await m.provider.next_event(method="booking.offered")  # seen, never acknowledged
+    clock.advance(29.0)
+    await settle(push_app)
+    assert fcm.messages == []
+    clock.advance(1.0)
+    await settle(push_app)
+    [message] = fcm.messages
+    assert message["notification"]["title"] == "New booking request"
+    assert "Asha Rao booked Plumber for" in message["notification"]["body"]
+    assert message["data"]["bookingId"] == str(booked["id"])
+    assert message["android"]["collapse_key"] == f"booking:{booked['id']}"
+    clock.advance(3600.0)
+    await settle(push_app)
+    assert len(fcm.messages) == 1
+
+
+async def test_an_offline_providers_offer_is_pushed_at_once_and_only_once(
+    push_app: App, push_clients: Clients, fcm: FakeFcm, clock: FakeClock
+) -> None:
+    m = await offer_market(push_app, push_clients)
+    await m.provider.close()
+    async with asyncio.timeout(5):
+        while await push_app.bus.online([m.provider_id]):
+            await asyncio.sleep(0.01)
+    await m.customer.call("bookings.create", m.booking(later(push_app)))
+    await settle(push_app)
+    assert [msg["token"] for msg in fcm.messages] == ["fcm-provider"]
+    clock.advance(30.0)
+    await settle(push_app)
+    assert len(fcm.messages) == 1

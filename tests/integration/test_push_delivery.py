@@ -3,6 +3,7 @@ restarts and crashes, against a real PostgreSQL and the local FCM server."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -10,12 +11,14 @@ from pathlib import Path
 import orjson
 import pytest
 
+from api.bookings.push import offer_push
 from rtc_server.clock import FakeClock
 from rtc_server.config import PushSettings
 from rtc_server.jobs import Job
+from rtc_server.push.intents import PushIntents
 from rtc_server.push.notice import PushPolicy
 from rtc_server.push.providers.fcm import FcmProvider, ServiceAccount
-from storage import Database
+from storage import Database, PoolSettings
 from storage import events as event_log
 from storage import jobs as job_store
 from storage import push as push_store
@@ -245,3 +248,66 @@ def _job(claimed: job_store.ClaimedJob) -> Job:
         claimed.attempt,
         claimed.max_attempts,
     )
+
+
+# --- Push intents written by domain transactions (bookings.create) ----------------------
+
+
+async def write_offer(env: PushEnv, user: int, push_after: float = 30.0) -> int:
+    payload = orjson.dumps(
+        {
+            "booking": {
+                "id": 5,
+                "serviceName": "Plumber",
+                "customerName": "Asha",
+                "appointmentAt": "2026-12-01T10:30:00+05:30",
+            }
+        }
+    ).decode()
+    due = env.clock.now() + timedelta(seconds=push_after)
+    async with env.db.transaction() as conn:
+        [seq] = await event_log.append_each(
+            conn, [event_log.NewEvent(user, "booking.offered", payload, push_due=due)]
+        )
+    return seq
+
+
+def intents_of(env: PushEnv) -> PushIntents:
+    intents = PushIntents(env.db, env.delivery, env.clock)
+    intents.render("booking.offered", offer_push("Asia/Kolkata"))
+    return intents
+
+
+async def test_intents_are_handed_over_once_by_concurrent_sweeps(
+    env: PushEnv, fcm: FakeFcm, db_dsn: str
+) -> None:
+    users = [await env.user() for _ in range(30)]
+    for user in users:
+        await env.device(user, "phone", f"fcm-{user}")
+        await write_offer(env, user)
+    other = await Database.connect(PoolSettings(dsn=db_dsn, max_size=2))
+    try:
+        second = PushIntents(other, env.delivery, env.clock)
+        second.render("booking.offered", offer_push("Asia/Kolkata"))
+        handed = await asyncio.gather(intents_of(env).sweep(), second.sweep())
+    finally:
+        await other.close()
+    assert sum(handed) == 30
+    await env.deliver()  # all offline: pushed at once
+    assert sorted(m["token"] for m in fcm.messages) == sorted(f"fcm-{u}" for u in users)
+    assert fcm.messages[0]["notification"]["body"] == (
+        "Asha booked Plumber for 01 Dec 2026, 10:30 AM."
+    )
+    assert await intents_of(env).sweep() == 0
+
+
+async def test_an_intent_of_an_event_nobody_renders_is_dropped(
+    env: PushEnv, fcm: FakeFcm, caplog: pytest.LogCaptureFixture
+) -> None:
+    user = await env.user()
+    await env.device(user, "phone", "fcm-1")
+    await write_offer(env, user)
+    bare = PushIntents(env.db, env.delivery, env.clock)  # no renderer registered
+    assert await bare.sweep() == 1
+    assert await env.deliver() == 0 and fcm.messages == []
+    assert "push intent dropped" in caplog.text

@@ -1,0 +1,93 @@
+"""Push intents: events that domain code marked for a push inside its own transaction
+(:class:`rtc_server.outbox.StagedEvents` ``add(..., push_after=...)``, stored in
+``push_intents`` with the time the push is due unless a device acknowledged it).
+
+The periodic job ``push.intents`` hands them to push delivery: it takes the intents
+not handed over yet (``sent_at`` set, ``FOR UPDATE SKIP LOCKED``), renders each one's
+notice from its event with the renderer the domain registered for the event name, and
+enqueues a ``push.event`` job in the same transaction, due at once if the user has no
+live socket, else at the intent's ``due_at``. From there it is the same path as an
+event published with a :class:`PushPolicy`: never pushed once acknowledged, at most
+once per device.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from rtc_server.clock import Clock
+from rtc_server.jobs import Job
+from rtc_server.push.delivery import PushDelivery
+from rtc_server.push.notice import PushPolicy
+from storage import push as push_store
+from storage.database import Database
+
+log = logging.getLogger("rtc.push")
+
+#: Builds the push of one event from its data (the event's JSON, decoded).
+Renderer = Callable[[dict[str, Any]], PushPolicy]
+
+# Intents handed over per transaction; a sweep runs as many as needed.
+_BATCH = 500
+
+
+class PushIntents:
+    def __init__(self, db: Database, delivery: PushDelivery, clock: Clock) -> None:
+        self._db = db
+        self._delivery = delivery
+        self._clock = clock
+        self.renderers: dict[str, Renderer] = {}
+
+    def render(self, event: str, renderer: Renderer) -> None:
+        """Push ``event``'s intents as ``renderer`` says (domain code registers these)."""
+        self.renderers[event] = renderer
+
+    async def run(self, job: Job) -> None:
+        """The ``push.intents`` job."""
+        await self.sweep()
+
+    async def sweep(self) -> int:
+        """Hand every waiting intent to push delivery; returns how many."""
+        handed = 0
+        while True:
+            now = self._clock.now()
+            async with self._db.transaction() as conn:
+                intents = await push_store.take_intents(conn, _BATCH, now)
+                online = await self._delivery.online({i.user_id for i in intents})
+                jobs = []
+                for intent in intents:
+                    policy = self._policy(intent)
+                    if policy is None:
+                        continue
+                    delay = 0.0
+                    if intent.user_id in online:
+                        delay = max(0.0, (intent.due_at - now).total_seconds())
+                    jobs += self._delivery.jobs_for(
+                        {intent.user_id: intent.seq},
+                        intent.event,
+                        PushPolicy(policy.notice, wait_for_ack=delay, immediate=policy.immediate),
+                        online,
+                    )
+                await self._delivery.queue.enqueue_many(jobs, conn=conn)
+            handed += len(intents)
+            if len(intents) < _BATCH:
+                return handed
+
+    def _policy(self, intent: push_store.Intent) -> PushPolicy | None:
+        renderer = self.renderers.get(intent.event)
+        if renderer is None or intent.payload is None:
+            log.warning(
+                "push intent dropped",
+                extra={
+                    "event": intent.event,
+                    "user": intent.user_id,
+                    "seq": intent.seq,
+                    "why": "no renderer" if renderer is None else "event pruned",
+                },
+            )
+            return None
+        return renderer(orjson.loads(intent.payload))
