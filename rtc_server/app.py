@@ -42,6 +42,7 @@ from rtc_server.push.delivery import PushDelivery
 from rtc_server.push.devices import PushDevices
 from rtc_server.push.intents import PushIntents
 from rtc_server.push.providers.configured import providers_from
+from rtc_server.push.providers.webpush import WebPushProvider
 from rtc_server.rpc.registry import MethodRegistry
 from rtc_server.server import SocketServer
 from rtc_server.session_methods import SessionMethods
@@ -178,7 +179,13 @@ class App:
         self.notifications = NotificationService(db, self.clock, s.notifications)
         self.notifications.register(self.registry)
         EarningsService(db, self.clock, timezone).register(self.registry)
-        PushDevices(db, s.push, self.clock).register(self.registry)
+        web = self.push.providers.get("webpush")
+        PushDevices(
+            db,
+            s.push,
+            self.clock,
+            web_push_key=web.vapid_public_key if isinstance(web, WebPushProvider) else None,
+        ).register(self.registry)
         # Events the domain marked for a push in its transaction (push_intents).
         self.push_intents = PushIntents(db, self.push, self.clock)
         self.push_intents.render("booking.offered", offer_push(timezone))

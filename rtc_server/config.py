@@ -225,6 +225,11 @@ class PushSettings(_Section):
     fcm_endpoint: str = "https://fcm.googleapis.com"
     # The OAuth 2.0 token endpoint; empty: the key file's token_uri.
     fcm_token_uri: str = ""
+    # Web Push (VAPID, RFC 8292): the server's EC P-256 private key (PEM). Empty: no
+    # Web Push. Browsers subscribe with its public key (method push.webPushKey).
+    vapid_private_key_file: str = ""
+    # The operator's contact sent with every Web Push (mailto: or https: URL).
+    vapid_subject: str = "mailto:ops@buildxpert.invalid"
 
 
 class LogSettings(_Section):

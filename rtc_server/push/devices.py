@@ -19,7 +19,7 @@ from pydantic import Field, model_validator
 from rtc_server.clock import Clock
 from rtc_server.config import PushSettings
 from rtc_server.errors import InvalidParams, NotFound
-from rtc_server.rpc.registry import Caller, MethodRegistry, Params, Result
+from rtc_server.rpc.registry import Access, Caller, MethodRegistry, Params, Result
 from storage import push as push_store
 from storage.database import Database
 
@@ -95,6 +95,13 @@ class Devices(Result):
     devices: list[Device]
 
 
+class WebPushKey(Result):
+    public_key: str | None = Field(
+        description="the VAPID public key (base64url) to pass as applicationServerKey to "
+        "pushManager.subscribe(); null: this server sends no Web Push"
+    )
+
+
 class Unregistered(Result):
     ok: bool = True
 
@@ -126,16 +133,25 @@ def _device(d: push_store.Device) -> Device:
 
 
 class PushDevices:
-    def __init__(self, db: Database, settings: PushSettings, clock: Clock) -> None:
+    def __init__(
+        self,
+        db: Database,
+        settings: PushSettings,
+        clock: Clock,
+        *,
+        web_push_key: str | None = None,
+    ) -> None:
         self._db = db
         self._settings = settings
         self._clock = clock
+        self._web_push_key = web_push_key
 
     def register(self, registry: MethodRegistry) -> None:
         add = registry.add
         add("push.register", self.register_device, params=Register, result=Device)
         add("push.unregister", self.unregister, params=DeviceRef, result=Unregistered)
         add("push.devices", self.devices, result=Devices)
+        add("push.webPushKey", self.web_push_key, result=WebPushKey, access=Access.PUBLIC)
         add("push.settings.get", self.get_settings, result=PushCategories)
         add(
             "push.settings.update",
@@ -198,6 +214,10 @@ class PushDevices:
         ):
             raise NotFound("no such device")
         return Unregistered()
+
+    async def web_push_key(self, caller: Caller, params: object) -> WebPushKey:
+        """The server's VAPID public key, for a browser to subscribe to Web Push."""
+        return WebPushKey(public_key=self._web_push_key)
 
     async def devices(self, caller: Caller, params: object) -> Devices:
         """The caller's registered devices."""

@@ -9,11 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from rtc_server.app import App
 from rtc_server.clock import FakeClock
 from rtc_server.push.notice import PushNotice, PushPolicy
 from tests.fakes.fcm import FakeFcm
+from tests.fakes.webpush import FakeWebPush, b64url
 
 from .conftest import Clients, CodeLog
 from .market import Market, later, market
@@ -172,3 +175,54 @@ async def test_an_offline_providers_offer_is_pushed_at_once_and_only_once(
     clock.advance(30.0)
     await settle(push_app)
     assert len(fcm.messages) == 1
+
+
+# --- Web Push, end to end --------------------------------------------------------------
+
+
+async def test_a_browser_subscribes_with_the_servers_vapid_key_and_gets_pushes(
+    make_app: Any, code_log: CodeLog, tmp_path: Path
+) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    pem = tmp_path / "vapid.pem"
+    pem.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    service = await FakeWebPush().start()
+    app: App = await make_app(
+        push={
+            "vapid_private_key_file": str(pem),
+            "vapid_subject": "mailto:ops@example.com",
+            "webpush_hosts": ["127.0.0.1"],
+            "webpush_require_https": False,
+        }
+    )
+    clients = Clients(app, code_log)
+    try:
+        client, tokens = await clients.login()
+        served = await client.call("push.webPushKey")
+        public = key.public_key().public_bytes(
+            serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+        )
+        assert served["publicKey"] == b64url(public)
+        browser = service.browser()
+        await client.call(
+            "push.register",
+            {"platform": "web", "deviceId": "laptop", "subscription": browser.subscription()},
+        )
+        await client.close()
+        user = tokens["user"]["id"]
+        async with asyncio.timeout(5):
+            while await app.bus.online([user]):
+                await asyncio.sleep(0.01)
+        await app.publisher.publish(user, "booking.offered", {"bookingId": 7}, push=OFFER)
+        async with asyncio.timeout(10):
+            await service.delivered.wait()
+        assert service.received[0].payload["title"] == "New job"
+    finally:
+        await clients.close()
+        await service.close()

@@ -10,6 +10,7 @@ from rtc_server.clock import Clock
 from rtc_server.config import ConfigError, PushSettings
 from rtc_server.push.providers.base import PushProvider
 from rtc_server.push.providers.fcm import FcmProvider, ServiceAccount
+from rtc_server.push.providers.webpush import VapidKey, WebPushProvider
 
 log = logging.getLogger("rtc.push")
 
@@ -31,5 +32,15 @@ def providers_from(settings: PushSettings, clock: Clock) -> dict[str, PushProvid
         providers["fcm"] = FcmProvider(
             account, clock, endpoint=settings.fcm_endpoint, timeout=settings.request_timeout
         )
+    if settings.vapid_private_key_file:
+        path = Path(settings.vapid_private_key_file)
+        try:
+            vapid = VapidKey.from_pem_file(path, settings.vapid_subject)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(
+                f"setting push.vapid_private_key_file (RTC_PUSH__VAPID_PRIVATE_KEY_FILE): "
+                f"cannot read an EC P-256 private key from {path}: {exc!r}"
+            ) from exc
+        providers["webpush"] = WebPushProvider(vapid, timeout=settings.request_timeout)
     log.info("push providers", extra={"providers": sorted(providers) or "none"})
     return providers
