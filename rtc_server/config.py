@@ -230,6 +230,14 @@ class PushSettings(_Section):
     vapid_private_key_file: str = ""
     # The operator's contact sent with every Web Push (mailto: or https: URL).
     vapid_subject: str = "mailto:ops@buildxpert.invalid"
+    # APNs with token authentication: the .p8 key, its key id, the team id, and the
+    # app's bundle id (apns-topic). Empty key file: no APNs.
+    apns_key_file: str = ""
+    apns_key_id: str = ""
+    apns_team_id: str = ""
+    apns_topic: str = ""
+    # https://api.sandbox.push.apple.com for development builds of the app.
+    apns_endpoint: str = "https://api.push.apple.com"
 
 
 class LogSettings(_Section):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from rtc_server.clock import Clock
 from rtc_server.config import ConfigError, PushSettings
+from rtc_server.push.providers.apns import ApnsKey, ApnsProvider
 from rtc_server.push.providers.base import PushProvider
 from rtc_server.push.providers.fcm import FcmProvider, ServiceAccount
 from rtc_server.push.providers.webpush import VapidKey, WebPushProvider
@@ -42,5 +43,30 @@ def providers_from(settings: PushSettings, clock: Clock) -> dict[str, PushProvid
                 f"cannot read an EC P-256 private key from {path}: {exc!r}"
             ) from exc
         providers["webpush"] = WebPushProvider(vapid, timeout=settings.request_timeout)
+    if settings.apns_key_file:
+        missing = [
+            name
+            for name in ("apns_key_id", "apns_team_id", "apns_topic")
+            if not getattr(settings, name)
+        ]
+        if missing:
+            raise ConfigError(
+                f"setting push.{missing[0]} (RTC_PUSH__{missing[0].upper()}): "
+                "required with push.apns_key_file"
+            )
+        path = Path(settings.apns_key_file)
+        try:
+            key = ApnsKey.from_p8_file(path, settings.apns_key_id, settings.apns_team_id)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(
+                f"setting push.apns_key_file (RTC_PUSH__APNS_KEY_FILE): "
+                f"cannot read an APNs .p8 key from {path}: {exc!r}"
+            ) from exc
+        providers["apns"] = ApnsProvider(
+            key,
+            settings.apns_topic,
+            endpoint=settings.apns_endpoint,
+            timeout=settings.request_timeout,
+        )
     log.info("push providers", extra={"providers": sorted(providers) or "none"})
     return providers
