@@ -107,15 +107,6 @@ async def devices_of(db: Executor, user_id: int) -> list[Device]:
     return [_device(r) for r in rows]
 
 
-async def device(db: Executor, user_id: int, device_id: str) -> Device | None:
-    row = await db.fetchrow(
-        f"SELECT {_DEVICE_COLUMNS} FROM push_devices WHERE user_id = $1 AND device_id = $2",
-        user_id,
-        device_id,
-    )
-    return _device(row) if row is not None else None
-
-
 async def delete_token(
     db: Executor, provider: str, token: str, *, registered_before: datetime | None = None
 ) -> bool:
@@ -200,14 +191,34 @@ async def decide(
     return [r["device_id"] for r in rows]
 
 
-async def delivery_status(db: Executor, user_id: int, seq: int, device_id: str) -> str | None:
-    value: str | None = await db.fetchval(
-        "SELECT status FROM push_deliveries WHERE user_id = $1 AND seq = $2 AND device_id = $3",
+@dataclass(frozen=True, slots=True)
+class PendingSend:
+    """What a send needs to know, read in one round trip."""
+
+    status: str | None  # the delivery row's status (None: no such row)
+    acked_seq: int
+    device: Device | None
+
+
+async def pending_send(db: Executor, user_id: int, seq: int, device_id: str) -> PendingSend:
+    row = await db.fetchrow(
+        f"""
+        SELECT d.status, COALESCE(c.acked_seq, 0) AS acked_seq, {
+            ", ".join(f"v.{c}" for c in _DEVICE_COLUMNS.split(", "))
+        }
+        FROM push_deliveries d
+        LEFT JOIN user_event_cursors c ON c.user_id = d.user_id
+        LEFT JOIN push_devices v ON v.user_id = d.user_id AND v.device_id = d.device_id
+        WHERE d.user_id = $1 AND d.seq = $2 AND d.device_id = $3
+        """,
         user_id,
         seq,
         device_id,
     )
-    return value
+    if row is None:
+        return PendingSend(None, 0, None)
+    device = _device(row) if row["token"] is not None else None
+    return PendingSend(row["status"], row["acked_seq"], device)
 
 
 async def finish_delivery(

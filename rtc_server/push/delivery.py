@@ -140,15 +140,16 @@ class PushDelivery:
         user, seq, device_id = int(p["u"]), int(p["s"]), str(p["d"])
         notice = PushNotice.from_json(p["n"])
         now = self._clock.now()
-        if await push_store.delivery_status(self._db, user, seq, device_id) != "pending":
+        state = await push_store.pending_send(self._db, user, seq, device_id)
+        if state.status != "pending":
             return  # sent, skipped or failed already: never twice
         if now > datetime.fromisoformat(p["t"]) + timedelta(seconds=notice.ttl):
             await self._finish(user, seq, device_id, "failed", "expired")
             return
-        if await push_store.acked_seq(self._db, user) >= seq:
+        if state.acked_seq >= seq:
             await self._finish(user, seq, device_id, "skipped", "acknowledged")
             return
-        device = await push_store.device(self._db, user, device_id)
+        device = state.device
         provider = self.providers.get(device.provider) if device is not None else None
         if device is None or provider is None:
             await self._finish(user, seq, device_id, "skipped", "device_gone")
