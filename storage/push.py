@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 import orjson
 
+from storage import jobs as job_store
 from storage.database import Database
 from storage.events import Executor
 
@@ -107,23 +109,6 @@ async def devices_of(db: Executor, user_id: int) -> list[Device]:
     return [_device(r) for r in rows]
 
 
-async def delete_token(
-    db: Executor, provider: str, token: str, *, registered_before: datetime | None = None
-) -> bool:
-    """Forget a token the provider called invalid; with ``registered_before``, only if
-    it was registered before then (APNs 410: a newer registration is kept)."""
-    status = await db.execute(
-        """
-        DELETE FROM push_devices WHERE provider = $1 AND token = $2
-            AND ($3::timestamptz IS NULL OR registered_at < $3)
-        """,
-        provider,
-        token,
-        registered_before,
-    )
-    return status == "DELETE 1"
-
-
 async def settings_of(db: Executor, user_id: int) -> dict[str, bool]:
     row = await db.fetchrow(
         f"SELECT {', '.join(CATEGORIES)} FROM push_settings WHERE user_id = $1", user_id
@@ -164,31 +149,77 @@ async def update_settings(
 # --- Deliveries: at most one push per (user, event seq, device) ------------------------
 
 
-async def acked_seq(db: Executor, user_id: int) -> int:
-    value = await db.fetchval(
-        "SELECT acked_seq FROM user_event_cursors WHERE user_id = $1", user_id
-    )
-    return int(value or 0)
+@dataclass(frozen=True, slots=True)
+class DecisionInputs:
+    acked_seq: int
+    wanted: bool  # the user wants the category pushed
+    device_ids: list[str]  # the user's devices of the given providers
 
 
-async def decide(
-    db: Executor, user_id: int, seq: int, device_ids: list[str], now: datetime
-) -> list[str]:
-    """Record the push of event ``seq`` to each device as pending; returns the devices
-    decided now (a device already decided for this event is left out)."""
-    rows = await db.fetch(
-        """
-        INSERT INTO push_deliveries (user_id, seq, device_id, status, created_at)
-        SELECT $1, $2, d, 'pending', $4 FROM unnest($3::text[]) AS d
-        ON CONFLICT DO NOTHING
-        RETURNING device_id
+async def decision_inputs(
+    db: Executor, user_id: int, category: str, providers: Sequence[str]
+) -> DecisionInputs:
+    """Everything a push decision reads, in one round trip."""
+    if category not in CATEGORIES:
+        raise ValueError(f"unknown push category {category!r}")
+    default = "false" if category == "promotional" else "true"
+    row = await db.fetchrow(
+        f"""
+        SELECT COALESCE((SELECT acked_seq FROM user_event_cursors WHERE user_id = $1), 0)
+                   AS acked_seq,
+               COALESCE((SELECT {category} FROM push_settings WHERE user_id = $1), {default})
+                   AS wanted,
+               array(SELECT device_id FROM push_devices
+                     WHERE user_id = $1 AND provider = ANY($2::text[]) ORDER BY device_id)
+                   AS device_ids
         """,
         user_id,
-        seq,
-        device_ids,
-        now,
+        list(providers),
     )
-    return [r["device_id"] for r in rows]
+    return DecisionInputs(row["acked_seq"], row["wanted"], list(row["device_ids"]))
+
+
+_DECIDE_AND_ENQUEUE = f"""
+WITH decided AS (
+    INSERT INTO push_deliveries (user_id, seq, device_id, status, created_at)
+    SELECT $1, $2, d, 'pending', $4 FROM unnest($3::text[]) AS d
+    ON CONFLICT DO NOTHING
+    RETURNING device_id
+), queued AS (
+    INSERT INTO jobs (kind, payload, run_at, dedup_key, max_attempts, created_at)
+    SELECT 'push.send', $5::jsonb || jsonb_build_object('d', device_id), $4,
+           'push:' || $1 || ':' || $2 || ':' || device_id, $6, $4
+    FROM decided
+    ON CONFLICT (dedup_key) DO NOTHING
+    RETURNING id
+)
+SELECT count(*) AS queued,
+       CASE WHEN count(*) > 0 THEN pg_notify('{job_store.CHANNEL}', '') END AS notified
+FROM queued
+"""
+
+
+async def decide_and_enqueue(
+    db: Executor,
+    user_id: int,
+    seq: int,
+    device_ids: list[str],
+    now: datetime,
+    *,
+    send_payload: str,
+    max_attempts: int,
+) -> int:
+    """Record the push of event ``seq`` to each device as pending and enqueue one
+    ``push.send`` job (``send_payload`` plus the device id) per device decided now, in
+    one statement; a device already decided for this event is left out. Returns the
+    number of sends enqueued. (The job rows follow ``storage.jobs``; workers are woken.)
+    """
+    if not device_ids:
+        return 0
+    row = await db.fetchrow(
+        _DECIDE_AND_ENQUEUE, user_id, seq, device_ids, now, send_payload, max_attempts
+    )
+    return int(row["queued"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,23 +291,55 @@ class Attempt:
     at: datetime
 
 
-async def log_attempt(db: Executor, attempt: Attempt) -> None:
-    await db.execute(
-        """
-        INSERT INTO push_logs (user_id, seq, device_id, provider, outcome, http_status,
-                               provider_code, latency_ms, at)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-        """,
-        attempt.user_id,
-        attempt.seq,
-        attempt.device_id,
-        attempt.provider,
-        attempt.outcome,
-        attempt.http_status,
-        attempt.provider_code,
-        attempt.latency_ms,
-        attempt.at,
+_RECORD = """
+WITH logged AS (
+    INSERT INTO push_logs (user_id, seq, device_id, provider, outcome, http_status,
+                           provider_code, latency_ms, at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+), finished AS (
+    UPDATE push_deliveries SET status = $10, reason = $11, decided_at = $9
+    WHERE $10::text IS NOT NULL AND user_id = $1 AND seq = $2 AND device_id = $3
+      AND status = 'pending'
+), forgotten AS (
+    DELETE FROM push_devices
+    WHERE $12 AND provider = $4 AND token = $13
+      AND ($14::timestamptz IS NULL OR registered_at < $14)
+    RETURNING 1
+)
+SELECT count(*) AS deleted FROM forgotten
+"""
+
+
+async def record_attempt(
+    db: Executor,
+    attempt: Attempt,
+    *,
+    finish: tuple[str, str] | None,
+    forget_token: str | None = None,
+    registered_before: datetime | None = None,
+) -> bool:
+    """Log ``attempt``, move its delivery to ``finish`` (status, reason) if given, and
+    delete the device holding ``forget_token`` (registered before ``registered_before``,
+    if given), in one statement; returns whether a token was deleted."""
+    a = attempt
+    row = await db.fetchrow(
+        _RECORD,
+        a.user_id,
+        a.seq,
+        a.device_id,
+        a.provider,
+        a.outcome,
+        a.http_status,
+        a.provider_code,
+        a.latency_ms,
+        a.at,
+        finish[0] if finish else None,
+        finish[1] if finish else None,
+        forget_token is not None,
+        forget_token or "",
+        registered_before,
     )
+    return bool(row["deleted"])
 
 
 async def prune(db: Executor, before: datetime) -> int:

@@ -66,7 +66,7 @@ class JobQueue:
     def __init__(self, db: Executor, clock: Clock, *, max_attempts: int = 10) -> None:
         self._db = db
         self._clock = clock
-        self._max_attempts = max_attempts
+        self.max_attempts = max_attempts
 
     async def enqueue(
         self,
@@ -116,7 +116,7 @@ class JobQueue:
             payload=orjson.dumps(payload or {}).decode(),
             run_at=when,
             dedup_key=dedup_key,
-            max_attempts=max_attempts or self._max_attempts,
+            max_attempts=max_attempts or self.max_attempts,
         )
 
     async def enqueue_many(

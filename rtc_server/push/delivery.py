@@ -29,6 +29,8 @@ import time
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 
+import orjson
+
 from rtc_server.bus import Bus
 from rtc_server.clock import Clock
 from rtc_server.config import PushSettings
@@ -111,27 +113,26 @@ class PushDelivery:
     async def decide(self, job: Job) -> None:
         user, seq = int(job.payload["u"]), int(job.payload["s"])
         notice = PushNotice.from_json(job.payload["n"])
-        now = self._clock.now()
-        async with self._db.transaction() as conn:
-            if await push_store.acked_seq(conn, user) >= seq:
-                self._metrics.push_skipped.labels("acknowledged").inc()
-                return
-            if not (await push_store.settings_of(conn, user))[notice.category]:
-                self._metrics.push_skipped.labels("category_off").inc()
-                return
-            devices = [
-                d for d in await push_store.devices_of(conn, user) if d.provider in self.providers
-            ]
-            decided = await push_store.decide(conn, user, seq, [d.device_id for d in devices], now)
-            sends = [
-                self.queue.new(
-                    "push.send",
-                    {**job.payload, "d": device_id},
-                    dedup_key=f"push:{user}:{seq}:{device_id}",
-                )
-                for device_id in decided
-            ]
-            await self.queue.enqueue_many(sends, conn=conn)
+        inputs = await push_store.decision_inputs(
+            self._db, user, notice.category, list(self.providers)
+        )
+        if inputs.acked_seq >= seq:
+            self._metrics.push_skipped.labels("acknowledged").inc()
+            return
+        if not inputs.wanted:
+            self._metrics.push_skipped.labels("category_off").inc()
+            return
+        # An ack or a new device after the read above is caught by push.send, which
+        # reads both again; the decision rows make a second decision a no-op.
+        await push_store.decide_and_enqueue(
+            self._db,
+            user,
+            seq,
+            inputs.device_ids,
+            self._clock.now(),
+            send_payload=orjson.dumps(job.payload).decode(),
+            max_attempts=self.queue.max_attempts,
+        )
 
     # push.send: one device, one provider call.
 
@@ -173,35 +174,28 @@ class PushDelivery:
         """Log the attempt and settle the delivery; True when the queue should retry."""
         user, seq = int(job.payload["u"]), int(job.payload["s"])
         now = self._clock.now()
-        retry = False
-        async with self._db.transaction() as conn:
-            await push_store.log_attempt(
-                conn,
-                push_store.Attempt(
-                    user,
-                    seq,
-                    device.device_id,
-                    device.provider,
-                    result.outcome.value,
-                    result.http_status,
-                    result.provider_code,
-                    latency * 1000.0,
-                    now,
-                ),
-            )
-            finish = _settle(result)
-            if result.outcome is Outcome.TOKEN_INVALID:
-                await push_store.delete_token(
-                    conn, device.provider, device.token, registered_before=result.invalid_since
-                )
-            if finish is None and job.last_attempt:
-                finish = ("failed", f"gave_up:{result.provider_code or result.outcome.value}")
-            if finish is not None:
-                await push_store.finish_delivery(
-                    conn, user, seq, device.device_id, finish[0], finish[1], now
-                )
-            else:
-                retry = True
+        finish = _settle(result)
+        if finish is None and job.last_attempt:
+            finish = ("failed", f"gave_up:{result.provider_code or result.outcome.value}")
+        invalid = result.outcome is Outcome.TOKEN_INVALID
+        await push_store.record_attempt(
+            self._db,
+            push_store.Attempt(
+                user,
+                seq,
+                device.device_id,
+                device.provider,
+                result.outcome.value,
+                result.http_status,
+                result.provider_code,
+                latency * 1000.0,
+                now,
+            ),
+            finish=finish,
+            forget_token=device.token if invalid else None,
+            registered_before=result.invalid_since,
+        )
+        retry = finish is None
         if result.outcome is Outcome.TOKEN_INVALID:
             log.info(
                 "push token deleted",

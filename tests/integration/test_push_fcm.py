@@ -95,7 +95,10 @@ async def test_a_device_re_registered_with_a_new_token_keeps_it_when_the_old_one
     user = await env.user()
     old = await env.device(user, "phone", "fcm-old-token")
     await env.device(user, "phone", "fcm-new-token")
-    await push_store.delete_token(env.db, "fcm", old.token)
+    attempt = push_store.Attempt(
+        user, 1, "phone", "fcm", "token_invalid", 404, "UNREGISTERED", 1.0, env.clock.now()
+    )
+    assert not await push_store.record_attempt(env.db, attempt, finish=None, forget_token=old.token)
     assert await env.tokens(user) == {"phone": "fcm-new-token"}
 
 
