@@ -36,6 +36,7 @@ from typing import Any
 import orjson
 
 from bench.load import percentile
+from bench.procfs import core_seconds, cpu_seconds
 from bench.run import ROOT, environment, save_results, say
 from rtc_server.bus import InProcessBus
 from rtc_server.clock import SystemClock
@@ -122,7 +123,18 @@ async def seed_devices(db: Database, users: int) -> list[int]:
     return sorted(r["user_id"] for r in rows)
 
 
-async def push_fanout(dsn: str, users: int, concurrency: int, fcm_dir: Path) -> dict[str, Any]:
+def machine_busy() -> float:
+    """Seconds every core spent running tasks or interrupts, since boot."""
+    total = 0.0
+    for cpu in range(os.cpu_count() or 1):
+        spent = core_seconds(cpu)
+        total += spent["tasks"] + spent["irq"]
+    return total
+
+
+async def push_fanout(
+    dsn: str, users: int, concurrency: int, fcm_dir: Path, fcm_pid: int
+) -> dict[str, Any]:
     info = orjson.loads((fcm_dir / "server.json").read_bytes())
     account = ServiceAccount.from_file(Path(info["credentials"]))
     clock = SystemClock()
@@ -144,7 +156,7 @@ async def push_fanout(dsn: str, users: int, concurrency: int, fcm_dir: Path) -> 
     await asyncio.gather(*(w.listening.wait() for _, w, _ in instances))
     publisher = instances[0][2]
     enqueued: dict[int, float] = {}
-    cpu_before = os.times()
+    cpu_before, fcm_before, busy_before = os.times(), cpu_seconds(fcm_pid), machine_busy()
     first = time.time()
     for start in range(0, len(user_ids), 250):
         chunk = user_ids[start : start + 250]
@@ -156,7 +168,7 @@ async def push_fanout(dsn: str, users: int, concurrency: int, fcm_dir: Path) -> 
         await dbs[0].fetchval("SELECT count(*) FROM push_deliveries WHERE status = 'sent'") < users
     ):
         await asyncio.sleep(0.05)
-    cpu_after = os.times()
+    cpu_after, fcm_after, busy_after = os.times(), cpu_seconds(fcm_pid), machine_busy()
     rows = await dbs[0].fetch("SELECT user_id, decided_at FROM push_deliveries")
     last = max(r["decided_at"].timestamp() for r in rows)
     latencies = sorted((r["decided_at"].timestamp() - enqueued[r["user_id"]]) * 1000 for r in rows)
@@ -180,6 +192,8 @@ async def push_fanout(dsn: str, users: int, concurrency: int, fcm_dir: Path) -> 
         "non_sent_attempts": failed,
         "workers_cpu_seconds": (cpu_after.user - cpu_before.user)
         + (cpu_after.system - cpu_before.system),
+        "fcm_server_cpu_seconds": fcm_after - fcm_before,
+        "machine_busy_seconds": busy_after - busy_before,
         "token_fetches": fetches,
     }
 
@@ -247,6 +261,16 @@ def table(args: argparse.Namespace, queue: dict[str, Any], fanout: dict[str, Any
             f"{fanout['workers_cpu_seconds'] / fanout['users'] * 1e6:,.0f}",
             "this process (4 workers, the publisher), user+system",
         ),
+        (
+            "push: local FCM server CPU per push, us",
+            f"{fanout['fcm_server_cpu_seconds'] / fanout['users'] * 1e6:,.0f}",
+            "its own process",
+        ),
+        (
+            "push: machine busy, cores",
+            f"{fanout['machine_busy_seconds'] / fanout['seconds']:.2f}",
+            f"of {os.cpu_count()}; PostgreSQL is most of the rest",
+        ),
         ("push: FCM access token fetches", f"{fanout['token_fetches']}", "one per FCM client"),
         ("push: attempts not sent", f"{fanout['non_sent_attempts']}", ""),
     ]
@@ -277,7 +301,7 @@ async def run(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
         fcm_dir.mkdir()
         fcm = start_fcm(fcm_dir)
         say(f"push: {args.users:,} users, {WORKERS} workers")
-        fanout = await push_fanout(postgres.dsn, args.users, args.concurrency, fcm_dir)
+        fanout = await push_fanout(postgres.dsn, args.users, args.concurrency, fcm_dir, fcm.pid)
         return {"queue": queue, "fanout": fanout}
     finally:
         if fcm is not None:

@@ -230,7 +230,7 @@ async def test_an_unreachable_fcm_is_retried(
     finally:
         await provider.close()
     [(outcome, status, code)] = await env.logs(user)
-    assert (outcome, status) == ("retry", None) and code == "network:ConnectError"
+    assert (outcome, status) == ("retry", None) and code == "network:ClientConnectorError"
     assert len(await env.pending_jobs("push.send")) == 1
 
 

@@ -32,13 +32,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import jwt
 import orjson
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from rtc_server.push.providers.base import Outcome, PushMessage, SendResult, retry_after
+from rtc_server.push.providers.http import Http2Client, HttpClient, HttpResponse, TransportError
 from storage.push import Device
 
 # "The maximum size of a notification payload is 4 KB (4096 bytes)" (5 KB for VoIP).
@@ -75,19 +75,17 @@ class ApnsProvider:
         *,
         endpoint: str = "https://api.push.apple.com",
         timeout: float = 10.0,
-        http: httpx.AsyncClient | None = None,
+        http: HttpClient | None = None,
     ) -> None:
         self._key = key
         self._topic = topic
         self._endpoint = endpoint.rstrip("/")
-        # HTTP/2 only (APNs has no HTTP/1.1); over http:// that is h2c with prior
-        # knowledge, which the tests' local server speaks.
-        self._http = http or httpx.AsyncClient(http1=False, http2=True, timeout=timeout)
+        self._http = http or Http2Client(timeout=timeout)  # APNs has no HTTP/1.1
         self._token: tuple[str, float] | None = None
         self.tokens_made = 0
 
     async def close(self) -> None:
-        await self._http.aclose()
+        await self._http.close()
 
     def provider_token(self, *, renew: bool = False) -> str:
         now = time.time()
@@ -129,20 +127,20 @@ class ApnsProvider:
         url = f"{self._endpoint}/3/device/{device.token}"
         try:
             response = await self._post(url, headers, payload, renew=False)
-            if response.status_code == 403 and _reason(response) == "ExpiredProviderToken":
+            if response.status == 403 and _reason(response) == "ExpiredProviderToken":
                 response = await self._post(url, headers, payload, renew=True)
-        except httpx.HTTPError as exc:
-            return SendResult(Outcome.RETRY, provider_code="network:" + type(exc).__name__)
+        except TransportError as exc:
+            return SendResult(Outcome.RETRY, provider_code="network:" + exc.kind)
         return _result(response)
 
     async def _post(
         self, url: str, headers: dict[str, str], payload: bytes, *, renew: bool
-    ) -> httpx.Response:
+    ) -> HttpResponse:
         auth = {"authorization": f"bearer {self.provider_token(renew=renew)}"}
-        return await self._http.post(url, content=payload, headers={**headers, **auth})
+        return await self._http.post(url, body=payload, headers={**headers, **auth})
 
 
-def _body(response: httpx.Response) -> dict[str, Any]:
+def _body(response: HttpResponse) -> dict[str, Any]:
     try:
         body = response.json()
     except ValueError:
@@ -150,13 +148,13 @@ def _body(response: httpx.Response) -> dict[str, Any]:
     return body if isinstance(body, dict) else {}
 
 
-def _reason(response: httpx.Response) -> str | None:
+def _reason(response: HttpResponse) -> str | None:
     reason = _body(response).get("reason")
     return reason if isinstance(reason, str) else None
 
 
-def _result(response: httpx.Response) -> SendResult:
-    status = response.status_code
+def _result(response: HttpResponse) -> SendResult:
+    status = response.status
     if status == 200:
         return SendResult(Outcome.SENT, status, None)
     reason = _reason(response)

@@ -27,12 +27,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import jwt
 import orjson
 
 from rtc_server.clock import Clock
 from rtc_server.push.providers.base import Outcome, PushMessage, SendResult, retry_after
+from rtc_server.push.providers.http import (
+    Http1Client,
+    HttpClient,
+    HttpResponse,
+    TransportError,
+    post_form,
+)
 from storage.push import Device
 
 log = logging.getLogger("rtc.push")
@@ -70,7 +76,7 @@ class ServiceAccount:
 class AccessTokens:
     """A cached OAuth 2.0 access token of a service account; one refresh at a time."""
 
-    def __init__(self, account: ServiceAccount, http: httpx.AsyncClient, clock: Clock) -> None:
+    def __init__(self, account: ServiceAccount, http: HttpClient, clock: Clock) -> None:
         self._account = account
         self._http = http
         self._clock = clock
@@ -114,15 +120,13 @@ class AccessTokens:
             headers={"kid": self._account.private_key_id} if self._account.private_key_id else None,
         )
         self.fetches += 1
-        response = await self._http.post(
+        response = await post_form(
+            self._http,
             self._account.token_uri,
-            data={
-                "grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer",
-                "assertion": assertion,
-            },
+            {"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer", "assertion": assertion},
         )
-        if response.status_code != 200:
-            raise TokenError(f"token endpoint answered {response.status_code}")
+        if response.status != 200:
+            raise TokenError(f"token endpoint answered {response.status}")
         body = response.json()
         self._token = str(body["access_token"])
         self._expires = now + float(body.get("expires_in", 3600)) - _EXPIRY_MARGIN
@@ -142,14 +146,14 @@ class FcmProvider:
         *,
         endpoint: str = "https://fcm.googleapis.com",
         timeout: float = 10.0,
-        http: httpx.AsyncClient | None = None,
+        http: HttpClient | None = None,
     ) -> None:
-        self._http = http or httpx.AsyncClient(timeout=timeout, http2=False)
+        self._http = http or Http1Client(timeout=timeout)
         self._url = f"{endpoint.rstrip('/')}/v1/projects/{account.project_id}/messages:send"
         self.tokens = AccessTokens(account, self._http, clock)
 
     async def close(self) -> None:
-        await self._http.aclose()
+        await self._http.close()
 
     def build(self, device: Device, message: PushMessage) -> dict[str, Any]:
         """The v1 ``Message`` for one device."""
@@ -191,25 +195,25 @@ class FcmProvider:
         try:
             token = await self.tokens.get()
             response = await self._post(content, token)
-            if response.status_code == 401 and _error_code(response) != "THIRD_PARTY_AUTH_ERROR":
+            if response.status == 401 and _error_code(response) != "THIRD_PARTY_AUTH_ERROR":
                 token = await self.tokens.refresh(token)
                 response = await self._post(content, token)
         except TokenError as exc:
             log.error("fcm: cannot get an access token", extra={"error": str(exc)})
             return SendResult(Outcome.AUTH_ERROR, provider_code="token_endpoint")
-        except httpx.HTTPError as exc:
-            return SendResult(Outcome.RETRY, provider_code="network:" + type(exc).__name__)
+        except TransportError as exc:
+            return SendResult(Outcome.RETRY, provider_code="network:" + exc.kind)
         return self._result(response)
 
-    async def _post(self, content: bytes, token: str) -> httpx.Response:
+    async def _post(self, content: bytes, token: str) -> HttpResponse:
         return await self._http.post(
             self._url,
-            content=content,
+            body=content,
             headers={"authorization": f"Bearer {token}", "content-type": "application/json"},
         )
 
-    def _result(self, response: httpx.Response) -> SendResult:
-        status = response.status_code
+    def _result(self, response: HttpResponse) -> SendResult:
+        status = response.status
         if status == 200:
             return SendResult(Outcome.SENT, status)
         code = _error_code(response)
@@ -233,7 +237,7 @@ class FcmProvider:
         return SendResult(Outcome.REFUSED, status, code)
 
 
-def _error(response: httpx.Response) -> dict[str, Any]:
+def _error(response: HttpResponse) -> dict[str, Any]:
     try:
         body = response.json()
     except ValueError:
@@ -242,7 +246,7 @@ def _error(response: httpx.Response) -> dict[str, Any]:
     return error if isinstance(error, dict) else {}
 
 
-def _error_code(response: httpx.Response) -> str | None:
+def _error_code(response: HttpResponse) -> str | None:
     """The FcmError's errorCode, else the google.rpc status (e.g. INVALID_ARGUMENT)."""
     error = _error(response)
     for detail in error.get("details", []):
@@ -254,7 +258,7 @@ def _error_code(response: httpx.Response) -> str | None:
     return status if isinstance(status, str) else None
 
 
-def _token_at_fault(response: httpx.Response) -> bool:
+def _token_at_fault(response: HttpResponse) -> bool:
     """Whether a 400's field violations name the registration token."""
     for detail in _error(response).get("details", []):
         if isinstance(detail, dict) and detail.get("@type", "").endswith("BadRequest"):

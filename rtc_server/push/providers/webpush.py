@@ -26,13 +26,13 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import http_ece
-import httpx
 import jwt
 import orjson
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from rtc_server.push.providers.base import Outcome, PushMessage, SendResult, retry_after
+from rtc_server.push.providers.http import Http1Client, HttpClient, HttpResponse, TransportError
 from storage.push import Device
 
 # RFC 8030 section 7.2: push services must accept at least 4096 octets of payload; we
@@ -75,10 +75,10 @@ class WebPushProvider:
     name = "webpush"
 
     def __init__(
-        self, vapid: VapidKey, *, timeout: float = 10.0, http: httpx.AsyncClient | None = None
+        self, vapid: VapidKey, *, timeout: float = 10.0, http: HttpClient | None = None
     ) -> None:
         self._vapid = vapid
-        self._http = http or httpx.AsyncClient(timeout=timeout)
+        self._http = http or Http1Client(timeout=timeout)
         self._tokens: dict[str, tuple[str, float]] = {}  # audience -> (JWT, expiry)
 
     @property
@@ -86,7 +86,7 @@ class WebPushProvider:
         return self._vapid.public_key
 
     async def close(self) -> None:
-        await self._http.aclose()
+        await self._http.close()
 
     def _authorization(self, endpoint: str) -> str:
         parts = urlsplit(endpoint)
@@ -144,14 +144,14 @@ class WebPushProvider:
             topic = hashlib.sha256(notice.collapse_key.encode()).digest()
             headers["Topic"] = b64url(topic)[:32]
         try:
-            response = await self._http.post(device.token, content=body, headers=headers)
-        except httpx.HTTPError as exc:
-            return SendResult(Outcome.RETRY, provider_code="network:" + type(exc).__name__)
+            response = await self._http.post(device.token, body=body, headers=headers)
+        except TransportError as exc:
+            return SendResult(Outcome.RETRY, provider_code="network:" + exc.kind)
         return _result(response)
 
 
-def _result(response: httpx.Response) -> SendResult:
-    status = response.status_code
+def _result(response: HttpResponse) -> SendResult:
+    status = response.status
     if 200 <= status < 300:
         return SendResult(Outcome.SENT, status)
     code = f"http_{status}"
