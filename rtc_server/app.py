@@ -222,12 +222,17 @@ class App:
             metrics=self.metrics,
             jobs=[self._prune_notifications],
         )
-        self._jobs.append(asyncio.create_task(self.housekeeping.run_forever()))
+        # Once per tick across all instances, through the job queue.
+        self.job_handlers["housekeeping"] = self._housekeeping
+        self.periodic_jobs.append(Periodic("housekeeping", s.events.prune_interval, "housekeeping"))
         self._start_jobs()
         log.info(
             "server ready",
             extra={"socket_port": self.sockets.port, "http_port": self.http.port},
         )
+
+    async def _housekeeping(self, job: Job) -> None:
+        await self.housekeeping.run_once()
 
     async def _prune_notifications(self) -> None:
         removed = await self.notifications.prune()

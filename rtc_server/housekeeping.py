@@ -1,12 +1,12 @@
 """Periodic clean-up: keeps every table that grows by use within its bounds.
 
-Every instance runs it; each step is an idempotent DELETE, so several instances
-running it at once only repeat work.
+It runs as the periodic job ``housekeeping`` (every ``events.prune_interval``, once
+per tick across all instances: :mod:`rtc_server.jobs.periodic`). Each step is an
+idempotent DELETE anyway, so a retried round only repeats work.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
@@ -18,7 +18,6 @@ from rtc_server.metrics import Metrics
 from storage import accounts
 from storage import events as event_log
 from storage.database import Database
-from storage.errors import StorageError
 
 log = logging.getLogger("rtc.housekeeping")
 
@@ -58,13 +57,3 @@ class Housekeeping:
         if removed:
             log.info("event log pruned", extra={"removed": removed})
         return removed
-
-    async def run_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self._events.prune_interval)
-            try:
-                await self.run_once()
-            except StorageError:
-                log.warning("housekeeping: database unavailable; will retry")
-            except Exception:  # noqa: BLE001 - the loop must outlive any one failure
-                log.exception("housekeeping failed; will retry")

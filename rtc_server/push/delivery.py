@@ -8,7 +8,7 @@ acknowledgement. Then:
 ``push.event`` (user, seq)
     acknowledged already (``acked_seq >= seq``)? category switched off? → nothing.
     Else one ``push_deliveries`` row per device of the user (pending) and one
-    ``push.send`` job per row, in one transaction. A row that exists already (a job
+    ``push.send`` job per row, in one statement. A row that exists already (a job
     run twice, a restart) is not decided again: exactly once per (user, event, device).
 
 ``push.send`` (user, seq, device)
