@@ -39,6 +39,8 @@ Handler = Callable[[Job], Awaitable[None]]
 
 # Seconds kept between a handler's deadline and its lease's end, for recording the outcome.
 _LEASE_MARGIN = 0.1
+# Seconds between attempts to get a LISTEN connection back (polling covers the gap).
+_LISTEN_RETRY = 0.5
 
 
 class Worker:
@@ -74,6 +76,7 @@ class Worker:
         self._loop_task: asyncio.Task[None] | None = None
         self._listen_task: asyncio.Task[None] | None = None
         self.listening = asyncio.Event()  # set while the LISTEN connection is up
+        self.listens = 0  # LISTEN connections made so far
 
     # Lifecycle.
 
@@ -248,7 +251,9 @@ class Worker:
                 async with self._db.acquire() as conn:
                     conn.add_termination_listener(lambda _c, lost=lost: lost.set())
                     await conn.add_listener(job_store.CHANNEL, self._notified)
+                    self.listens += 1
                     self.listening.set()
+                    self._wake.set()  # claim what was enqueued while nobody listened
                     try:
                         await lost.wait()
                     finally:
@@ -259,7 +264,7 @@ class Worker:
                 pass
             if not self._stopping:
                 log.warning("jobs: LISTEN connection lost; polling until it is back")
-                await asyncio.sleep(self._poll_interval)
+                await asyncio.sleep(_LISTEN_RETRY)
 
     def _notified(self, *_args: object) -> None:
         self._wake.set()

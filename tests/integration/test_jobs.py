@@ -344,3 +344,32 @@ async def test_a_periodic_job_runs_once_per_tick_across_two_instances(
     worker = make_worker(a, clock, {"sweep": handler, "report": handler})
     assert await worker.run_due() == 8
     assert ran == {"sweep": 6, "report": 2}
+
+
+async def test_a_worker_listens_again_after_its_connection_is_killed(
+    db: Database, clock: FakeClock, queue: JobQueue
+) -> None:
+    done = asyncio.Event()
+
+    async def handler(job: Job) -> None:
+        done.set()
+
+    worker = make_worker(db, clock, {"ping": handler}, poll_interval=60.0)
+    worker.start()
+    try:
+        await worker.listening.wait()
+        killed = await db.fetchval(
+            """
+            SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+            WHERE datname = current_database() AND query LIKE 'LISTEN%'
+            """
+        )
+        assert killed is True
+        async with asyncio.timeout(5):
+            while worker.listens < 2:  # the loss is noticed and a new connection listens
+                await asyncio.sleep(0.01)
+        await queue.enqueue("ping")  # woken by NOTIFY: the 60 s poll would be too late
+        async with asyncio.timeout(5):
+            await done.wait()
+    finally:
+        await worker.stop()
