@@ -133,7 +133,14 @@ def machine_busy() -> float:
 
 
 async def push_fanout(
-    dsn: str, users: int, concurrency: int, fcm_dir: Path, fcm_pid: int
+    dsn: str,
+    users: int,
+    concurrency: int,
+    fcm_dir: Path,
+    fcm_pid: int,
+    *,
+    paced_count: int,
+    rate: float,
 ) -> dict[str, Any]:
     info = orjson.loads((fcm_dir / "server.json").read_bytes())
     account = ServiceAccount.from_file(Path(info["credentials"]))
@@ -174,6 +181,7 @@ async def push_fanout(
     latencies = sorted((r["decided_at"].timestamp() - enqueued[r["user_id"]]) * 1000 for r in rows)
     failed = await dbs[0].fetchval("SELECT count(*) FROM push_logs WHERE outcome <> 'sent'")
     fetches = sum(d.providers["fcm"].tokens.fetches for d, _, _ in instances)  # type: ignore[attr-defined]
+    steady = await paced(dbs[0], publisher, user_ids[:paced_count], rate)
     for delivery, worker, _ in instances:
         await worker.stop()
         await delivery.close()
@@ -195,6 +203,53 @@ async def push_fanout(
         "fcm_server_cpu_seconds": fcm_after - fcm_before,
         "machine_busy_seconds": busy_after - busy_before,
         "token_fetches": fetches,
+        "paced": steady,
+    }
+
+
+async def paced(
+    db: Database, publisher: EventPublisher, users: list[int], rate: float
+) -> dict[str, Any]:
+    """One push at a time at ``rate`` per second (open loop, no backlog): the latency of
+    a push on a system that keeps up."""
+    enqueued: dict[tuple[int, int], float] = {}
+    start = time.perf_counter()
+    for n, user in enumerate(users):
+        delay = start + n / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        seq = await publisher.publish(user, "booking.offered", {"bookingId": 2}, push=POLICY)
+        enqueued[(user, seq)] = time.time()
+    keys = list(enqueued)
+    while await db.fetchval(
+        """
+            SELECT count(*) FROM push_deliveries d
+            JOIN unnest($1::bigint[], $2::bigint[]) AS k (u, s) ON d.user_id = k.u AND d.seq = k.s
+            WHERE d.status = 'sent'
+            """,
+        [u for u, _ in keys],
+        [s for _, s in keys],
+    ) < len(keys):
+        await asyncio.sleep(0.05)
+    rows = await db.fetch(
+        """
+        SELECT d.user_id, d.seq, d.decided_at FROM push_deliveries d
+        JOIN unnest($1::bigint[], $2::bigint[]) AS k (u, s) ON d.user_id = k.u AND d.seq = k.s
+        """,
+        [u for u, _ in keys],
+        [s for _, s in keys],
+    )
+    latencies = sorted(
+        (r["decided_at"].timestamp() - enqueued[(r["user_id"], r["seq"])]) * 1000 for r in rows
+    )
+    return {
+        "pushes": len(keys),
+        "rate": rate,
+        "latency_ms": {
+            "p50": percentile(latencies, 50),
+            "p99": percentile(latencies, 99),
+            "max": latencies[-1],
+        },
     }
 
 
@@ -271,6 +326,17 @@ def table(args: argparse.Namespace, queue: dict[str, Any], fanout: dict[str, Any
             f"{fanout['machine_busy_seconds'] / fanout['seconds']:.2f}",
             f"of {os.cpu_count()}; PostgreSQL is most of the rest",
         ),
+        (
+            "paced: enqueue-to-sent p50, ms",
+            f"{fanout['paced']['latency_ms']['p50']:,.1f}",
+            f"{fanout['paced']['pushes']:,} pushes, one every "
+            f"{1000 / fanout['paced']['rate']:.0f} ms",
+        ),
+        (
+            "paced: enqueue-to-sent p99, ms",
+            f"{fanout['paced']['latency_ms']['p99']:,.1f}",
+            f"max {fanout['paced']['latency_ms']['max']:,.1f}",
+        ),
         ("push: FCM access token fetches", f"{fanout['token_fetches']}", "one per FCM client"),
         ("push: attempts not sent", f"{fanout['non_sent_attempts']}", ""),
     ]
@@ -301,7 +367,15 @@ async def run(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
         fcm_dir.mkdir()
         fcm = start_fcm(fcm_dir)
         say(f"push: {args.users:,} users, {WORKERS} workers")
-        fanout = await push_fanout(postgres.dsn, args.users, args.concurrency, fcm_dir, fcm.pid)
+        fanout = await push_fanout(
+            postgres.dsn,
+            args.users,
+            args.concurrency,
+            fcm_dir,
+            fcm.pid,
+            paced_count=args.paced,
+            rate=args.rate,
+        )
         return {"queue": queue, "fanout": fanout}
     finally:
         if fcm is not None:
@@ -317,6 +391,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=20_000)
     parser.add_argument("--users", type=int, default=10_000)
     parser.add_argument("--concurrency", type=int, default=16, help="jobs at once per worker")
+    parser.add_argument("--paced", type=int, default=2_000, help="pushes of the paced run")
+    parser.add_argument("--rate", type=float, default=100.0, help="pushes/s of the paced run")
     parser.add_argument("--quick", action="store_true", help="2,000 jobs and 1,000 pushes")
     parser.add_argument("--fcm-server", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -324,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(fcm_server(args.fcm_server))
         return 0
     if args.quick:
-        args.jobs, args.users = 2_000, 1_000
+        args.jobs, args.users, args.paced = 2_000, 1_000, 300
     random.seed(1)
     started = datetime.now()
     folder = Path(tempfile.mkdtemp(prefix="rtc-bench-push-"))
