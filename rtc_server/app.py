@@ -15,7 +15,7 @@ from uuid import UUID
 from api.addresses import AddressService
 from api.admin import AdminService
 from api.auth.service import AuthService, LogSmsSender, SmsSender
-from api.bookings.push import offer_push
+from api.bookings.push import notification_push, offer_push
 from api.bookings.service import BookingService
 from api.catalog.cache import CatalogCache
 from api.catalog.service import CatalogService
@@ -189,6 +189,7 @@ class App:
         # Events the domain marked for a push in its transaction (push_intents).
         self.push_intents = PushIntents(db, self.push, self.clock)
         self.push_intents.render("booking.offered", offer_push(timezone))
+        self.push_intents.render("notification.created", notification_push)
         self.job_handlers["push.intents"] = self.push_intents.run
         self.periodic_jobs.append(
             Periodic("push.intents", s.push.intent_sweep_interval, "push.intents")

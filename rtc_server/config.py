@@ -161,6 +161,10 @@ class BookingSettings(_Section):
     # Seconds an offer may stay unacknowledged by every device of the provider before
     # it is marked due for a push (push_intents).
     offer_push_after: float = Field(30.0, ge=0)
+    # Seconds the notification of a booking change (accepted, rejected, started,
+    # completed, cancelled) may stay unacknowledged by the side told before it is
+    # pushed (at once if that side has no live socket).
+    change_push_after: float = Field(30.0, ge=0)
     # Reports one user may file per rolling 24 hours.
     reports_per_day: int = Field(5, ge=1)
 

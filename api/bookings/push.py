@@ -1,7 +1,10 @@
-"""The push notifications of bookings: what a provider's phone shows for an offer.
+"""The push notifications of bookings: what a phone shows for an offer or a change.
 
-Registered with the core's push intents (``rtc_server/push/intents.py``) for the
-``booking.offered`` events that ``bookings.create`` marks with ``push_after``.
+Registered with the core's push intents (``rtc_server/push/intents.py``) for the events
+that bookings mark with ``push_after``: ``booking.offered`` (to the provider, from
+``bookings.create``) and the ``notification.created`` of a status change (to the side
+told of it). Both collapse on ``booking:<id>``: a device shows the newest news of a
+booking.
 """
 
 from __future__ import annotations
@@ -35,3 +38,22 @@ def offer_push(timezone: str) -> Renderer:
         )
 
     return render
+
+
+def notification_push(data: dict[str, Any]) -> PushPolicy:
+    """``notification.created`` → its own title and body (a booking's change)."""
+    note = data["notification"]
+    booking = note.get("bookingId")
+    extra = {"notificationId": str(note["id"]), "type": str(note["type"])}
+    if booking is not None:
+        extra["bookingId"] = str(booking)
+    return PushPolicy(
+        PushNotice(
+            note["title"],
+            note["body"],
+            "bookings",
+            collapse_key=f"booking:{booking}" if booking is not None else None,
+            urgency="high",
+            data=extra,
+        )
+    )

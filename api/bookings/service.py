@@ -400,6 +400,9 @@ class BookingService:
                     user_id,
                     "notification.created",
                     NotificationCreated(notification=notification(note_row)),
+                    # Pushed unless acknowledged in time (api/bookings/push.py).
+                    push_after=self._settings.change_push_after,
+                    now=now,
                 )
             # The told side's badge goes up; the actor's goes down if it was unread.
             if side is Side.CUSTOMER:

@@ -226,3 +226,32 @@ async def test_a_browser_subscribes_with_the_servers_vapid_key_and_gets_pushes(
     finally:
         await clients.close()
         await service.close()
+
+
+async def test_a_customer_away_from_the_app_is_pushed_the_providers_answer(
+    push_app: App, push_clients: Clients, fcm: FakeFcm, clock: FakeClock
+) -> None:
+    m = await offer_market(push_app, push_clients)
+    await m.customer.call(
+        "push.register", {"platform": "android", "deviceId": "phone", "token": "fcm-customer"}
+    )
+    booked = await m.customer.call("bookings.create", m.booking(later(push_app)))
+    offered = await m.provider.next_event(method="booking.offered")
+    await m.provider.ack(offered.seq)
+    await m.customer.close()
+    async with asyncio.timeout(5):
+        while await push_app.bus.online([m.customer_id]):
+            await asyncio.sleep(0.01)
+    await m.provider.call(
+        "bookings.accept", {"idempotencyKey": "accept-0001", "bookingId": booked["id"]}
+    )
+    await settle(push_app)
+    [message] = fcm.to("fcm-customer")
+    assert message["notification"]["title"] == "Booking accepted"
+    assert "Ravi Kumar accepted your Plumber booking" in message["notification"]["body"]
+    assert message["data"]["type"] == "booking_accepted"
+    assert message["android"]["collapse_key"] == f"booking:{booked['id']}"
+    assert fcm.to("fcm-provider") == []  # the provider acted, and acknowledged its offer
+    clock.advance(60.0)
+    await settle(push_app)
+    assert len(fcm.messages) == 1
