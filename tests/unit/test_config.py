@@ -89,3 +89,23 @@ def test_settings_that_would_fail_later_fail_at_start(
 def test_a_redis_url_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RTC_REDIS__URL", "redis://localhost:6379/2")
     assert load_settings(ROOT / "config.toml").redis.url == "redis://localhost:6379/2"
+
+
+def test_relay_only_calls_without_turn_stop_start_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RTC_CALLS__POLICY", "relay-only")
+    with pytest.raises(ConfigError, match="calls.*relay-only needs turn_urls"):
+        load_settings(ROOT / "config.toml")
+
+
+def test_calls_policy_is_relay_only_whenever_turn_is_configured(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert load_settings(ROOT / "config.toml").calls.effective_policy == "open"
+    monkeypatch.setenv("RTC_CALLS__TURN_URLS", '["turn:127.0.0.1:3478"]')
+    with pytest.raises(ConfigError, match="turn_secret"):
+        load_settings(ROOT / "config.toml")
+    monkeypatch.setenv("RTC_CALLS__TURN_SECRET", "s" * 32)
+    assert load_settings(ROOT / "config.toml").calls.effective_policy == "relay-only"
+    monkeypatch.setenv("RTC_CALLS__TURN_URLS", '["http://127.0.0.1:3478"]')
+    with pytest.raises(ConfigError, match="calls.turn_urls"):
+        load_settings(ROOT / "config.toml")
