@@ -28,6 +28,7 @@ from api.reports import ReportService
 from rtc_server.bus import Bus, InProcessBus, SessionsRevoked
 from rtc_server.clock import Clock, SystemClock
 from rtc_server.config import Settings
+from rtc_server.devices import Devices
 from rtc_server.dispatch import Dispatcher
 from rtc_server.events import EventDelivery, EventPublisher
 from rtc_server.housekeeping import Housekeeping
@@ -47,6 +48,7 @@ from rtc_server.rpc.registry import MethodRegistry
 from rtc_server.server import SocketServer
 from rtc_server.session_methods import SessionMethods
 from rtc_server.signals import Signals
+from signalling.service import CallService
 from storage import accounts, catalog
 from storage import jobs as job_store
 from storage.database import Database, PoolSettings
@@ -194,6 +196,20 @@ class App:
         self.periodic_jobs.append(
             Periodic("push.intents", s.push.intent_sweep_interval, "push.intents")
         )
+        # Masked calls: state in PostgreSQL (any instance changes any call), signals
+        # from device to device over the bus.
+        self.devices = Devices(
+            self.bus, self.hub, instance_id=getattr(self.bus, "instance_id", None)
+        )
+        self.calls = CallService(
+            db, self.outbox, self.devices, self.signals, self.clock, s.calls, self.metrics
+        )
+        self.calls.register(self.registry)
+        if self.calls.policy.value == "open":
+            log.warning(
+                "calls: no TURN configured, ICE policy open: parties can learn each "
+                "other's network addresses (set calls.turn_urls and calls.turn_secret)"
+            )
 
         idempotency = Idempotency(db)
         self.dispatcher = Dispatcher(
@@ -227,6 +243,7 @@ class App:
         self.job_handlers["housekeeping"] = self._housekeeping
         self.periodic_jobs.append(Periodic("housekeeping", s.events.prune_interval, "housekeeping"))
         self._start_jobs()
+        self._jobs.append(asyncio.create_task(self.calls.run_sweeps()))
         log.info(
             "server ready",
             extra={"socket_port": self.sockets.port, "http_port": self.http.port},
@@ -309,6 +326,8 @@ class App:
             await self.worker.stop(grace=self.settings.server.shutdown_grace)
         if hasattr(self, "push"):
             await self.push.close()
+        if hasattr(self, "calls"):
+            await self.calls.close()
         if hasattr(self, "http"):
             await self.http.stop()
         await self.bus.close()

@@ -31,6 +31,7 @@ class Hub:
         # Called for a socket whose cursor saw a gap (set by the delivery service).
         self.on_gap: Callable[[Connection], None] = lambda conn: None
         self._signal_handlers: dict[str, list[Callable[[Signal], None]]] = {}
+        self._removed_handlers: list[Callable[[Connection], None]] = []
         bus.set_receiver(self.receive)
 
     def add(self, conn: Connection) -> None:
@@ -41,6 +42,15 @@ class Hub:
         self.connections.discard(conn)
         self._metrics.sockets_open.dec()
         self.detach(conn)
+        for handler in self._removed_handlers:
+            try:
+                handler(conn)
+            except Exception:  # noqa: BLE001 - one bad handler must not stop the rest
+                log.exception("socket-closed handler failed", extra={"connection": conn.id})
+
+    def on_removed(self, handler: Callable[[Connection], None]) -> None:
+        """Run ``handler`` (plain, quick) for every socket that closed, with its user."""
+        self._removed_handlers.append(handler)
 
     def attach(self, conn: Connection) -> None:
         """Start routing the user's events to ``conn`` (its user is bound)."""

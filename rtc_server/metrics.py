@@ -116,6 +116,27 @@ class Metrics:
             ["action"],
             registry=r,
         )
+        # Masked calls (signalling/).
+        self.calls_started = Counter("rtc_calls_started_total", "Calls started", registry=r)
+        self.call_transitions = Counter(
+            "rtc_call_transitions_total",
+            "Call state changes, by action (accept, reject, cancel, hangup, connect, "
+            "time_out, disconnect)",
+            ["action"],
+            registry=r,
+        )
+        self.calls_refused = Counter(
+            "rtc_calls_refused_total",
+            "calls.start refused by a rule, by reason (busy, rate, booking_status ...)",
+            ["reason"],
+            registry=r,
+        )
+        self.call_signals = Counter(
+            "rtc_call_signals_total",
+            "calls.signal messages, by outcome (relayed, dropped: address privacy)",
+            ["outcome"],
+            registry=r,
+        )
         self.notifications_pruned = Counter(
             "rtc_notifications_pruned_total",
             "In-app notifications deleted past their retention",

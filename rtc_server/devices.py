@@ -1,0 +1,93 @@
+"""Live messages to one socket ("device") wherever it is, outside the event log.
+
+Most things a user is told are durable events for all their devices (the event log).
+A few are for one socket only and worthless later: a call's offer, answer and ICE
+candidates go to the one device in the call. A device is addressed as
+``"<instance>/<connection id>"``; :meth:`Devices.send` delivers on this instance
+directly and through a bus :class:`~rtc_server.bus.Signal` on the others (every
+instance receives it, the one holding the socket sends it). Not durable: a message
+for a socket that is gone is dropped.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from rtc_server.bus import Bus, Signal
+from rtc_server.connection import Connection
+from rtc_server.hub import Hub
+from rtc_server.rpc.codec import encode_notification
+
+_TOPIC = "devices.send"
+
+
+class Devices:
+    def __init__(self, bus: Bus, hub: Hub, *, instance_id: str | None = None) -> None:
+        self._bus = bus
+        self._hub = hub
+        self.instance_id = instance_id or uuid.uuid4().hex[:16]
+        hub.on_signal(_TOPIC, self._received)
+
+    def address(self, connection_id: int) -> str:
+        """The address of a socket of this instance."""
+        return f"{self.instance_id}/{connection_id}"
+
+    def is_local(self, address: str) -> bool:
+        return address.partition("/")[0] == self.instance_id
+
+    def on_closed(self, handler: Callable[[Connection, str], None]) -> None:
+        """Run ``handler(connection, address)`` when an authenticated socket closes."""
+
+        def closed(conn: Connection) -> None:
+            if conn.user_id is not None:
+                handler(conn, self.address(conn.id))
+
+        self._hub.on_removed(closed)
+
+    async def send(self, user_id: int, address: str, method: str, params: dict[str, Any]) -> None:
+        """Send a notification to the socket at ``address`` of ``user_id`` (if it is open)."""
+        if self.is_local(address):
+            self.send_local(user_id, address, method, params)
+            return
+        data: dict[str, object] = {
+            "user": user_id,
+            "to": address,
+            "frame": encode_notification(method, params).decode(),
+        }
+        await self._bus.publish(Signal(_TOPIC, data))
+
+    def send_local(self, user_id: int, address: str, method: str, params: dict[str, Any]) -> bool:
+        return self._write(user_id, address, encode_notification(method, params))
+
+    async def send_to_others(
+        self, user_id: int, except_address: str, method: str, params: dict[str, Any]
+    ) -> None:
+        """To every socket of ``user_id`` on every instance but the one at ``except_address``."""
+        frame = encode_notification(method, params).decode()
+        data: dict[str, object] = {"user": user_id, "except": except_address, "frame": frame}
+        await self._bus.publish(Signal(_TOPIC, data))
+
+    def _received(self, signal: Signal) -> None:
+        data = signal.data
+        user_id = data.get("user")
+        frame = data.get("frame")
+        if not isinstance(user_id, int) or not isinstance(frame, str):
+            return
+        to = data.get("to")
+        if isinstance(to, str):
+            if self.is_local(to):
+                self._write(user_id, to, frame.encode())
+            return
+        skip = data.get("except")
+        for conn in list(self._hub.sockets_of(user_id)):
+            if self.address(conn.id) != skip:
+                conn.send(frame.encode())
+
+    def _write(self, user_id: int, address: str, frame: bytes) -> bool:
+        connection_id = address.partition("/")[2]
+        for conn in self._hub.sockets_of(user_id):
+            if str(conn.id) == connection_id:
+                return conn.send(frame)
+        return False
