@@ -1,0 +1,97 @@
+"""Calls across three instances on one Redis and one database: the callee's devices
+ring on every instance, an accept anywhere wins, signals cross instances from device
+to device, admins watch from any instance, and a call started on an instance that
+stops still times out (another instance's sweep ends it)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from rtc_server.clock import FakeClock
+
+from .admins import login_admin
+from .calls import ended, live_of, start, step
+from .conftest import AppFactory, Clients, CodeLog
+from .market import later, market, next_of
+from .test_call_signalling import OFFER
+from .test_scaleout import device
+
+pytestmark = pytest.mark.slow
+
+Cluster = Callable[[int], Awaitable[list[Clients]]]
+
+
+@pytest.fixture
+async def cluster(
+    make_app: AppFactory, code_log: CodeLog, redis_url: str, redis_prefix: str
+) -> AsyncIterator[Cluster]:
+    opened: list[Clients] = []
+
+    async def start_apps(size: int) -> list[Clients]:
+        for _ in range(size):
+            app = await make_app(
+                redis={"url": redis_url, "prefix": redis_prefix},
+                calls={"sweep_interval": 0.02},
+            )
+            clients = Clients(app, code_log)
+            if opened:
+                clients.share_phones(opened[0])
+            opened.append(clients)
+        return opened
+
+    yield start_apps
+    for clients in opened:
+        await clients.close()
+
+
+async def test_a_call_crosses_instances_device_to_device(cluster: Cluster) -> None:
+    a, b, c = await cluster(3)
+    admin_on_c, _ = await login_admin(c)
+    await admin_on_c.call("admin.calls.watch", {})
+    m = await market(a, a.app)  # customer and provider log in on A
+    booking = await m.customer.call("bookings.create", m.booking(later(a.app)))
+    on_b = await device(b, m.provider_tokens)
+    on_c = await device(c, m.provider_tokens)
+    call_id = (await start(m.customer, booking["id"]))["callId"]
+    for provider_device in (m.provider, on_b, on_c):
+        assert (await next_of(provider_device, "call.incoming"))["callId"] == call_id
+    await step(on_c, "calls.accept", call_id)  # instance C answers a call started on A
+    for other in (m.provider, on_b):
+        await next_of(other, "call.accepted")
+        assert (await live_of(other, "call.answeredElsewhere"))["callId"] == call_id
+    await m.customer.call(
+        "calls.signal", {"callId": call_id, "description": {"type": "offer", "sdp": OFFER}}
+    )
+    assert (await live_of(on_c, "call.signal"))["description"]["type"] == "offer"
+    await on_c.call(
+        "calls.signal", {"callId": call_id, "description": {"type": "answer", "sdp": OFFER}}
+    )
+    assert (await live_of(m.customer, "call.signal"))["description"]["type"] == "answer"
+    await next_of(m.customer, "call.connected")
+    assert not [e for e in m.provider.received + on_b.received if e.method == "call.signal"]
+    await step(on_b, "calls.hangup", call_id)  # any device of a party may hang up
+    for client in (m.customer, on_c):
+        assert (await ended(client, call_id))["call"]["endReason"] == "hangup"
+    seen = []
+    while len(seen) < 4:
+        seen.append((await live_of(admin_on_c, "admin.call.event"))["event"])
+    assert seen == ["ringing", "accepted", "connected", "ended"]
+
+
+async def test_a_call_started_on_a_stopped_instance_still_times_out(
+    cluster: Cluster, clock: FakeClock
+) -> None:
+    a, b = await cluster(2)
+    m = await market(b, b.app)
+    booking = await m.customer.call("bookings.create", m.booking(later(b.app)))
+    caller = await device(a, m.customer_tokens)
+    call_id = (await start(caller, booking["id"]))["callId"]
+    await next_of(m.provider, "call.incoming")
+    await a.close()
+    await a.app.stop()  # the instance that started the call is gone
+    clock.advance(31)
+    for client in (m.customer, m.provider):
+        change = await ended(client, call_id)
+        assert change["call"]["endReason"] == "missed"
