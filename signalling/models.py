@@ -213,6 +213,11 @@ class AdminActiveCalls(Result):
     calls: list[AdminCall]
 
 
+class AdminCallPage(Result):
+    calls: list[AdminCall]
+    next_cursor: str | None
+
+
 class AdminWatching(Result):
     replayed: list[AdminCallEvent] = Field(
         description="the last minutes' call events, oldest first; live ones follow as "

@@ -52,6 +52,7 @@ from signalling.models import (
     AdminCall,
     AdminCallDetail,
     AdminCallEvent,
+    AdminCallPage,
     AdminWatching,
     AnsweredElsewhere,
     CallChange,
@@ -144,6 +145,13 @@ class CallService:
             self.active,
             params=WatchCalls,
             result=AdminActiveCalls,
+            access=admin,
+        )
+        add(
+            "admin.calls.list",
+            self.list_all,
+            params=CallHistory,
+            result=AdminCallPage,
             access=admin,
         )
         add("admin.calls.get", self.get, params=CallRef, result=AdminCallDetail, access=admin)
@@ -624,6 +632,22 @@ class CallService:
         rows = await calls.active_calls(self._db, _ACTIVE_LIST_MAX)
         now = self._clock.now()
         return AdminActiveCalls(calls=[admin_view(r, now) for r in rows])
+
+    async def list_all(self, caller: Caller, params: CallHistory) -> AdminCallPage:
+        """Every call on the platform (of one booking or all), newest first."""
+        query = ("admin.calls", params.booking_id)
+        rows = await calls.history(
+            self._db,
+            user_id=None,
+            booking_id=params.booking_id,
+            before_id=decode_cursor(params.cursor, query),
+            limit=params.limit + 1,
+        )
+        now = self._clock.now()
+        return AdminCallPage(
+            calls=[admin_view(r, now) for r in rows[: params.limit]],
+            next_cursor=next_cursor([r.id for r in rows], params.limit, query),
+        )
 
     async def get(self, caller: Caller, params: CallRef) -> AdminCallDetail:
         """One call with its full event trail."""

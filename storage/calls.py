@@ -283,7 +283,8 @@ async def history(
     booking or all, with ids below ``before_id``."""
     where = ["($2::bigint IS NULL OR c.booking_id = $2)", "($3::bigint IS NULL OR c.id < $3)"]
     if user_id is None:
-        sql = f"""SELECT {_COLUMNS} FROM call_sessions c WHERE {" AND ".join(where)}
+        sql = f"""SELECT {_COLUMNS} FROM call_sessions c
+                  WHERE $1::bigint IS NULL AND {" AND ".join(where)}
                   ORDER BY c.id DESC LIMIT $4"""
     else:
         # Each side on its own index, then merged: no OR across two columns.

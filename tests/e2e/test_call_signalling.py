@@ -172,6 +172,9 @@ async def test_admins_watch_every_call_event_live_after_a_replay(
     detail = await admin.call("admin.calls.get", {"callId": earlier})
     assert [e["event"] for e in detail["events"]] == ["ringing", "accepted", "ended"]
     assert detail["call"]["endReason"] == "hangup" and detail["call"]["endedBy"] == "caller"
+    listed = await admin.call("admin.calls.list", {"bookingId": b.booking_id})
+    assert [c["callId"] for c in listed["calls"]] == [earlier]
+    assert listed["nextCursor"] is None
     missing = await refused(admin, "admin.calls.get", {"callId": 10**9})
     assert missing.name == "not_found"
     await admin.call("admin.calls.unwatch", {})

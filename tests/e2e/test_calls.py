@@ -241,6 +241,23 @@ async def test_busy_in_call_and_the_rate_limit(clients: Clients, app: App) -> No
     clock.advance(61)
     await step(b.customer, "calls.cancel", (await start(b.customer, b.booking_id))["callId"])
 
+    # History: keyset pages, newest first, the same calls for both parties.
+    pages: list[int] = []
+    cursor = None
+    while True:
+        page = await b.customer.call(
+            "calls.history", {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        )
+        pages += [c["callId"] for c in page["calls"]]
+        cursor = page["nextCursor"]
+        if cursor is None:
+            break
+    assert len(pages) == 6 and pages == sorted(pages, reverse=True)
+    provider_side = await b.provider.call("calls.history", {"bookingId": b.booking_id})
+    assert [c["callId"] for c in provider_side["calls"]] == pages
+    meera_side = await meera.call("calls.history", {})
+    assert [c["callId"] for c in meera_side["calls"]] == [meera_call]
+
 
 async def test_busy_is_configurable_per_role(make_app: AppFactory, code_log: CodeLog) -> None:
     app = await make_app(calls={"busy_roles": ["customer"]})
