@@ -418,7 +418,7 @@ class CallService:
     async def signal(self, caller: Caller, params: SignalParams) -> Relayed:
         """Relay an offer, answer or ICE candidate to the other party's device."""
         user_id = caller.require_user()
-        row = await calls.get_call(self._db, params.call_id)
+        row = await calls.signal_route(self._db, params.call_id)
         actor = _actor(row, user_id)
         if row is None or actor is None:
             raise NotFound("no such call", field="callId")
@@ -681,7 +681,7 @@ def _log_failure(task: asyncio.Task[None]) -> None:
 # --- Views -------------------------------------------------------------------------------
 
 
-def _actor(row: CallRow | None, user_id: int) -> Actor | None:
+def _actor(row: CallRow | calls.SignalRoute | None, user_id: int) -> Actor | None:
     if row is None:
         return None
     if row.caller_id == user_id:

@@ -196,6 +196,28 @@ async def get_call(conn: Executor, call_id: int, *, lock: bool = False) -> CallR
     return None if row is None else _call(row)
 
 
+@dataclass(frozen=True, slots=True)
+class SignalRoute:
+    """What relaying one signal needs: who is in the call, on which devices."""
+
+    id: int
+    caller_id: int | None
+    callee_id: int | None
+    state: str
+    policy: str
+    caller_device: str
+    callee_device: str | None
+
+
+async def signal_route(conn: Executor, call_id: int) -> SignalRoute | None:
+    row = await conn.fetchrow(
+        "SELECT id, caller_id, callee_id, state, policy, caller_device, callee_device"
+        " FROM call_sessions WHERE id = $1",
+        call_id,
+    )
+    return None if row is None else SignalRoute(*row)
+
+
 async def update_call(conn: Executor, call_id: int, **columns: Any) -> CallRow:
     """Set ``columns`` (names of call_sessions columns, from code only) on the call."""
     names = list(columns)
