@@ -1,6 +1,6 @@
 """Who may call what: every method of the profile, addresses, catalog, providers, admin,
-bookings, ratings, reports, notifications and earnings, called by each kind of caller,
-against the outcome the table says.
+bookings, ratings, reports, notifications, earnings and calls, called by each kind of
+caller, against the outcome the table says.
 
 The resource a method acts on belongs to ``customer`` (an address, a booking) or to
 ``provider`` (a registration, the provider side of a booking); everyone else who may
@@ -26,6 +26,7 @@ from .conftest import Clients, e164
 
 ACTORS = ("anonymous", "customer", "provider", "other_customer", "other_provider", "admin")
 OK, UNAUTH, FORBIDDEN, NOT_FOUND = "allowed", "unauthenticated", "forbidden", "not_found"
+STATE = "state_conflict"  # a party past the authorization checks, the call ringing
 
 _keys = itertools.count(1)
 
@@ -80,6 +81,7 @@ class Fixture:
     accepted_id: int
     completed_id: int
     report_id: int
+    call_id: int = 0  # a ringing call of the customer to the provider about pending_id
 
 
 Params = Callable[[Fixture], dict[str, Any]]
@@ -220,6 +222,52 @@ MATRIX: dict[str, tuple[Params, tuple[str, ...]]] = {
         lambda f: {"reportId": f.report_id, "status": "closed"},
         (UNAUTH, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, OK),
     ),
+    "calls.start": (
+        lambda f: {"idempotencyKey": key(), "bookingId": f.pending_id},
+        (UNAUTH, OK, OK, NOT_FOUND, NOT_FOUND, FORBIDDEN),
+    ),
+    "calls.accept": (
+        lambda f: {"idempotencyKey": key(), "callId": f.call_id},
+        (UNAUTH, FORBIDDEN, OK, NOT_FOUND, NOT_FOUND, FORBIDDEN),
+    ),
+    "calls.reject": (
+        lambda f: {"idempotencyKey": key(), "callId": f.call_id},
+        (UNAUTH, FORBIDDEN, OK, NOT_FOUND, NOT_FOUND, FORBIDDEN),
+    ),
+    "calls.cancel": (
+        lambda f: {"idempotencyKey": key(), "callId": f.call_id},
+        (UNAUTH, OK, FORBIDDEN, NOT_FOUND, NOT_FOUND, FORBIDDEN),
+    ),
+    "calls.hangup": (
+        lambda f: {"idempotencyKey": key(), "callId": f.call_id},
+        (UNAUTH, STATE, STATE, NOT_FOUND, NOT_FOUND, FORBIDDEN),
+    ),
+    "calls.signal": (
+        lambda f: {"callId": f.call_id, "candidate": {"candidate": ""}},
+        (UNAUTH, STATE, STATE, NOT_FOUND, NOT_FOUND, FORBIDDEN),
+    ),
+    "calls.resume": (
+        lambda f: {"callId": f.call_id},
+        (UNAUTH, OK, STATE, NOT_FOUND, NOT_FOUND, FORBIDDEN),
+    ),
+    "calls.history": (lambda f: {}, (UNAUTH, OK, OK, OK, OK, FORBIDDEN)),
+    "admin.calls.watch": (lambda f: {}, (UNAUTH, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, OK)),
+    "admin.calls.unwatch": (
+        lambda f: {},
+        (UNAUTH, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, OK),
+    ),
+    "admin.calls.active": (
+        lambda f: {},
+        (UNAUTH, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, OK),
+    ),
+    "admin.calls.list": (
+        lambda f: {"limit": 1},
+        (UNAUTH, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, OK),
+    ),
+    "admin.calls.get": (
+        lambda f: {"callId": f.call_id},
+        (UNAUTH, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, OK),
+    ),
 }
 
 OURS = (
@@ -233,6 +281,7 @@ OURS = (
     "reports.",
     "notifications.",
     "earnings.",
+    "calls.",
 )
 
 
@@ -265,7 +314,8 @@ async def test_who_may_call(clients: Clients, method: str) -> None:
     )
     subs: dict[int, int] = {r["service_id"]: r["sub"] for r in rows}
     params, expected = MATRIX[method]
-    booked = method.startswith(("bookings.", "ratings.", "reports."))
+    called = method.startswith("calls.") or method == "admin.calls.get"
+    booked = called or method.startswith(("bookings.", "ratings.", "reports."))
     seen = {}
     for actor in ACTORS:
         # A fresh address of the customer's for every call: a delete must find it.
@@ -284,10 +334,16 @@ async def test_who_may_call(clients: Clients, method: str) -> None:
             # Only the methods of bookings get bookings: open ones would keep
             # providers.removeService from removing the listing.
             pending_id=await booking.make("pending") if booked else 0,
-            accepted_id=await booking.make("accepted") if booked else 0,
-            completed_id=await booking.make("completed") if booked else 0,
+            # Calls need the pending one only (and the socket rate limit counts).
+            accepted_id=await booking.make("accepted") if booked and not called else 0,
+            completed_id=await booking.make("completed") if booked and not called else 0,
             report_id=await _report(clients),
         )
+        if called and method != "calls.start":
+            started = await actors["customer"].call(
+                "calls.start", {"idempotencyKey": key(), "bookingId": fixture.pending_id}
+            )
+            fixture.call_id = started["callId"]
         fixture.booking_params = booking.params()  # type: ignore[attr-defined]
         seen[actor] = await outcome(actors[actor], method, params(fixture))
         # The customer's bookings per minute are limited (8): a minute between actors.
@@ -297,7 +353,15 @@ async def test_who_may_call(clients: Clients, method: str) -> None:
             listed = await actors["customer"].call("addresses.list")
             assert address in listed["addresses"]
         await _remove_address(actors["customer"], address["id"])
-        if booked and seen[actor] != OK:  # refused: the bookings are untouched
+        if called and fixture.call_id and seen[actor] != OK:  # refused: the call rings on
+            assert clients.app.db is not None
+            state = await clients.app.db.fetchval(
+                "SELECT state FROM call_sessions WHERE id = $1", fixture.call_id
+            )
+            assert state == "ringing"
+        if called:  # the next actor's call must not find these two busy
+            await _end_calls(clients)
+        if booked and not called and seen[actor] != OK:  # refused: bookings untouched
             assert clients.app.db is not None
             statuses = await clients.app.db.fetch(
                 "SELECT status FROM bookings WHERE id = ANY($1::bigint[]) ORDER BY id",
@@ -309,6 +373,17 @@ async def test_who_may_call(clients: Clients, method: str) -> None:
             victim = await accounts.get_user(clients.app.db, fixture.victim_id)
             assert victim is not None and victim.is_active and victim.is_verified
     assert seen == dict(zip(ACTORS, expected, strict=True))
+
+
+async def _end_calls(clients: Clients) -> None:
+    assert clients.app.db is not None
+    await clients.app.db.execute(
+        """
+        UPDATE call_sessions SET state = 'ended', end_reason = 'cancelled',
+            ended_by = 'server', ended_at = now()
+        WHERE state <> 'ended'
+        """
+    )
 
 
 async def _victim(clients: Clients) -> int:
