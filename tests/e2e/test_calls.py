@@ -288,7 +288,10 @@ async def test_unanswered_calls_time_out_as_missed_told_to_both(
         call_id = (await start(b.customer, b.booking_id))["callId"]
         await next_of(b.provider, "call.incoming")
         clock.advance(29)
-        await app.calls.sweep()
+        assert await app.calls.sweep() == 0  # 29 s: still ringing
+        assert app.db is not None
+        state = await app.db.fetchval("SELECT state FROM call_sessions WHERE id = $1", call_id)
+        assert state == "ringing"
         clock.advance(1.5)  # the sweep (every 20 ms) ends it
         for client, ended_by in ((b.customer, "server"), (b.provider, "server")):
             change = await ended(client, call_id)
