@@ -303,7 +303,10 @@ class CallService:
             raise Conflict("the other party is in another call", reason="busy")
         if user_id in in_calls and side in roles:
             self._metrics.calls_refused.labels("in_call").inc()
-            raise Conflict("you are in another call: end it first", reason="in_call")
+            # Which call: an app that lost track of it (its instance died) can resume
+            # or hang it up.
+            mine = await calls.active_call_of(conn, user_id)
+            raise Conflict("you are in another call: end it first", reason="in_call", callId=mine)
 
     def _ice_servers(self, user_id: int) -> list[IceServerModel]:
         s = self._settings
@@ -667,7 +670,12 @@ class CallService:
         task.add_done_callback(self._tasks.discard)
         task.add_done_callback(_log_failure)
 
-    async def close(self) -> None:
+    async def close(self, timeout: float = 5.0) -> None:
+        """Let the recording of dropped sockets finish (a stopping instance's sockets
+        start their calls' grace, so another instance ends or resumes those calls),
+        then cancel what is left."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=timeout)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -89,6 +89,21 @@ async def users_in_calls(conn: Executor, user_ids: list[int]) -> set[int]:
     return {r["u"] for r in rows}
 
 
+async def active_call_of(conn: Executor, user_id: int) -> int | None:
+    """The id of a call in progress of ``user_id`` (either party), if any."""
+    value = await conn.fetchval(
+        f"""
+        SELECT max(id) FROM (
+            SELECT id FROM call_sessions WHERE {ACTIVE_SQL} AND caller_id = $1
+            UNION ALL
+            SELECT id FROM call_sessions WHERE {ACTIVE_SQL} AND callee_id = $1
+        ) mine
+        """,
+        user_id,
+    )
+    return None if value is None else int(value)
+
+
 async def recent_starts(
     conn: Executor, caller_id: int, since: datetime
 ) -> tuple[int, datetime | None]:

@@ -224,6 +224,7 @@ async def test_busy_in_call_and_the_rate_limit(clients: Clients, app: App) -> No
         b.provider, "calls.start", {"idempotencyKey": key(), "bookingId": meera_booking}
     )
     assert (in_call.name, in_call.data["reason"]) == ("conflict", "in_call")
+    assert in_call.data["callId"] == call_id and "callId" not in busy.data
     await step(b.provider, "calls.hangup", call_id)
     meera_call = (await start(meera, meera_booking))["callId"]  # free again
     await step(meera, "calls.cancel", meera_call)

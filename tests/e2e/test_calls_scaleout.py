@@ -95,3 +95,25 @@ async def test_a_call_started_on_a_stopped_instance_still_times_out(
     for client in (m.customer, m.provider):
         change = await ended(client, call_id)
         assert change["call"]["endReason"] == "missed"
+
+
+async def test_a_call_whose_instance_stops_ends_after_the_grace_unless_resumed_elsewhere(
+    cluster: Cluster, clock: FakeClock
+) -> None:
+    a, b = await cluster(2)
+    m = await market(b, b.app)
+    booking = await m.customer.call("bookings.create", m.booking(later(b.app)))
+    caller = await device(a, m.customer_tokens)  # the customer's call device is on A
+    call_id = (await start(caller, booking["id"]))["callId"]
+    await next_of(m.provider, "call.incoming")
+    await step(m.provider, "calls.accept", call_id)
+    await a.close()
+    await a.app.stop()  # SIGTERM: its sockets close, their calls' grace starts
+    assert b.app.db is not None
+    lost = await b.app.db.fetchval(
+        "SELECT caller_lost_at FROM call_sessions WHERE id = $1", call_id
+    )
+    assert lost is not None
+    clock.advance(21)
+    change = await ended(m.provider, call_id)
+    assert change["call"]["endReason"] == "disconnected" and change["endedBy"] == "server"
