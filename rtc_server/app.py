@@ -202,7 +202,14 @@ class App:
             self.bus, self.hub, instance_id=getattr(self.bus, "instance_id", None)
         )
         self.calls = CallService(
-            db, self.outbox, self.devices, self.signals, self.clock, s.calls, self.metrics
+            db,
+            self.outbox,
+            self.devices,
+            self.signals,
+            self.clock,
+            s.calls,
+            self.metrics,
+            online=self.bus.online,
         )
         self.calls.register(self.registry)
         if self.calls.policy.value == "open":

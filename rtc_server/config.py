@@ -197,6 +197,10 @@ class CallSettings(_Section):
     # Seconds between sweeps for ringing deadlines and expired graces (any instance
     # ends any call: the state is in PostgreSQL).
     sweep_interval: float = Field(0.5, gt=0)
+    # Seconds between checks that each party of a call in progress still has a socket
+    # on some instance (bus.online): one that has none (its instance was killed before
+    # it could record the drop) starts its reconnect grace.
+    presence_check_interval: float = Field(10.0, gt=0)
     # Largest SDP description relayed, in bytes.
     max_sdp_bytes: int = Field(16384, ge=1024, le=60000)
     # "auto": relay-only when TURN is configured, else open. "relay-only" needs TURN.

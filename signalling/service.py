@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -86,6 +86,7 @@ ADMIN_EVENT_TOPIC = "calls.event"
 _SWEEP_BATCH = 100
 _ADMIN_REPLAY_MAX = 1000
 _ACTIVE_LIST_MAX = 500
+_PRESENCE_BATCH = 5000
 
 
 class CallService:
@@ -99,6 +100,7 @@ class CallService:
         settings: CallSettings,
         metrics: Metrics,
         *,
+        online: Callable[[set[int]], Awaitable[set[int]]],
         wall: Callable[[], float] = time.time,
     ) -> None:
         self._db = db
@@ -109,6 +111,7 @@ class CallService:
         self._settings = settings
         self._metrics = metrics
         self._wall = wall  # Unix time for TURN credentials' expiry
+        self._online = online  # which users have a socket on any instance (Bus.online)
         self.policy = ice.Policy(settings.effective_policy)
         # Sockets of this instance that are a party's device in a call: when one
         # closes, its calls start their reconnect grace.
@@ -532,12 +535,10 @@ class CallService:
         events = []
         async with self._db.transaction() as conn:
             for call_id, party in await calls.calls_of_device(conn, user_id, address):
-                row = await calls.get_call(conn, call_id, lock=True)
-                if row is None or row.state == CallState.ENDED:
-                    continue
-                column = "caller_lost_at" if party == "caller" else "callee_lost_at"
-                await calls.update_call(conn, call_id, **{column: now})
-                events.append(await calls.insert_event(conn, call_id, "dropped", party, {}, now))
+                if await calls.mark_lost(conn, call_id, party, now):
+                    events.append(
+                        await calls.insert_event(conn, call_id, "dropped", party, {}, now)
+                    )
         for event in events:
             await self._after_commit(None, event)
         if events and self._settings.reconnect_grace == 0:
@@ -558,11 +559,36 @@ class CallService:
                 pass  # another instance's sweep, or the parties, got there first
         return ended
 
+    async def check_presence(self) -> int:
+        """Start the grace of call parties with no socket on any instance (their
+        instance was killed before it recorded the drop); how many."""
+        present = await calls.parties_present(self._db, _PRESENCE_BATCH)
+        if not present:
+            return 0
+        online = await self._online({user_id for _, _, user_id in present})
+        now = self._clock.now()
+        events = []
+        async with self._db.transaction() as conn:
+            for call_id, party, user_id in present:
+                if user_id not in online and await calls.mark_lost(conn, call_id, party, now):
+                    data = {"why": "no socket on any instance"}
+                    events.append(
+                        await calls.insert_event(conn, call_id, "dropped", party, data, now)
+                    )
+        for event in events:
+            await self._after_commit(None, event)
+        return len(events)
+
     async def run_sweeps(self) -> None:
-        """Sweep every ``sweep_interval`` seconds until cancelled."""
+        """Sweep every ``sweep_interval`` seconds, check presence every
+        ``presence_check_interval``, until cancelled."""
+        checked = time.monotonic()
         while True:
             await asyncio.sleep(self._settings.sweep_interval)
             try:
+                if time.monotonic() - checked >= self._settings.presence_check_interval:
+                    checked = time.monotonic()
+                    await self.check_presence()
                 await self.sweep()
             except Exception:  # noqa: BLE001 - the next sweep tries again
                 log.exception("call sweep failed")

@@ -367,6 +367,35 @@ async def due(
     return [(r["id"], r["action"]) for r in rows]
 
 
+async def parties_present(conn: Executor, limit: int) -> list[tuple[int, str, int]]:
+    """Parties of calls in progress whose socket is not known to be gone:
+    (call id, "caller" | "callee", user id). A ringing callee has no socket in the call."""
+    rows = await conn.fetch(
+        f"""
+        (SELECT id, 'caller' AS party, caller_id AS user_id FROM call_sessions
+         WHERE {ACTIVE_SQL} AND caller_lost_at IS NULL AND caller_id IS NOT NULL LIMIT $1)
+        UNION ALL
+        (SELECT id, 'callee', callee_id FROM call_sessions
+         WHERE {ACTIVE_SQL} AND callee_lost_at IS NULL AND callee_device IS NOT NULL
+           AND callee_id IS NOT NULL LIMIT $1)
+        """,
+        limit,
+    )
+    return [(r["id"], r["party"], r["user_id"]) for r in rows]
+
+
+async def mark_lost(conn: Executor, call_id: int, party: str, now: datetime) -> bool:
+    """Start ``party``'s reconnect grace (if the call is in progress and it has not)."""
+    column = "caller_lost_at" if party == "caller" else "callee_lost_at"
+    tag = await conn.execute(
+        f"UPDATE call_sessions SET {column} = $2"
+        f" WHERE id = $1 AND {ACTIVE_SQL} AND {column} IS NULL",
+        call_id,
+        now,
+    )
+    return tag == "UPDATE 1"
+
+
 async def calls_of_device(conn: Executor, user_id: int, address: str) -> list[tuple[int, str]]:
     """The calls in progress in which the socket at ``address`` of ``user_id`` is a
     party's device: (id, "caller" | "callee")."""

@@ -391,3 +391,28 @@ async def wait_for(check: Any, timeout: float = 5) -> None:
     async with asyncio.timeout(timeout):
         while not await check():
             await asyncio.sleep(0.01)
+
+
+async def test_a_party_with_no_socket_anywhere_starts_its_grace_without_a_recorded_drop(
+    make_app: AppFactory, code_log: CodeLog, clock: FakeClock
+) -> None:
+    # As after a SIGKILL: the customer's socket is gone, but no instance recorded it.
+    app = await make_app(calls=FAST)
+    clients = Clients(app, code_log)
+    try:
+        b = await booked(clients, app)
+        call_id = await connected_call(b)
+        assert app.db is not None
+        assert await app.calls.check_presence() == 0  # both parties are online
+        await b.customer.close()
+        await wait_for(lambda: lost(app, call_id, "caller"))
+        await app.db.execute(
+            "UPDATE call_sessions SET caller_lost_at = NULL WHERE id = $1", call_id
+        )
+        assert await app.calls.check_presence() == 1  # the caller; the callee is online
+        assert await lost(app, call_id, "caller") and not await lost(app, call_id, "callee")
+        clock.advance(21)
+        change = await ended(b.provider, call_id)
+        assert change["call"]["endReason"] == "disconnected"
+    finally:
+        await clients.close()
