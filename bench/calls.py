@@ -29,38 +29,19 @@ import argparse
 import asyncio
 import math
 import os
-import shutil
-import signal
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
-from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 import orjson
-import uvloop
 
-from bench import report
+from bench import report, scenario
 from bench.bookings import seed_market
 from bench.load import PHASE_TIMEOUT, LoadClient, own_cpu_seconds, percentile
-from bench.procfs import cpu_split, raise_fd_limit
-from bench.run import (
-    CLIENT_CPU,
-    LOAD_TIMEOUT,
-    RATE,
-    SERVER_CPU,
-    Plan,
-    Runner,
-    busy_cpus,
-    environment,
-    save_results,
-    say,
-    tail,
-)
+from bench.procfs import cpu_split
+from bench.run import CLIENT_CPU, RATE, SERVER_CPU, Runner, say
+from bench.scenario import Measured
 from bench.search import postgres_cpu
 from bench.seed import start_postgres
 from bench.wire import WsSocket, text_frame
@@ -324,9 +305,7 @@ async def load_main(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 class CallRunner(Runner):
-    def __init__(self, plan: Plan, workdir: Path, calls: int) -> None:
-        super().__init__(plan, workdir)
-        self.calls = calls
+    calls = 1000  # set by measure() before the server starts
 
     def our_settings(self, port: int) -> dict[str, str]:
         return {
@@ -334,35 +313,6 @@ class CallRunner(Runner):
             # Each caller starts one call; the cap must hold every call of the run.
             "RTC_CALLS__MAX_ACTIVE_PER_INSTANCE": str(max(1000, self.calls)),
         }
-
-    def load_calls(self, server: Any, spec: dict[str, Any]) -> dict[str, Any]:
-        spec_path = self.workdir / "calls-load.json"
-        out_path = self.workdir / "calls-load.out.json"
-        log = self.workdir / "calls-load.log"
-        spec_path.write_bytes(orjson.dumps(spec))
-        command = ["taskset", "-c", CLIENT_CPU, sys.executable, "-m", "bench.calls", "--load"]
-        with open(log, "wb") as out:
-            process = subprocess.Popen(
-                [*command, str(spec_path), str(out_path)],
-                cwd=Path(__file__).resolve().parent.parent,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        self.children.append(process)
-        try:
-            code = process.wait(LOAD_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            code = None
-        self.stop(process)
-        if code != 0:
-            raise RuntimeError(
-                f"load client failed ({code}):\n{tail(log)}\n--- server log:\n{tail(server.log)}"
-            )
-        if server.process.poll() is not None:
-            raise RuntimeError(f"server died:\n{tail(server.log)}")
-        result: dict[str, Any] = orjson.loads(out_path.read_bytes())
-        return result
 
 
 def table(args: argparse.Namespace, r: dict[str, Any]) -> str:
@@ -432,91 +382,49 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def measure(args: argparse.Namespace, runner: Runner) -> Measured:
+    assert isinstance(runner, CallRunner)
+    runner.calls = args.calls
+    say(f"starting the embedded PostgreSQL (pinned to core {SERVER_CPU})")
+    runner.postgres = start_postgres(runner.workdir / "pg", {int(SERVER_CPU)})
+    runner.dsn = runner.postgres.dsn
+    postmaster = int((runner.postgres.pgdata / "postmaster.pid").read_text().split()[0])
+    say(f"seeding {args.calls} customer-provider pairs with a pending booking each")
+    seeded = asyncio.run(seed_calls(runner.dsn, args.calls, runner.jwt_secret.encode()))
+    os.sched_setaffinity(0, {int(CLIENT_CPU)})  # the runner waits on core 1
+    say("starting our server; setting up the calls, then relaying signals")
+    with runner.server(report.OURS, "calls") as server:
+        result = runner.run_load(
+            server,
+            "bench.calls",
+            {
+                "host": "127.0.0.1",
+                "port": server.port,
+                "path": "/ws",
+                "pid": server.process.pid,
+                "postmaster": postmaster,
+                "server_cpu": int(SERVER_CPU),
+                "concurrency": 50,
+                **seeded,
+                "setup_rate": args.setup_rate,
+                "rate": args.rate,
+                "warmup": args.warmup,
+                "duration": args.duration,
+                "windows": args.windows,
+            },
+        )
+    return Measured(table(args, result), result, failed=bool(result["errors"]))
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["--load"]:
-        spec = orjson.loads(Path(argv[1]).read_bytes())
-        raise_fd_limit()
-        result = uvloop.run(load_main(spec))
-        Path(argv[2]).write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
-        return 0
-    args = parse_args(argv)
-    raise_fd_limit()
-
-    def terminate(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, terminate)
-    started = datetime.now()
-    workdir = Path(tempfile.mkdtemp(prefix="rtc-bench-calls-"))
-    plan = Plan(
-        idle=(),
-        fanout=0,
-        rounds=0,
-        ping=(),
-        warmup=args.warmup,
-        duration=args.duration,
-        windows=args.windows,
-        repeats=1,
-        settle=0.0,
-        concurrency=50,
-        servers=(report.OURS,),
-        profile=False,
+    return scenario.main(
+        "calls",
+        argv,
+        parse_args=parse_args,
+        load_main=load_main,
+        measure=measure,
+        runner_class=CallRunner,
     )
-    runner = CallRunner(plan, workdir, args.calls)
-    busy = busy_cpus()
-    if busy > 0.1:
-        say(f"warning: other processes keep {busy:.2f} CPUs busy; the figures will be noisy")
-    try:
-        say(f"starting the embedded PostgreSQL (pinned to core {SERVER_CPU})")
-        runner.postgres = start_postgres(workdir / "pg", {int(SERVER_CPU)})
-        runner.dsn = runner.postgres.dsn
-        postmaster = int((runner.postgres.pgdata / "postmaster.pid").read_text().split()[0])
-        say(f"seeding {args.calls} customer-provider pairs with a pending booking each")
-        seeded = asyncio.run(seed_calls(runner.dsn, args.calls, runner.jwt_secret.encode()))
-        os.sched_setaffinity(0, {int(CLIENT_CPU)})
-        say("starting our server; setting up the calls, then relaying signals")
-        with runner.server(report.OURS, "calls") as server:
-            result = runner.load_calls(
-                server,
-                {
-                    "host": "127.0.0.1",
-                    "port": server.port,
-                    "path": "/ws",
-                    "pid": server.process.pid,
-                    "postmaster": postmaster,
-                    "server_cpu": int(SERVER_CPU),
-                    "concurrency": 50,
-                    **seeded,
-                    "setup_rate": args.setup_rate,
-                    "rate": args.rate,
-                    "warmup": args.warmup,
-                    "duration": args.duration,
-                    "windows": args.windows,
-                },
-            )
-    except KeyboardInterrupt:
-        say("interrupted: stopping everything")
-        return 130
-    except RuntimeError as exc:
-        say(f"failed: {exc}")
-        return 1
-    finally:
-        runner.close()
-        shutil.rmtree(workdir, ignore_errors=True)
-    text = table(args, result)
-    print(text)
-    save_results(
-        started,
-        "-calls",
-        {
-            "args": vars(args),
-            "environment": {**environment(), "busy_cpus_before": busy},
-            "result": result,
-            "table": text,
-        },
-    )
-    return 1 if result["errors"] else 0
 
 
 if __name__ == "__main__":
