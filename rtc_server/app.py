@@ -48,6 +48,7 @@ from rtc_server.rpc.registry import MethodRegistry
 from rtc_server.server import SocketServer
 from rtc_server.session_methods import SessionMethods
 from rtc_server.signals import Signals
+from signalling.push import incoming_call_push, missed_call_push
 from signalling.service import CallService
 from storage import accounts, catalog
 from storage import jobs as job_store
@@ -192,6 +193,8 @@ class App:
         self.push_intents = PushIntents(db, self.push, self.clock)
         self.push_intents.render("booking.offered", offer_push(timezone))
         self.push_intents.render("notification.created", notification_push)
+        self.push_intents.render("call.incoming", incoming_call_push)
+        self.push_intents.render("call.ended", missed_call_push)  # only missed ones are due
         self.job_handlers["push.intents"] = self.push_intents.run
         self.periodic_jobs.append(
             Periodic("push.intents", s.push.intent_sweep_interval, "push.intents")

@@ -252,6 +252,10 @@ class CallService:
                     policy=self.policy.value,
                     ring_timeout_ms=ring_ms,
                 ),
+                # Due at once: a callee whose app is closed must still ring
+                # (signalling/push.py renders it).
+                push_after=0.0,
+                now=now,
             )
             staged.add(user_id, "call.ringing", CallChange(call=view(row, user_id, now)))
             answer = CallStarted(

@@ -255,3 +255,62 @@ async def test_a_customer_away_from_the_app_is_pushed_the_providers_answer(
     clock.advance(60.0)
     await settle(push_app)
     assert len(fcm.messages) == 1
+
+
+# --- Calls: a closed app still rings, and then shows the missed call --------------------
+
+
+def call_pushes(fcm: FakeFcm) -> list[dict[str, Any]]:
+    return [m for m in fcm.messages if m["data"]["event"].startswith("call.")]
+
+
+async def test_a_closed_app_rings_by_push_and_then_shows_the_missed_call(
+    make_app: Any, code_log: CodeLog, fcm: FakeFcm, tmp_path: Path, clock: FakeClock
+) -> None:
+    from .calls import booked, start
+
+    app: App = await make_app(
+        push={"fcm_credentials_file": str(fcm.credentials_file(tmp_path)), "fcm_endpoint": fcm.url},
+        calls={"sweep_interval": 0.02},
+    )
+    assert app.worker is not None
+    await app.worker.listening.wait()
+    clients = Clients(app, code_log)
+    try:
+        b = await booked(clients, app)
+        await b.provider.call(
+            "push.register", {"platform": "android", "deviceId": "phone", "token": "fcm-callee"}
+        )
+        await b.provider.close()  # the callee's app is closed
+        async with asyncio.timeout(5):
+            while await app.bus.online([b.m.provider_id]):
+                await asyncio.sleep(0.01)
+
+        call_id = (await start(b.customer, b.booking_id))["callId"]
+        await settle(app)
+        (ring,) = call_pushes(fcm)  # (the booking's offer was pushed too: unacknowledged)
+        assert ring["token"] == "fcm-callee"
+        assert ring["android"]["priority"] == "HIGH" and ring["android"]["ttl"] == "30s"
+        assert ring["android"]["collapse_key"] == f"call:{call_id}"
+        assert ring["data"]["title"] == "Incoming call"  # data only: the app rings itself
+        assert "+91" not in str(ring)  # a masked identity, never the caller's phone
+
+        clock.advance(31)  # nobody answers: the sweep ends the call as missed
+        async with asyncio.timeout(5):
+            while (
+                (
+                    await app.db.fetchval("SELECT state FROM call_sessions WHERE id = $1", call_id)
+                    != "ended"
+                )
+                if app.db is not None
+                else True
+            ):
+                await asyncio.sleep(0.01)
+        await settle(app)
+        assert [m["token"] for m in call_pushes(fcm)] == ["fcm-callee", "fcm-callee"]
+        missed = call_pushes(fcm)[1]
+        assert missed["notification"]["title"] == "Missed call"
+        assert missed["android"]["collapse_key"] == f"call:{call_id}"  # replaces the ring
+        assert missed["android"]["priority"] == "NORMAL"
+    finally:
+        await clients.close()
