@@ -20,6 +20,7 @@ registry, both public:
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 import time
 
@@ -113,6 +114,7 @@ async def run() -> int:
     try:
         await app.start()
         bench.time_delivery()
+        gc.freeze()  # as rtc-server serve does after start (rtc_server/cli.py)
         await stop.wait()
     finally:
         await app.stop()
