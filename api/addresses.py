@@ -12,7 +12,6 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from api.text import NO_CONTROL, Trimmed, refuse_nulls
 from rtc_server.errors import NotFound, Unprocessable
 from rtc_server.rpc.registry import (
     Caller,
@@ -21,6 +20,7 @@ from rtc_server.rpc.registry import (
     Params,
     Result,
 )
+from rtc_server.rpc.text import NO_CONTROL, Trimmed, refuse_nulls
 from storage import addresses
 from storage.database import Database
 

@@ -15,10 +15,10 @@ from uuid import UUID
 
 from pydantic import Field
 
-from api.text import Trimmed
 from rtc_server.clock import Clock
 from rtc_server.errors import Conflict, NotFound
 from rtc_server.rpc.registry import Access, Caller, Empty, MethodRegistry, Params, Result
+from rtc_server.rpc.text import Trimmed
 from storage import admin
 from storage.database import Database
 

@@ -15,9 +15,9 @@ from typing import Annotated
 
 from pydantic import Field
 
-from api.cursors import Cursor, decode_cursor, next_cursor
 from rtc_server.clock import Clock
 from rtc_server.config import NotificationSettings
+from rtc_server.rpc.cursors import Cursor, decode_cursor, next_cursor
 from rtc_server.rpc.registry import Caller, Empty, MethodRegistry, Params, Result
 from storage import notifications
 from storage.bookings import NotificationRow

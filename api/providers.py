@@ -22,7 +22,6 @@ import orjson
 from pydantic import Field, model_validator
 
 from api.addresses import City, FullAddress, State
-from api.text import NO_CONTROL, Trimmed, invalid, refuse_nulls
 from rtc_server.clock import Clock
 from rtc_server.errors import Conflict, NotFound
 from rtc_server.rpc.registry import (
@@ -34,6 +33,7 @@ from rtc_server.rpc.registry import (
     Params,
     Result,
 )
+from rtc_server.rpc.text import NO_CONTROL, Trimmed, invalid, refuse_nulls
 from storage import bookings, providers, ratings
 from storage.database import Database
 from storage.events import Executor

@@ -26,8 +26,6 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from api.cursors import decode_cursor, next_cursor
-from api.text import invalid
 from rtc_server.bus import Signal
 from rtc_server.clock import Clock
 from rtc_server.config import CallSettings
@@ -44,7 +42,9 @@ from rtc_server.errors import (
 )
 from rtc_server.metrics import Metrics
 from rtc_server.outbox import Outbox, StagedEvents
+from rtc_server.rpc.cursors import decode_cursor, next_cursor
 from rtc_server.rpc.registry import Access, Caller, MethodRegistry
+from rtc_server.rpc.text import invalid
 from rtc_server.signals import Signals
 from signalling import ice, rules
 from signalling.models import (

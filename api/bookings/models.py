@@ -12,9 +12,9 @@ from typing import Annotated, Literal
 from pydantic import AwareDatetime, Field, model_validator
 
 from api.bookings.rules import Side, Status, allowed_actions
-from api.cursors import Cursor
-from api.text import NO_CONTROL, Trimmed, invalid
+from rtc_server.rpc.cursors import Cursor
 from rtc_server.rpc.registry import IdempotentParams, Params, Result
+from rtc_server.rpc.text import NO_CONTROL, Trimmed, invalid
 from storage.bookings import BookingRow, RatingRow
 
 MAX_PAGE = 50

@@ -32,10 +32,8 @@ from api.bookings.models import (
     booking_view,
 )
 from api.bookings.rules import Action, Side, Status
-from api.cursors import decode_cursor, next_cursor
 from api.earnings import earnings
 from api.notifications import NotificationCreated, NotificationType, notification
-from api.text import invalid
 from rtc_server.clock import Clock
 from rtc_server.config import BookingSettings
 from rtc_server.errors import (
@@ -48,7 +46,9 @@ from rtc_server.errors import (
 )
 from rtc_server.metrics import Metrics
 from rtc_server.outbox import Outbox, StagedEvents
+from rtc_server.rpc.cursors import decode_cursor, next_cursor
 from rtc_server.rpc.registry import Caller, Empty, MethodRegistry
+from rtc_server.rpc.text import invalid
 from storage import bookings
 from storage.bookings import BookingRow, Counts, LockedBooking, NewNotification
 from storage.database import Database

@@ -16,7 +16,6 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, model_validator
 
 from api.catalog.cache import TOPIC, CatalogCache
-from api.text import NO_CONTROL, Slug, Trimmed, invalid, refuse_nulls
 from rtc_server.errors import Conflict, InvalidParams, NotFound
 from rtc_server.rpc.registry import (
     Access,
@@ -27,6 +26,7 @@ from rtc_server.rpc.registry import (
     Params,
     Result,
 )
+from rtc_server.rpc.text import NO_CONTROL, Slug, Trimmed, invalid, refuse_nulls
 from rtc_server.signals import Signals
 from storage import catalog
 from storage.database import Database

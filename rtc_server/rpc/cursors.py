@@ -1,4 +1,6 @@
-"""Opaque keyset cursors of "newest first" lists (bookings, notifications, reports).
+"""Opaque keyset cursors of "newest first" lists (bookings, notifications, reports,
+calls): part of the RPC layer, so every domain package (``api``, ``signalling``) uses
+the same ones.
 
 A cursor carries the id of the last row of a page and a digest of the query it came
 from; a cursor of another query (another status, another type ...) or an altered one
@@ -15,7 +17,7 @@ from typing import Annotated
 import orjson
 from pydantic import Field
 
-from api.text import invalid
+from rtc_server.rpc.text import invalid
 
 Cursor = Annotated[str, Field(min_length=1, max_length=200)]
 _MAX_ID = 2**63 - 1

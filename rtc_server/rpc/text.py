@@ -1,4 +1,6 @@
-"""Field types shared by the domain methods: trimmed, length-limited text.
+"""Field types shared by the domain methods (``api``, ``signalling``): trimmed,
+length-limited text. Part of the RPC layer: DESIGN.md lets domain packages import the
+core's small interfaces, not each other.
 
 Use as ``Annotated[str, Trimmed(2, 100), NO_CONTROL]``; a few common ones are named.
 """
