@@ -252,9 +252,6 @@ class Runner:
 
     def load(self, server: ServerProcess, spec: dict[str, Any]) -> dict[str, Any]:
         self._steps += 1
-        spec_path = self.workdir / f"load-{self._steps}.json"
-        out_path = self.workdir / f"load-{self._steps}.out.json"
-        log = self.workdir / f"load-{self._steps}.log"
         spec = {
             "host": "127.0.0.1",
             "port": server.port,
@@ -265,20 +262,30 @@ class Runner:
             "browser_headers": self.plan.browser_headers,
             **spec,
         }
+        return self._run_client(
+            server, ["bench.load"], spec, f"load-{self._steps}", f"{spec['phase']}, {server.kind}"
+        )
+
+    def _run_client(
+        self, server: ServerProcess, module: list[str], spec: dict[str, Any], name: str, what: str
+    ) -> dict[str, Any]:
+        """``python -m <module...> SPEC OUT`` on the client core; its result.
+
+        Fails (RuntimeError, with the client's and the server's logs) if the client
+        fails or times out, or the server died meanwhile.
+        """
+        spec_path = self.workdir / f"{name}.json"
+        out_path = self.workdir / f"{name}.out.json"
+        log = self.workdir / f"{name}.log"
         spec_path.write_bytes(orjson.dumps(spec))
-        command = [
-            "taskset",
-            "-c",
-            CLIENT_CPU,
-            sys.executable,
-            "-m",
-            "bench.load",
-            str(spec_path),
-            str(out_path),
-        ]
+        command = ["taskset", "-c", CLIENT_CPU, sys.executable, "-m", *module]
         with open(log, "wb") as out:
             process = subprocess.Popen(
-                command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+                [*command, str(spec_path), str(out_path)],
+                cwd=ROOT,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         self.children.append(process)
         try:
@@ -288,7 +295,7 @@ class Runner:
         self.stop(process)
         if code != 0:
             raise RuntimeError(
-                f"load client ({spec['phase']}, {server.kind}) failed ({code}):\n{tail(log)}\n"
+                f"load client ({what}) failed ({code}):\n{tail(log)}\n"
                 f"--- {server.kind} server log:\n{tail(server.log)}"
             )
         if server.process.poll() is not None:
@@ -335,38 +342,10 @@ class Runner:
         return process
 
     def run_load(self, server: ServerProcess, module: str, spec: dict[str, Any]) -> dict[str, Any]:
-        """``python -m <module> --load`` on the client core with ``spec``; its result.
-
-        For the scenario benchmarks (:mod:`bench.scenario`); fails with both logs.
-        """
+        """``python -m <module> --load`` with ``spec`` (the scenario benchmarks,
+        :mod:`bench.scenario`); its result."""
         name = module.rsplit(".", 1)[-1]
-        spec_path = self.workdir / f"{name}-load.json"
-        out_path = self.workdir / f"{name}-load.out.json"
-        log = self.workdir / f"{name}-load.log"
-        spec_path.write_bytes(orjson.dumps(spec))
-        command = ["taskset", "-c", CLIENT_CPU, sys.executable, "-m", module, "--load"]
-        with open(log, "wb") as out:
-            process = subprocess.Popen(
-                [*command, str(spec_path), str(out_path)],
-                cwd=ROOT,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        self.children.append(process)
-        try:
-            code = process.wait(LOAD_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            code = None
-        self.stop(process)
-        if code != 0:
-            raise RuntimeError(
-                f"load client failed ({code}):\n{tail(log)}\n--- server log:\n{tail(server.log)}"
-            )
-        if server.process.poll() is not None:
-            raise RuntimeError(f"server died:\n{tail(server.log)}")
-        result: dict[str, Any] = orjson.loads(out_path.read_bytes())
-        return result
+        return self._run_client(server, [module, "--load"], spec, f"{name}-load", name)
 
     def close(self) -> None:
         for process in list(self.children):
