@@ -140,3 +140,38 @@ async def clients(app: App, code_log: CodeLog) -> AsyncIterator[Clients]:
 
 def e164(phone: str) -> str:
     return "+91" + re.sub(r"\D", "", phone)[-10:]
+
+
+Cluster = Callable[..., Awaitable[list[Clients]]]
+
+
+@pytest.fixture
+async def cluster(
+    make_app: AppFactory, code_log: CodeLog, redis_url: str, redis_prefix: str
+) -> AsyncIterator[Cluster]:
+    """``await cluster(size, **sections)``: ``size`` more Apps on one Redis and one
+    database (each its own bus, hub and port), their Clients drawing phones from one
+    pool; every Clients made so far is returned, in order."""
+    opened: list[Clients] = []
+
+    async def start(size: int, **sections: dict[str, Any]) -> list[Clients]:
+        redis = {"url": redis_url, "prefix": redis_prefix, **sections.pop("redis", {})}
+        for _ in range(size):
+            app = await make_app(redis=redis, **sections)
+            clients = Clients(app, code_log)
+            if opened:
+                clients.share_phones(opened[0])  # one user base, not one per instance
+            opened.append(clients)
+        return opened
+
+    yield start
+    for clients in opened:
+        await clients.close()
+
+
+async def device(on: Clients, tokens: Any) -> RtcClient:
+    """Another socket of a logged-in user, on the instance ``on``."""
+    client = await RtcClient.connect(ws_url(on.app))
+    on.opened.append(client)
+    await client.authenticate(tokens["accessToken"])
+    return client

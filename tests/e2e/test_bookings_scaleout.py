@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import pytest
 
+from .conftest import Cluster, device
 from .market import key, later, market, next_of
-from .test_scaleout import Cluster, cluster, device  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.slow
 
 
 async def test_an_offer_crosses_instances_and_the_accept_comes_back(
-    cluster: Cluster,  # noqa: F811 - the imported fixture
+    cluster: Cluster,
 ) -> None:
     a, b, c = await cluster(3)
     m = await market(a, a.app)  # customer and provider log in on instance A

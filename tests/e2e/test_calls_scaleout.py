@@ -5,49 +5,23 @@ stops still times out (another instance's sweep ends it)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-
 import pytest
 
 from rtc_server.clock import FakeClock
 
 from .admins import login_admin
 from .calls import ended, live_of, start, step
-from .conftest import AppFactory, Clients, CodeLog
+from .conftest import Cluster, device
 from .market import later, market, next_of
 from .test_call_signalling import OFFER
-from .test_scaleout import device
 
 pytestmark = pytest.mark.slow
 
-Cluster = Callable[[int], Awaitable[list[Clients]]]
-
-
-@pytest.fixture
-async def cluster(
-    make_app: AppFactory, code_log: CodeLog, redis_url: str, redis_prefix: str
-) -> AsyncIterator[Cluster]:
-    opened: list[Clients] = []
-
-    async def start_apps(size: int) -> list[Clients]:
-        for _ in range(size):
-            app = await make_app(
-                redis={"url": redis_url, "prefix": redis_prefix},
-                calls={"sweep_interval": 0.02},
-            )
-            clients = Clients(app, code_log)
-            if opened:
-                clients.share_phones(opened[0])
-            opened.append(clients)
-        return opened
-
-    yield start_apps
-    for clients in opened:
-        await clients.close()
+FAST = {"sweep_interval": 0.02}
 
 
 async def test_a_call_crosses_instances_device_to_device(cluster: Cluster) -> None:
-    a, b, c = await cluster(3)
+    a, b, c = await cluster(3, calls=FAST)
     admin_on_c, _ = await login_admin(c)
     await admin_on_c.call("admin.calls.watch", {})
     m = await market(a, a.app)  # customer and provider log in on A
@@ -83,7 +57,7 @@ async def test_a_call_crosses_instances_device_to_device(cluster: Cluster) -> No
 async def test_a_call_started_on_a_stopped_instance_still_times_out(
     cluster: Cluster, clock: FakeClock
 ) -> None:
-    a, b = await cluster(2)
+    a, b = await cluster(2, calls=FAST)
     m = await market(b, b.app)
     booking = await m.customer.call("bookings.create", m.booking(later(b.app)))
     caller = await device(a, m.customer_tokens)
@@ -100,7 +74,7 @@ async def test_a_call_started_on_a_stopped_instance_still_times_out(
 async def test_a_call_whose_instance_stops_ends_after_the_grace_unless_resumed_elsewhere(
     cluster: Cluster, clock: FakeClock
 ) -> None:
-    a, b = await cluster(2)
+    a, b = await cluster(2, calls=FAST)
     m = await market(b, b.app)
     booking = await m.customer.call("bookings.create", m.booking(later(b.app)))
     caller = await device(a, m.customer_tokens)  # the customer's call device is on A

@@ -7,49 +7,16 @@ process-level tests, with SIGKILL and restarts, are in test_cluster.py).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
-import pytest
 
 from rtc_server.app import App
-from rtc_server.client import RtcClient
 
 from .admins import login_admin
-from .conftest import AppFactory, Clients, CodeLog, ws_url
+from .conftest import AppFactory, Clients, Cluster, CodeLog, device, ws_url
 from .test_catalog import new_service
 from .test_events import collect
-
-Cluster = Callable[[int], Awaitable[list[Clients]]]
-
-
-@pytest.fixture
-async def cluster(
-    make_app: AppFactory, code_log: CodeLog, redis_url: str, redis_prefix: str
-) -> AsyncIterator[Cluster]:
-    opened: list[Clients] = []
-
-    async def start(size: int) -> list[Clients]:
-        for _ in range(size):
-            app = await make_app(redis={"url": redis_url, "prefix": redis_prefix})
-            clients = Clients(app, code_log)
-            if opened:
-                clients.share_phones(opened[0])  # one user base, not one per instance
-            opened.append(clients)
-        return opened
-
-    yield start
-    for clients in opened:
-        await clients.close()
-
-
-async def device(on: Clients, tokens: Any) -> RtcClient:
-    """Another socket of a logged-in user, on the instance ``on``."""
-    client = await RtcClient.connect(ws_url(on.app))
-    on.opened.append(client)
-    await client.authenticate(tokens["accessToken"])
-    return client
 
 
 async def test_events_published_on_one_instance_reach_sockets_on_the_others(
