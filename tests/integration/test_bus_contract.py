@@ -113,12 +113,12 @@ async def test_an_event_for_a_watched_user_arrives_intact(node: Node) -> None:
 async def test_signals_and_revocations_reach_the_publisher_once(node: Node) -> None:
     await node.bus.publish(Signal("catalog.changed", {"version": 3}))
     await node.bus.publish(SessionsRevoked(9, ("a", "b"), "logout"))
-    # A later event for a watched user: once it is in, anything echoed would be too.
+    # Delivered here at once, in order. (That Redis's copies of an instance's own
+    # broadcasts are not delivered twice: the next test, with a sentinel.)
     node.bus.watch(1)
     await node.bus.routed(1)
     await node.bus.publish(EventBatch("x", b"{}", {1: 1}, time.time()))
     await until(lambda: bool(node.events()))
-    await asyncio.sleep(0.05)
     assert node.received[:2] == [
         Signal("catalog.changed", {"version": 3}),
         SessionsRevoked(9, ("a", "b"), "logout"),
@@ -177,19 +177,21 @@ async def test_several_instances_of_one_user_all_receive(redis_nodes: NodeFactor
 async def test_signals_and_revocations_reach_every_instance_once(
     redis_nodes: NodeFactory,
 ) -> None:
-    a, b, c = await redis_nodes(), await redis_nodes(), await redis_nodes()
+    a, b, c, d = [await redis_nodes() for _ in range(4)]
     await a.bus.publish(Signal("catalog.changed", {"version": 8}))
     await b.bus.publish(SessionsRevoked(3, ("s",), "revoked"))
+    # A sentinel from D, published after both: Redis delivers one channel in order, so
+    # once it is in, an echo of A's or B's own broadcast would have come before it.
+    await d.bus.publish(Signal("sentinel", {}))
     for node in (a, b, c):
-        await until(lambda n=node: len(n.received) == 2)  # type: ignore[misc]
-    await asyncio.sleep(0.1)  # an echo of its own broadcast would arrive by now
+        await until(lambda n=node: Signal("sentinel", {}) in n.received)  # type: ignore[misc]
+    expected = [
+        Signal("catalog.changed", {"version": 8}),
+        SessionsRevoked(3, ("s",), "revoked"),
+        Signal("sentinel", {}),
+    ]
     for node in (a, b, c):
-        assert sorted(map(repr, node.received)) == sorted(
-            map(
-                repr,
-                [Signal("catalog.changed", {"version": 8}), SessionsRevoked(3, ("s",), "revoked")],
-            )
-        )
+        assert sorted(map(repr, node.received)) == sorted(map(repr, expected))
 
 
 async def test_presence_is_shared_and_a_late_remove_cannot_erase_a_newer_entry(
