@@ -1,0 +1,141 @@
+"""A recorded call's media path with real aiortc peers on loopback: each party hears
+the other's tone through the server, and each leg's recording decodes, lasts as long as
+what was sent (within 60 ms) and holds its own party's tone, with and without loss."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import av
+import pytest
+from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError
+
+from recordings.media import Leg, LegResult, RecordedCall
+from tests.media_tools import (
+    EncodedToneTrack,
+    decode_ogg,
+    dominant_frequency,
+    drop_outgoing_rtp,
+    frames_to_samples,
+)
+
+pytestmark = pytest.mark.slow
+
+TONES: dict[Leg, float] = {"caller": 440.0, "callee": 660.0}
+SECONDS = 3
+PACKETS = SECONDS * 50
+
+
+class ClientPeer:
+    """A party's aiortc peer connection: sends a pre-encoded tone, keeps what it hears."""
+
+    def __init__(self, hz: float, count: int) -> None:
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.track = EncodedToneTrack(hz, count)
+        self.pc.addTrack(self.track)
+        self.heard: list[av.AudioFrame] = []
+        self.dropped: list[int] = []
+        self._listening: asyncio.Task[None] | None = None
+        self.pc.on("track", self._on_track)
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        self._listening = asyncio.get_running_loop().create_task(self._listen(track))
+
+    async def _listen(self, track: MediaStreamTrack) -> None:
+        try:
+            while True:
+                frame = await track.recv()
+                assert isinstance(frame, av.AudioFrame)
+                self.heard.append(frame)
+        except MediaStreamError:
+            pass
+
+    async def offer(self, *, loss: float = 0.0, seed: int = 0) -> str:
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        if loss:
+            self.dropped = drop_outgoing_rtp(self.pc, loss, seed)
+        local = self.pc.localDescription
+        assert local is not None
+        return local.sdp
+
+    async def accept(self, answer_sdp: str) -> None:
+        await self.pc.setRemoteDescription(RTCSessionDescription(answer_sdp, "answer"))
+
+    async def close(self) -> None:
+        await self.pc.close()
+        if self._listening is not None:
+            await self._listening
+
+
+async def until(predicate: Any, *, timeout: float, what: str) -> None:
+    """Poll a condition of the media path (packets in flight on real sockets)."""
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.02)
+
+
+async def recorded_call(
+    tmp_path: Path, *, loss: float = 0.0
+) -> tuple[dict[Leg, ClientPeer], dict[Leg, LegResult], RecordedCall]:
+    call = RecordedCall(1, leg_path=lambda leg: tmp_path / f"{leg}.ogg")
+    peers = {leg: ClientPeer(TONES[leg], PACKETS) for leg in TONES}
+    try:
+        for seed, (leg, peer) in enumerate(peers.items()):
+            answer = await call.answer(leg, await peer.offer(loss=loss, seed=seed))
+            await peer.accept(answer)
+        async with asyncio.timeout(SECONDS + 10):
+            for peer in peers.values():
+                await peer.track.done.wait()
+        # Every packet that was not dropped on purpose reaches the server.
+        expected = {leg: PACKETS - len(peer.dropped) for leg, peer in peers.items()}
+        await until(lambda: call.packets() == expected, timeout=2, what="the last packets")
+        results = await call.close()
+    finally:
+        await call.close()
+        for peer in peers.values():
+            await peer.close()
+    return peers, results, call
+
+
+def assert_recording(result: LegResult, leg: Leg, sent: int) -> None:
+    assert result.error is None
+    assert result.codec == "opus"
+    assert result.path is not None and result.path.stat().st_size == result.bytes
+    samples = decode_ogg(result.path)
+    sent_ms = sent * 20
+    assert abs(len(samples) / 48 - sent_ms) <= 60, (len(samples) / 48, sent_ms)
+    assert abs(result.duration_ms - sent_ms) <= 60
+    assert dominant_frequency(samples) == pytest.approx(TONES[leg], abs=5)
+
+
+async def test_each_party_hears_the_other_and_each_leg_is_recorded(tmp_path: Path) -> None:
+    peers, results, call = await recorded_call(tmp_path)
+
+    for leg, peer in peers.items():
+        other: Leg = "callee" if leg == "caller" else "caller"
+        heard = frames_to_samples(peer.heard)
+        assert len(heard) > 48_000  # more than a second of the other's tone
+        assert dominant_frequency(heard) == pytest.approx(TONES[other], abs=5)
+        result = results[leg]
+        assert result.packets == PACKETS and result.lost == 0
+        assert_recording(result, leg, PACKETS)
+    assert call.state() == {"caller": "closed", "callee": "closed"}
+    assert await call.close() == results  # idempotent
+
+
+async def test_a_recording_keeps_its_timeline_through_packet_loss(tmp_path: Path) -> None:
+    peers, results, _ = await recorded_call(tmp_path, loss=0.05)
+
+    for leg, peer in peers.items():
+        result = results[leg]
+        assert 3 <= len(peer.dropped) <= 15  # about 5 % of 150, fixed by the seed
+        assert result.packets == PACKETS - len(peer.dropped)
+        # Loss at the very end cannot be told from the end of the call.
+        trailing = 0
+        while PACKETS - 1 - trailing in peer.dropped:
+            trailing += 1
+        assert result.lost == len(peer.dropped) - trailing
+        assert_recording(result, leg, PACKETS)
