@@ -222,12 +222,14 @@ class SignalRoute:
     policy: str
     caller_device: str
     callee_device: str | None
+    media: str
+    instance_id: str  # where a recorded call's media is
 
 
 async def signal_route(conn: Executor, call_id: int) -> SignalRoute | None:
     row = await conn.fetchrow(
-        "SELECT id, caller_id, callee_id, state, policy, caller_device, callee_device"
-        " FROM call_sessions WHERE id = $1",
+        "SELECT id, caller_id, callee_id, state, policy, caller_device, callee_device,"
+        " media, instance_id FROM call_sessions WHERE id = $1",
         call_id,
     )
     return None if row is None else SignalRoute(*row)
@@ -411,3 +413,12 @@ async def calls_of_device(conn: Executor, user_id: int, address: str) -> list[tu
         address,
     )
     return [(r["id"], r["party"]) for r in rows]
+
+
+async def ended_among(conn: Executor, call_ids: list[int]) -> list[int]:
+    """Which of ``call_ids`` have ended."""
+    rows = await conn.fetch(
+        "SELECT id FROM call_sessions WHERE id = ANY($1::bigint[]) AND state = 'ended'",
+        call_ids,
+    )
+    return [r["id"] for r in rows]
