@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import timedelta
+from pathlib import Path
 from uuid import UUID
 
 from api.addresses import AddressService
@@ -25,6 +26,10 @@ from api.profile import ProfileService
 from api.providers import ProviderService
 from api.ratings import RatingService
 from api.reports import ReportService
+from recordings.host import MediaHost
+from recordings.links import LinkSigner
+from recordings.service import RecordingService
+from recordings.store import LocalStore
 from rtc_server.bus import Bus, InProcessBus, SessionsRevoked
 from rtc_server.clock import Clock, SystemClock
 from rtc_server.config import Settings
@@ -204,6 +209,23 @@ class App:
         self.devices = Devices(
             self.bus, self.hub, instance_id=getattr(self.bus, "instance_id", None)
         )
+        # Recorded calls: the server's own media path (aiortc) on the instance the call
+        # was started on; files in a RecordingStore, downloads by signed links.
+        self.recording_store = LocalStore(
+            Path(s.recordings.dir) if s.recordings.dir else s.data_dir / "recordings"
+        )
+        self.media = MediaHost(
+            db,
+            self.recording_store,
+            self.outbox,
+            self.devices,
+            self.signals,
+            self.clock,
+            s.recordings,
+            self.metrics,
+            publish_event=lambda event: self.calls.publish_event(event),
+            connected=lambda call_id: self.calls.connect_call(call_id),
+        )
         self.calls = CallService(
             db,
             self.outbox,
@@ -213,8 +235,25 @@ class App:
             s.calls,
             self.metrics,
             online=self.bus.online,
+            media=self.media,
         )
         self.calls.register(self.registry)
+        self.calls.on_event(self.media.call_event)
+        link_key = s.recordings.link_secret.encode() or await accounts.server_secret(
+            db, "recording_links"
+        )
+        self.recordings = RecordingService(
+            db,
+            self.recording_store,
+            LinkSigner(link_key),
+            self.clock,
+            s.recordings,
+            self.metrics,
+            public_url=s.recordings.public_url,
+        )
+        self.recordings.register(self.registry)
+        self.job_handlers["recordings.retention"] = self._recordings_retention
+        self.periodic_jobs.append(Periodic("recordings.retention", 3600.0, "recordings.retention"))
         if self.calls.policy.value == "open":
             log.warning(
                 "calls: no TURN configured, ICE policy open: parties can learn each "
@@ -239,7 +278,10 @@ class App:
         )
         await self.sockets.start()
         self.http = HttpServer(s.http, self.metrics, self._readiness)
+        self.recordings.add_routes(self.http.app)
         await self.http.start()
+        if not s.recordings.public_url:
+            self.recordings.public_url = f"http://127.0.0.1:{self.http.port}"
         self.housekeeping = Housekeeping(
             db,
             events=s.events,
@@ -254,10 +296,16 @@ class App:
         self.periodic_jobs.append(Periodic("housekeeping", s.events.prune_interval, "housekeeping"))
         self._start_jobs()
         self._jobs.append(asyncio.create_task(self.calls.run_sweeps()))
+        self._jobs.append(asyncio.create_task(self.media.run()))
         log.info(
             "server ready",
             extra={"socket_port": self.sockets.port, "http_port": self.http.port},
         )
+
+    async def _recordings_retention(self, job: Job) -> None:
+        deleted = await self.recordings.enforce_retention()
+        if deleted:
+            log.info("recordings past retention deleted", extra={"deleted": deleted})
 
     async def _housekeeping(self, job: Job) -> None:
         await self.housekeeping.run_once()
@@ -336,6 +384,8 @@ class App:
             await self.worker.stop(grace=self.settings.server.shutdown_grace)
         if hasattr(self, "push"):
             await self.push.close()
+        if hasattr(self, "media"):
+            await self.media.close()
         if hasattr(self, "calls"):
             await self.calls.close()
         if hasattr(self, "http"):

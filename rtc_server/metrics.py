@@ -131,6 +131,26 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.recordings_active = Gauge(
+            "rtc_recordings_active", "Recorded calls whose media this instance carries", registry=r
+        )
+        self.recordings_finished = Counter(
+            "rtc_recordings_finished_total",
+            "Recordings finished, by state (ready, failed)",
+            ["state"],
+            registry=r,
+        )
+        self.recording_failures = Counter(
+            "rtc_recording_failures_total",
+            "Legs whose file could not be written (disk full, I/O error)",
+            registry=r,
+        )
+        self.recording_downloads = Counter(
+            "rtc_recording_downloads_total",
+            "Recording download requests, by outcome (ok, refused, gone)",
+            ["outcome"],
+            registry=r,
+        )
         self.call_signals = Counter(
             "rtc_call_signals_total",
             "calls.signal messages, by outcome (relayed, dropped: address privacy)",

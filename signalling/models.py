@@ -27,7 +27,9 @@ PolicyName = Literal["open", "relay-only"]
 class StartCall(IdempotentParams):
     booking_id: Id
     media: Literal["direct", "recorded"] = Field(
-        "direct", description='"direct": peer to peer (TURN); "recorded": not available yet'
+        "direct",
+        description='"direct": peer to peer (or through TURN); "recorded": each party '
+        "offers to the server, which answers, forwards the audio and records both legs",
     )
 
 
@@ -106,6 +108,9 @@ class CallStarted(Result):
         "candidates are relayed"
     )
     ring_timeout_ms: int
+    recording_notice: bool = Field(
+        False, description="the call is recorded: the app should say so to its user"
+    )
 
 
 class CallIncoming(Result):
@@ -116,6 +121,9 @@ class CallIncoming(Result):
     ice_servers: list[IceServerModel]
     policy: PolicyName
     ring_timeout_ms: int
+    recording_notice: bool = Field(
+        False, description="the call is recorded: the app should say so to its user"
+    )
 
 
 class CallView(Result):
@@ -149,6 +157,11 @@ class CallSignal(Result):
     call_id: int
     description: Description | None = None
     candidate: Candidate | None = None
+    error: str | None = Field(
+        None,
+        description="recorded calls: why the server could not take this device's offer "
+        "(send a new one)",
+    )
 
 
 class Relayed(Result):

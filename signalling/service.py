@@ -24,7 +24,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from rtc_server.bus import Signal
 from rtc_server.clock import Clock
@@ -74,12 +74,42 @@ from signalling.models import (
     WatchCalls,
 )
 from signalling.rules import Action, Actor, CallState, Transition
-from storage import calls
+from storage import calls, recordings
 from storage.calls import CallEventRow, CallRow
 from storage.database import Database
 from storage.events import Executor
 
 log = logging.getLogger("rtc.calls")
+
+
+class MediaPath(Protocol):
+    """The server's own media path for recorded calls (``recordings.host.MediaHost``,
+    wired by the composition root): it answers each party's offer, forwards the audio
+    and records it, on the instance the call was started on."""
+
+    @property
+    def enabled(self) -> bool: ...
+
+    @property
+    def notice(self) -> bool: ...
+
+    @property
+    def max_calls(self) -> int: ...
+
+    async def signal(
+        self,
+        *,
+        call_id: int,
+        instance_id: str,
+        leg: str,
+        user_id: int,
+        device: str,
+        description: dict[str, str] | None,
+        candidate: dict[str, Any] | None,
+    ) -> None:
+        """Take a party's offer (answered with ``call.signal`` to ``device``) or ICE
+        candidate for the call's media on ``instance_id``."""
+
 
 PARTIES = frozenset({"customer", "provider"})
 ADMIN_EVENT_TOPIC = "calls.event"
@@ -101,6 +131,7 @@ class CallService:
         metrics: Metrics,
         *,
         online: Callable[[set[int]], Awaitable[set[int]]],
+        media: MediaPath | None = None,
         wall: Callable[[], float] = time.time,
     ) -> None:
         self._db = db
@@ -112,6 +143,9 @@ class CallService:
         self._metrics = metrics
         self._wall = wall  # Unix time for TURN credentials' expiry
         self._online = online  # which users have a socket on any instance (Bus.online)
+        self._media = media  # recorded calls (None: refused as media_unavailable)
+        # Told every call event of the platform (the media path finishes ended calls).
+        self._event_listeners: list[Callable[[dict[str, Any]], None]] = []
         self.policy = ice.Policy(settings.effective_policy)
         # Sockets of this instance that are a party's device in a call: when one
         # closes, its calls start their reconnect grace.
@@ -189,9 +223,10 @@ class CallService:
     async def start(self, caller: Caller, params: StartCall) -> CallStarted:
         """Call the other party of one of your bookings; their every device rings."""
         user_id = caller.require_user()
-        if params.media == "recorded":
+        recorded = params.media == "recorded"
+        if recorded and (self._media is None or not self._media.enabled):
             raise Unprocessable(
-                "recorded calls are not available yet: use media direct",
+                "recorded calls are not available on this server: use media direct",
                 reason="media_unavailable",
                 field="media",
             )
@@ -223,6 +258,8 @@ class CallService:
                     reason="calls_full",
                     limit=s.max_active_per_instance,
                 )
+            if recorded:
+                await self._check_media_capacity(conn)
             row = await calls.insert_call(
                 conn,
                 booking_id=booking.id,
@@ -251,6 +288,7 @@ class CallService:
                     ice_servers=self._ice_servers(callee_id),
                     policy=self.policy.value,
                     ring_timeout_ms=ring_ms,
+                    recording_notice=self._notice(params.media),
                 ),
                 # Due at once: a callee whose app is closed must still ring
                 # (signalling/push.py renders it).
@@ -263,6 +301,7 @@ class CallService:
                 ice_servers=self._ice_servers(user_id),
                 policy=self.policy.value,
                 ring_timeout_ms=ring_ms,
+                recording_notice=self._notice(params.media),
             )
             staged.answer(answer)
             await staged.write(conn)
@@ -270,6 +309,20 @@ class CallService:
         await self._after_commit(staged, event)
         self._metrics.calls_started.inc()
         return answer
+
+    def _notice(self, media: str) -> bool:
+        return media == "recorded" and self._media is not None and self._media.notice
+
+    async def _check_media_capacity(self, conn: Executor) -> None:
+        assert self._media is not None
+        limit = self._media.max_calls
+        if await recordings.open_of_instance(conn, self._devices.instance_id) >= limit:
+            self._metrics.calls_refused.labels("recordings_full").inc()
+            raise Overloaded(
+                "too many recorded calls in progress on this server; try again",
+                reason="recordings_full",
+                limit=limit,
+            )
 
     def _check_may_call(self, booking: calls.BookingParties, side: str) -> None:
         customer = side == "customer"
@@ -446,6 +499,8 @@ class CallService:
                 "this socket is not your device in the call (calls.resume moves it here)",
                 reason="not_call_device",
             )
+        if row.media == "recorded":
+            return await self._to_media(row, actor, user_id, mine, params)
         policy = ice.Policy(row.policy)
         relayed: dict[str, Any] = {"callId": row.id}
         if params.description is not None:
@@ -482,6 +537,61 @@ class CallService:
         ):
             await self._connect(row.id)
         return Relayed(relayed=True)
+
+    async def _to_media(
+        self,
+        row: calls.SignalRoute,
+        actor: Actor,
+        user_id: int,
+        device: str,
+        params: SignalParams,
+    ) -> Relayed:
+        """Recorded calls: each party offers to the server, which answers with
+        ``call.signal`` (from the instance carrying the call's media)."""
+        if self._media is None:
+            raise Unprocessable(
+                "recorded calls are not available on this server",
+                reason="media_unavailable",
+            )
+        description = None
+        if params.description is not None:
+            if params.description.type != "offer":
+                raise invalid(
+                    ("description.type", "in a recorded call each party offers; the server answers")
+                )
+            if len(params.description.sdp.encode()) > self._settings.max_sdp_bytes:
+                raise invalid(("description.sdp", f"at most {self._settings.max_sdp_bytes} bytes"))
+            description = {"type": "offer", "sdp": params.description.sdp}
+        candidate = None
+        if params.candidate is not None:
+            c = params.candidate
+            if c.candidate and ice.candidate_type(c.candidate) is None:
+                raise invalid(("candidate.candidate", "not an ICE candidate (RFC 8839 5.1)"))
+            candidate = c.model_dump(by_alias=True, exclude_none=True)
+        await self._media.signal(
+            call_id=row.id,
+            instance_id=row.instance_id,
+            leg=actor.value,
+            user_id=user_id,
+            device=device,
+            description=description,
+            candidate=candidate,
+        )
+        self._metrics.call_signals.labels("to_media").inc()
+        return Relayed(relayed=True)
+
+    async def connect_call(self, call_id: int) -> None:
+        """The media path connected both parties of a recorded call."""
+        await self._connect(call_id)
+
+    async def publish_event(self, event: CallEventRow) -> None:
+        """Stream a call event written by another component (recordings) to admins."""
+        await self._after_commit(None, event)
+
+    def on_event(self, listener: Callable[[dict[str, Any]], None]) -> None:
+        """Run ``listener(data)`` (plain, quick) for every call event of the platform, as
+        admins see it (``admin.call.event``), on this instance."""
+        self._event_listeners.append(listener)
 
     async def _connect(self, call_id: int) -> None:
         try:
@@ -653,6 +763,11 @@ class CallService:
 
     def _admin_event(self, signal: Signal) -> None:
         data = signal.data
+        for listener in self._event_listeners:
+            try:
+                listener(data)
+            except Exception:  # noqa: BLE001 - one listener must not stop the others
+                log.exception("call event listener failed")
         for address, user_id in list(self._watchers.items()):
             buffer = self._buffering.get(address)
             if buffer is not None:

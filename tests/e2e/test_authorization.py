@@ -19,7 +19,7 @@ import pytest
 
 from rtc_server.app import App
 from rtc_server.client import RpcCallError, RtcClient
-from storage import accounts
+from storage import accounts, recordings
 
 from .admins import login_admin
 from .conftest import Clients, e164
@@ -82,6 +82,7 @@ class Fixture:
     completed_id: int
     report_id: int
     call_id: int = 0  # a ringing call of the customer to the provider about pending_id
+    recording_id: int = 0  # a finished recording of that call (parties may not download)
 
 
 Params = Callable[[Fixture], dict[str, Any]]
@@ -268,6 +269,19 @@ MATRIX: dict[str, tuple[Params, tuple[str, ...]]] = {
         lambda f: {"callId": f.call_id},
         (UNAUTH, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, OK),
     ),
+    # By default only admins may hear recordings; others' recordings are not found.
+    "recordings.get": (
+        lambda f: {"recordingId": f.recording_id},
+        (UNAUTH, FORBIDDEN, FORBIDDEN, NOT_FOUND, NOT_FOUND, OK),
+    ),
+    "recordings.link": (
+        lambda f: {"recordingId": f.recording_id, "leg": "callee"},
+        (UNAUTH, FORBIDDEN, FORBIDDEN, NOT_FOUND, NOT_FOUND, OK),
+    ),
+    "admin.recordings.list": (
+        lambda f: {"limit": 1},
+        (UNAUTH, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, OK),
+    ),
 }
 
 OURS = (
@@ -282,6 +296,7 @@ OURS = (
     "notifications.",
     "earnings.",
     "calls.",
+    "recordings.",
 )
 
 
@@ -314,7 +329,8 @@ async def test_who_may_call(clients: Clients, method: str) -> None:
     )
     subs: dict[int, int] = {r["service_id"]: r["sub"] for r in rows}
     params, expected = MATRIX[method]
-    called = method.startswith("calls.") or method == "admin.calls.get"
+    recorded = method.startswith("recordings.")
+    called = method.startswith("calls.") or method == "admin.calls.get" or recorded
     booked = called or method.startswith(("bookings.", "ratings.", "reports."))
     seen = {}
     for actor in ACTORS:
@@ -344,6 +360,8 @@ async def test_who_may_call(clients: Clients, method: str) -> None:
                 "calls.start", {"idempotencyKey": key(), "bookingId": fixture.pending_id}
             )
             fixture.call_id = started["callId"]
+        if recorded:
+            fixture.recording_id = await _recording(clients, fixture.call_id)
         fixture.booking_params = booking.params()  # type: ignore[attr-defined]
         seen[actor] = await outcome(actors[actor], method, params(fixture))
         # The customer's bookings per minute are limited (8): a minute between actors.
@@ -373,6 +391,21 @@ async def test_who_may_call(clients: Clients, method: str) -> None:
             victim = await accounts.get_user(clients.app.db, fixture.victim_id)
             assert victim is not None and victim.is_active and victim.is_verified
     assert seen == dict(zip(ACTORS, expected, strict=True))
+
+
+async def _recording(clients: Clients, call_id: int) -> int:
+    """A finished recording of the call, as the media path leaves it (rows only: who
+    may see it does not depend on the files)."""
+    assert clients.app.db is not None
+    now = clients.app.clock.now()
+    recording_id = await recordings.start(clients.app.db, call_id, "authz", now)
+    leg = recordings.LegRow(
+        "callee", None, f"authz/{call_id}/callee.ogg", "opus", 1, 1, 1, 0, "0", None
+    )
+    await recordings.finish(
+        clients.app.db, recording_id, legs=[leg], error=None, duration_ms=1, now=now
+    )
+    return recording_id
 
 
 async def _end_calls(clients: Clients) -> None:

@@ -1,0 +1,468 @@
+"""The media of recorded calls on this instance: one :class:`~recordings.media.RecordedCall`
+per call, from the first offer to the end of the call, then the files and the events.
+
+A recorded call's media lives on the instance the call was started on (its row's
+``instance_id``; the per-instance cap counts them there). Each party offers to the
+server with ``calls.signal``; the signalling service hands the offer here
+(:meth:`MediaHost.signal`). On this instance it is answered directly; from another
+instance it travels as a ``media.signal`` bus signal to the media's instance, which
+answers the party's device with ``call.signal`` wherever that socket is
+(:class:`rtc_server.devices.Devices`), or tells it why not (``call.signal`` with
+``error``).
+
+When both legs are answered the call is connected. When the call ends (any instance
+may end it: every call event reaches every instance, :meth:`MediaHost.call_event`) the
+media stops, both files are flushed and committed to the store atomically, the
+recording's rows are written, and a ``recording.ready`` call event goes to admins
+(and to the parties when they may download). A leg whose file cannot be written (disk
+full) stops recording at once with a ``recording.failed`` event; the call goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from recordings.media import Leg, LegResult, RecordedCall
+from recordings.models import LegView, RecordingFailed, RecordingReady
+from recordings.store import RecordingStore
+from rtc_server.bus import Signal
+from rtc_server.clock import Clock
+from rtc_server.config import RecordingSettings
+from rtc_server.devices import Devices
+from rtc_server.errors import NotFound, Unprocessable
+from rtc_server.metrics import Metrics
+from rtc_server.outbox import Outbox
+from rtc_server.signals import Signals
+from storage import calls as call_store
+from storage import recordings as store_rows
+from storage.calls import CallEventRow
+from storage.database import Database
+from storage.recordings import LegRow
+
+log = logging.getLogger("rtc.recordings")
+
+_TOPIC = "media.signal"
+LEGS: tuple[Leg, Leg] = ("caller", "callee")
+
+
+@dataclass(frozen=True, slots=True)
+class MediaRequest:
+    """A party's offer or ICE candidate for the server's side of a recorded call."""
+
+    call_id: int
+    instance_id: str  # the instance carrying the call's media
+    leg: Leg
+    user_id: int
+    device: str  # the party's socket, "<instance>/<connection>"
+    description: dict[str, str] | None = None
+    candidate: dict[str, Any] | None = None
+
+
+@dataclass(slots=True)
+class _Hosted:
+    call_id: int
+    recording_id: int
+    started_at: datetime
+    media: RecordedCall
+    keys: dict[Leg, str]
+    parties: dict[Leg, int] = field(default_factory=dict)
+    answered: set[Leg] = field(default_factory=set)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    connected: bool = False
+
+
+class MediaHost:
+    def __init__(
+        self,
+        db: Database,
+        store: RecordingStore,
+        outbox: Outbox,
+        devices: Devices,
+        signals: Signals,
+        clock: Clock,
+        settings: RecordingSettings,
+        metrics: Metrics,
+        *,
+        publish_event: Callable[[CallEventRow], Awaitable[None]],
+        connected: Callable[[int], Awaitable[None]],
+    ) -> None:
+        self._db = db
+        self._store = store
+        self._outbox = outbox
+        self._devices = devices
+        self._clock = clock
+        self._settings = settings
+        self._metrics = metrics
+        self._publish_event = publish_event  # to watching admins (signalling)
+        self._connected = connected  # the call's CONNECT transition (signalling)
+        self.instance_id = devices.instance_id
+        self._calls: dict[int, _Hosted] = {}
+        self._opening: dict[int, asyncio.Lock] = {}
+        self._finishing: dict[int, asyncio.Task[None]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+        self._signals = signals
+        signals.subscribe(_TOPIC, self._received)
+
+    # --- What signalling asks ------------------------------------------------------------
+
+    @property
+    def enabled(self) -> bool:
+        return self._settings.enabled
+
+    @property
+    def notice(self) -> bool:
+        return self._settings.notice
+
+    @property
+    def max_calls(self) -> int:
+        return self._settings.max_calls_per_instance
+
+    def hosting(self, call_id: int) -> bool:
+        return call_id in self._calls
+
+    async def signal(
+        self,
+        *,
+        call_id: int,
+        instance_id: str,
+        leg: str,
+        user_id: int,
+        device: str,
+        description: dict[str, str] | None,
+        candidate: dict[str, Any] | None,
+    ) -> None:
+        """Take a party's offer or candidate: here, or on the call's media instance."""
+        request = MediaRequest(
+            call_id, instance_id, _as_leg(leg), user_id, device, description, candidate
+        )
+        if instance_id == self.instance_id:
+            await self._take(request)
+            return
+        await self._signals.publish(_TOPIC, asdict(request))
+
+    def _received(self, signal: Signal) -> None:
+        data = signal.data
+        if data.get("instance_id") != self.instance_id:
+            return
+        request = _request_from(data)
+        if request is None:
+            log.warning("malformed media signal", extra={"data": str(data)[:200]})
+            return
+        self._spawn(self._take_remote(request))
+
+    async def _take_remote(self, request: MediaRequest) -> None:
+        try:
+            await self._take(request)
+        except (Unprocessable, NotFound) as refused:
+            await self._devices.send(
+                request.user_id,
+                request.device,
+                "call.signal",
+                {"callId": request.call_id, "error": str(refused)},
+            )
+
+    async def _take(self, request: MediaRequest) -> None:
+        hosted = await self._hosted(request)
+        async with hosted.lock:
+            hosted.parties[request.leg] = request.user_id
+            if request.description is not None:
+                try:
+                    answer = await hosted.media.answer(request.leg, request.description["sdp"])
+                except (ValueError, AssertionError, KeyError) as bad:
+                    raise Unprocessable(
+                        f"the server could not use this offer: {bad}",
+                        reason="bad_offer",
+                        field="description",
+                    ) from None
+                await self._devices.send(
+                    request.user_id,
+                    request.device,
+                    "call.signal",
+                    {"callId": request.call_id, "description": {"type": "answer", "sdp": answer}},
+                )
+                hosted.answered.add(request.leg)
+                if len(hosted.answered) == len(LEGS) and not hosted.connected:
+                    hosted.connected = True
+                    self._spawn(self._connected(request.call_id))
+            elif request.candidate is not None:
+                c = request.candidate
+                await hosted.media.add_candidate(
+                    request.leg,
+                    c.get("candidate", ""),
+                    c.get("sdpMid"),
+                    c.get("sdpMLineIndex"),
+                )
+
+    async def _hosted(self, request: MediaRequest) -> _Hosted:
+        hosted = self._calls.get(request.call_id)
+        if hosted is not None:
+            return hosted
+        lock = self._opening.setdefault(request.call_id, asyncio.Lock())
+        async with lock:
+            hosted = self._calls.get(request.call_id)
+            if hosted is not None:
+                return hosted
+            if self._closed or request.call_id in self._finishing:
+                raise NotFound("this call's media has ended", field="callId")
+            hosted = await self._open(request.call_id)
+            self._calls[request.call_id] = hosted
+            self._metrics.recordings_active.set(len(self._calls))
+        self._opening.pop(request.call_id, None)
+        return hosted
+
+    async def _open(self, call_id: int) -> _Hosted:
+        now = self._clock.now()
+        async with self._db.transaction() as conn:
+            row = await call_store.get_call(conn, call_id, lock=True)
+            if row is None or row.state == "ended":
+                raise NotFound("this call has ended", field="callId")
+            recording_id = await store_rows.start(conn, call_id, self.instance_id, now)
+        keys = {leg: f"{now:%Y/%m/%d}/{call_id}/{leg}.ogg" for leg in LEGS}
+        media = RecordedCall(
+            call_id,
+            leg_path=lambda leg: self._store.temp_path(keys[leg]),
+            on_failure=lambda leg, reason: self._spawn(self._leg_failed(call_id, leg, reason)),
+            ice_servers=_ice_servers(self._settings.stun_urls),
+            max_queue=self._settings.max_queue,
+        )
+        log.info("recording started", extra={"call": call_id, "recording": recording_id})
+        return _Hosted(call_id, recording_id, now, media, keys)
+
+    # --- The end of a call -------------------------------------------------------------------
+
+    def call_event(self, data: dict[str, Any]) -> None:
+        """Every call event of the platform (signalling's admin stream): an ended call
+        whose media is here is finished."""
+        call_id = data.get("callId")
+        if data.get("event") == "ended" and isinstance(call_id, int) and call_id in self._calls:
+            self.finish_soon(call_id)
+
+    def finish_soon(self, call_id: int) -> None:
+        if call_id not in self._finishing and call_id in self._calls:
+            task = asyncio.get_running_loop().create_task(self._finish(call_id))
+            self._finishing[call_id] = task
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            task.add_done_callback(_log_failure)
+
+    async def _finish(self, call_id: int) -> None:
+        hosted = self._calls[call_id]
+        try:
+            async with hosted.lock:
+                results = await hosted.media.close()
+            await self._write_out(hosted, results)
+        finally:
+            self._calls.pop(call_id, None)
+            self._finishing.pop(call_id, None)
+            self._metrics.recordings_active.set(len(self._calls))
+
+    async def _write_out(self, hosted: _Hosted, results: dict[Leg, LegResult]) -> None:
+        legs: list[LegRow] = []
+        errors: list[str] = []
+        for leg in LEGS:
+            result = results.get(leg)
+            if result is None or result.path is None:
+                errors.append(f"{leg}: no audio was received")
+                continue
+            error = result.error
+            try:
+                stored = await self._store.commit(result.path, hosted.keys[leg])
+            except OSError as failed:
+                errors.append(f"{leg}: the file could not be stored ({failed.strerror})")
+                self._metrics.recording_failures.inc()
+                continue
+            if error:
+                errors.append(f"{leg}: {error}")
+            legs.append(
+                LegRow(
+                    leg=leg,
+                    user_id=hosted.parties.get(leg),
+                    storage_key=stored.key,
+                    codec=result.codec,
+                    bytes=stored.bytes,
+                    duration_ms=result.duration_ms,
+                    packets=result.packets,
+                    lost=result.lost,
+                    sha256=stored.sha256,
+                    error=error,
+                )
+            )
+        duration = max((leg.duration_ms for leg in legs), default=0)
+        error_text = "; ".join(errors) or None
+        now = self._clock.now()
+        staged = self._outbox.stage()
+        async with self._db.transaction() as conn:
+            finished = await store_rows.finish(
+                conn,
+                hosted.recording_id,
+                legs=legs,
+                error=error_text,
+                duration_ms=duration,
+                now=now,
+            )
+            if not finished:
+                return
+            row = await call_store.get_call(conn, hosted.call_id)
+            views = [_leg_view(leg) for leg in legs]
+            name = "recording.failed" if error_text else "recording.ready"
+            data: dict[str, Any] = {
+                "recordingId": hosted.recording_id,
+                "durationMs": duration,
+                "legs": [v.model_dump(by_alias=True) for v in views],
+            }
+            if error_text:
+                data["error"] = error_text
+            event = await call_store.insert_event(conn, hosted.call_id, name, "server", data, now)
+            if self._settings.parties_may_download and row is not None and legs:
+                ready = RecordingReady(
+                    call_id=hosted.call_id,
+                    recording_id=hosted.recording_id,
+                    duration_ms=duration,
+                    legs=views,
+                )
+                for user_id in {row.caller_id, row.callee_id} - {None}:
+                    assert user_id is not None
+                    staged.add(user_id, "recording.ready", ready)
+            await staged.write(conn)
+        await staged.deliver()
+        self._metrics.recordings_finished.labels("failed" if error_text else "ready").inc()
+        log.info(
+            "recording finished",
+            extra={
+                "call": hosted.call_id,
+                "recording": hosted.recording_id,
+                "duration_ms": duration,
+                "error": error_text,
+            },
+        )
+        await self._publish(event)
+
+    async def _leg_failed(self, call_id: int, leg: Leg, reason: str) -> None:
+        """A leg's file could not be written: say so now (the call goes on)."""
+        hosted = self._calls.get(call_id)
+        if hosted is None:
+            return
+        self._metrics.recording_failures.inc()
+        log.warning("recording leg failed", extra={"call": call_id, "leg": leg, "error": reason})
+        now = self._clock.now()
+        staged = self._outbox.stage()
+        async with self._db.transaction() as conn:
+            row = await call_store.get_call(conn, call_id)
+            event = await call_store.insert_event(
+                conn,
+                call_id,
+                "recording.failed",
+                "server",
+                {"recordingId": hosted.recording_id, "leg": leg, "error": reason},
+                now,
+            )
+            if row is not None and (self._settings.notice or self._settings.parties_may_download):
+                failed = RecordingFailed(
+                    call_id=call_id,
+                    recording_id=hosted.recording_id,
+                    leg=leg,
+                    reason=reason,
+                )
+                for user_id in {row.caller_id, row.callee_id} - {None}:
+                    assert user_id is not None
+                    staged.add(user_id, "recording.failed", failed)
+            await staged.write(conn)
+        await staged.deliver()
+        await self._publish(event)
+
+    async def _publish(self, event: CallEventRow) -> None:
+        try:
+            await self._publish_event(event)
+        except Exception:  # noqa: BLE001 - admins' live view only; the trail is stored
+            log.exception("could not publish a recording event")
+
+    async def reconcile(self) -> int:
+        """Finish the hosted calls that ended without this instance hearing of it (a
+        lost bus signal); how many."""
+        if not self._calls:
+            return 0
+        ended = await call_store.ended_among(self._db, list(self._calls))
+        for call_id in ended:
+            self.finish_soon(call_id)
+        return len(ended)
+
+    async def run(self, interval: float = 5.0) -> None:
+        """Reconcile every ``interval`` seconds until cancelled."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.reconcile()
+            except Exception:  # noqa: BLE001 - the next round tries again
+                log.exception("recording reconcile failed")
+
+    async def close(self) -> None:
+        """Finish every recording of this instance (the instance is stopping: the
+        media cannot move, so what was recorded is kept)."""
+        self._closed = True
+        for call_id in list(self._calls):
+            self.finish_soon(call_id)
+        if self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(_log_failure)
+
+
+def _request_from(data: dict[str, object]) -> MediaRequest | None:
+    """The request a ``media.signal`` carries, or None if it is not one."""
+    call_id, instance, leg = data.get("call_id"), data.get("instance_id"), data.get("leg")
+    user_id, device = data.get("user_id"), data.get("device")
+    description, candidate = data.get("description"), data.get("candidate")
+    if not (
+        isinstance(call_id, int)
+        and isinstance(instance, str)
+        and isinstance(leg, str)
+        and leg in LEGS
+        and isinstance(user_id, int)
+        and isinstance(device, str)
+        and (description is None or isinstance(description, dict))
+        and (candidate is None or isinstance(candidate, dict))
+    ):
+        return None
+    return MediaRequest(call_id, instance, _as_leg(leg), user_id, device, description, candidate)
+
+
+def _as_leg(value: str) -> Leg:
+    if value in LEGS:
+        return value
+    raise ValueError(f"not a leg: {value!r}")
+
+
+def _leg_view(leg: LegRow) -> LegView:
+    return LegView(
+        leg=leg.leg,
+        duration_ms=leg.duration_ms,
+        bytes=leg.bytes,
+        codec=leg.codec,
+        sha256=leg.sha256,
+        packets=leg.packets,
+        lost=leg.lost,
+        error=leg.error,
+    )
+
+
+def _ice_servers(stun_urls: tuple[str, ...]) -> list[Any] | None:
+    if not stun_urls:
+        return None
+    from aiortc import RTCIceServer
+
+    return [RTCIceServer(urls=list(stun_urls))]
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("recording task failed", exc_info=task.exception())

@@ -1,0 +1,79 @@
+"""Wire models of recordings: ``recordings.*`` / ``admin.recordings.*`` and the
+``recording.*`` events."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from rtc_server.rpc.cursors import Cursor
+from rtc_server.rpc.registry import Params, Result
+
+Id = Annotated[int, Field(ge=1, le=2**63 - 1)]
+LegName = Literal["caller", "callee"]
+MAX_PAGE = 50
+
+
+class RecordingRef(Params):
+    recording_id: Id
+
+
+class LinkParams(Params):
+    recording_id: Id
+    leg: LegName = Field(description="whose audio: the caller's or the callee's")
+
+
+class ListRecordings(Params):
+    call_id: Id | None = None
+    cursor: Cursor | None = Field(None, description="nextCursor of the previous page")
+    limit: int = Field(20, ge=1, le=MAX_PAGE)
+
+
+class LegView(Result):
+    leg: LegName
+    duration_ms: int
+    bytes: int
+    codec: str
+    sha256: str = Field(description="of the file as stored (hex)")
+    packets: int = Field(description="RTP packets received from this party")
+    lost: int = Field(description="packets that never arrived (silence keeps their time)")
+    error: str | None = None
+
+
+class RecordingView(Result):
+    recording_id: int
+    call_id: int
+    booking_id: int | None
+    state: Literal["recording", "ready", "failed", "deleted"]
+    error: str | None
+    duration_ms: int | None
+    started_at: datetime
+    ended_at: datetime | None
+    legs: list[LegView]
+
+
+class RecordingPage(Result):
+    recordings: list[RecordingView]
+    next_cursor: str | None
+
+
+class RecordingLink(Result):
+    url: str = Field(description="GET it (Range requests welcome) before expiresAt")
+    expires_at: datetime
+    leg: LegName
+
+
+class RecordingReady(Result):
+    call_id: int
+    recording_id: int
+    duration_ms: int
+    legs: list[LegView]
+
+
+class RecordingFailed(Result):
+    call_id: int
+    recording_id: int
+    leg: LegName
+    reason: str = Field(description='e.g. "disk full": the call goes on, unrecorded')

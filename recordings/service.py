@@ -1,0 +1,235 @@
+"""Recordings for the people allowed to hear them: metadata, signed download links,
+the download itself (HTTP port), and retention.
+
+Who may: admins always; the call's parties only when ``recordings.parties_may_download``
+is on. A link (:mod:`recordings.links`) is issued to one user for one leg and expires
+after ``recordings.link_ttl`` seconds; the HTTP handler checks the signature (constant
+time) and expiry before anything else, then serves the file with Range support
+(aiohttp's ``FileResponse``: 206 for a satisfiable range, 416 otherwise). Anything
+else is refused: a bad or expired link 403, a deleted recording 410.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+
+from aiohttp import web
+
+from recordings.links import Grant, LinkRefused, LinkSigner
+from recordings.models import (
+    LegView,
+    LinkParams,
+    ListRecordings,
+    RecordingFailed,
+    RecordingLink,
+    RecordingPage,
+    RecordingReady,
+    RecordingRef,
+    RecordingView,
+)
+from recordings.store import RecordingStore
+from rtc_server.clock import Clock
+from rtc_server.config import RecordingSettings
+from rtc_server.errors import Forbidden, NotFound, StateConflict
+from rtc_server.metrics import Metrics
+from rtc_server.rpc.cursors import decode_cursor, next_cursor
+from rtc_server.rpc.registry import Access, Caller, MethodRegistry
+from storage import recordings as rows
+from storage.database import Database
+from storage.recordings import RecordingRow
+
+log = logging.getLogger("rtc.recordings")
+
+_RETENTION_BATCH = 200
+# Temporary files older than this are leftovers of a crash (a call lasts less).
+_TEMP_MAX_AGE = 86400.0
+# A recording still open this long after its call ended lost its media instance.
+_ABANDONED_AFTER = timedelta(minutes=10)
+
+
+class RecordingService:
+    def __init__(
+        self,
+        db: Database,
+        store: RecordingStore,
+        signer: LinkSigner,
+        clock: Clock,
+        settings: RecordingSettings,
+        metrics: Metrics,
+        *,
+        public_url: str,
+    ) -> None:
+        self._db = db
+        self._store = store
+        self._signer = signer
+        self._clock = clock
+        self._settings = settings
+        self._metrics = metrics
+        self.public_url = public_url.rstrip("/")
+
+    def register(self, registry: MethodRegistry) -> None:
+        add = registry.add
+        add("recordings.get", self.get, params=RecordingRef, result=RecordingView)
+        add("recordings.link", self.link, params=LinkParams, result=RecordingLink)
+        add(
+            "admin.recordings.list",
+            self.list_all,
+            params=ListRecordings,
+            result=RecordingPage,
+            access=Access.ADMIN,
+        )
+        event = registry.add_event
+        event(
+            "recording.ready",
+            RecordingReady,
+            "to both parties, when they may download recordings: a call's recording is "
+            "complete (admins see it as admin.call.event)",
+        )
+        event(
+            "recording.failed",
+            RecordingFailed,
+            "to both parties: a leg of the call's recording could not be written (the "
+            "call goes on, unrecorded)",
+        )
+
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_get(r"/recordings/{recording_id:\d+}/{leg:caller|callee}.ogg", self.download)
+
+    # --- Methods -----------------------------------------------------------------------------
+
+    async def _readable(self, caller: Caller, recording_id: int) -> RecordingRow:
+        user_id = caller.require_user()
+        row = await rows.get(self._db, recording_id)
+        party = row is not None and user_id in (row.caller_id, row.callee_id)
+        if row is None or not (caller.role == "admin" or party):
+            raise NotFound("no such recording", field="recordingId")
+        if caller.role != "admin" and not self._settings.parties_may_download:
+            raise Forbidden(
+                "recordings of your calls are available to admins only",
+                reason="recordings_admin_only",
+            )
+        return row
+
+    async def get(self, caller: Caller, params: RecordingRef) -> RecordingView:
+        """A recording's metadata: state, duration, and each leg's file."""
+        return recording_view(await self._readable(caller, params.recording_id))
+
+    async def link(self, caller: Caller, params: LinkParams) -> RecordingLink:
+        """A signed link to download one leg (Ogg/Opus), valid ``recordings.link_ttl``
+        seconds, for the asking user only."""
+        row = await self._readable(caller, params.recording_id)
+        if row.state not in ("ready", "failed") or not any(
+            leg.leg == params.leg for leg in row.legs
+        ):
+            raise StateConflict(
+                "this leg's file is not available" + (" yet" if row.state == "recording" else ""),
+                recordingId=row.id,
+                status=row.state,
+                action="link",
+            )
+        expires = int(self._clock.now().timestamp() + self._settings.link_ttl)
+        assert caller.user_id is not None
+        grant = Grant(row.id, params.leg, expires, caller.user_id)
+        return RecordingLink(
+            url=self.public_url + self._signer.path(grant),
+            expires_at=datetime.fromtimestamp(expires, UTC),
+            leg=params.leg,
+        )
+
+    async def list_all(self, caller: Caller, params: ListRecordings) -> RecordingPage:
+        """Recordings not deleted, newest first (of one call or all)."""
+        query = ("admin.recordings", params.call_id)
+        found = await rows.page(
+            self._db,
+            call_id=params.call_id,
+            before_id=decode_cursor(params.cursor, query),
+            limit=params.limit + 1,
+        )
+        return RecordingPage(
+            recordings=[recording_view(r) for r in found[: params.limit]],
+            next_cursor=next_cursor([r.id for r in found], params.limit, query),
+        )
+
+    # --- The download --------------------------------------------------------------------
+
+    async def download(self, request: web.Request) -> web.StreamResponse:
+        try:
+            grant = self._signer.verify(
+                request.match_info["recording_id"],
+                request.match_info["leg"],
+                dict(request.query),
+                self._clock.now().timestamp(),
+            )
+        except LinkRefused as refused:
+            self._metrics.recording_downloads.labels("refused").inc()
+            return web.json_response({"error": str(refused)}, status=403)
+        row = await rows.get(self._db, grant.recording_id)
+        leg = next((x for x in row.legs if x.leg == grant.leg), None) if row else None
+        path = self._store.local_path(leg.storage_key) if leg is not None else None
+        if row is None or row.state == "deleted" or path is None:
+            self._metrics.recording_downloads.labels("gone").inc()
+            return web.json_response({"error": "this recording is gone"}, status=410)
+        self._metrics.recording_downloads.labels("ok").inc()
+        log.info(
+            "recording downloaded",
+            extra={"recording": grant.recording_id, "leg": grant.leg, "user": grant.user_id},
+        )
+        return web.FileResponse(
+            path,
+            headers={
+                "Content-Type": "audio/ogg",
+                "Cache-Control": "private, no-store",
+                "Content-Disposition": (
+                    f'attachment; filename="call-{row.call_id}-{grant.leg}.ogg"'
+                ),
+            },
+        )
+
+    # --- Retention -----------------------------------------------------------------------
+
+    async def enforce_retention(self) -> int:
+        """Delete the files of recordings past ``retention_days`` and mark them deleted;
+        mark failed the recordings whose media instance died; remove temporary leftovers.
+        How many recordings were deleted."""
+        now = self._clock.now()
+        abandoned = await rows.abandon(self._db, now - _ABANDONED_AFTER, now)
+        if abandoned:
+            log.warning("recordings abandoned", extra={"recordings": abandoned})
+        cutoff = now - timedelta(days=self._settings.retention_days)
+        deleted = 0
+        while batch := await rows.expired(self._db, cutoff, _RETENTION_BATCH):
+            for recording in batch:
+                for leg in recording.legs:
+                    await self._store.delete(leg.storage_key)
+            deleted += await rows.mark_deleted(self._db, [r.id for r in batch], now)
+        removed = await self._store.sweep_temp(_TEMP_MAX_AGE)
+        if deleted or removed:
+            log.info("recordings pruned", extra={"deleted": deleted, "temp_files": removed})
+        return deleted
+
+
+def recording_view(row: RecordingRow) -> RecordingView:
+    return RecordingView(
+        recording_id=row.id,
+        call_id=row.call_id,
+        booking_id=row.booking_id,
+        state=row.state,
+        error=row.error,
+        duration_ms=row.duration_ms,
+        started_at=row.started_at,
+        ended_at=row.ended_at,
+        legs=[
+            LegView(
+                leg=leg.leg,
+                duration_ms=leg.duration_ms,
+                bytes=leg.bytes,
+                codec=leg.codec,
+                sha256=leg.sha256,
+                packets=leg.packets,
+                lost=leg.lost,
+                error=leg.error,
+            )
+            for leg in row.legs
+        ],
+    )
