@@ -92,7 +92,7 @@ class MediaHost:
         connected: Callable[[int], Awaitable[None]],
     ) -> None:
         self._db = db
-        self._store = store
+        self.store = store
         self._outbox = outbox
         self._devices = devices
         self._clock = clock
@@ -123,8 +123,10 @@ class MediaHost:
     def max_calls(self) -> int:
         return self._settings.max_calls_per_instance
 
-    def hosting(self, call_id: int) -> bool:
-        return call_id in self._calls
+    @property
+    def hosted(self) -> int:
+        """Recorded calls whose media is on this instance now."""
+        return len(self._calls)
 
     async def signal(
         self,
@@ -226,7 +228,7 @@ class MediaHost:
         keys = {leg: f"{now:%Y/%m/%d}/{call_id}/{leg}.ogg" for leg in LEGS}
         media = RecordedCall(
             call_id,
-            leg_path=lambda leg: self._store.temp_path(keys[leg]),
+            leg_path=lambda leg: self.store.temp_path(keys[leg]),
             on_failure=lambda leg, reason: self._spawn(self._leg_failed(call_id, leg, reason)),
             ice_servers=_ice_servers(self._settings.stun_urls),
             max_queue=self._settings.max_queue,
@@ -254,13 +256,15 @@ class MediaHost:
     async def _finish(self, call_id: int) -> None:
         hosted = self._calls[call_id]
         try:
-            async with hosted.lock:
-                results = await hosted.media.close()
+            try:
+                async with hosted.lock:
+                    results = await hosted.media.close()
+            finally:
+                self._calls.pop(call_id, None)
+                self._metrics.recordings_active.set(len(self._calls))
             await self._write_out(hosted, results)
         finally:
-            self._calls.pop(call_id, None)
             self._finishing.pop(call_id, None)
-            self._metrics.recordings_active.set(len(self._calls))
 
     async def _write_out(self, hosted: _Hosted, results: dict[Leg, LegResult]) -> None:
         legs: list[LegRow] = []
@@ -272,7 +276,7 @@ class MediaHost:
                 continue
             error = result.error
             try:
-                stored = await self._store.commit(result.path, hosted.keys[leg])
+                stored = await self.store.commit(result.path, hosted.keys[leg])
             except OSError as failed:
                 errors.append(f"{leg}: the file could not be stored ({failed.strerror})")
                 self._metrics.recording_failures.inc()
@@ -309,23 +313,19 @@ class MediaHost:
             if not finished:
                 return
             row = await call_store.get_call(conn, hosted.call_id)
-            views = [_leg_view(leg) for leg in legs]
-            name = "recording.failed" if error_text else "recording.ready"
-            data: dict[str, Any] = {
-                "recordingId": hosted.recording_id,
-                "durationMs": duration,
-                "legs": [v.model_dump(by_alias=True) for v in views],
-            }
-            if error_text:
-                data["error"] = error_text
-            event = await call_store.insert_event(conn, hosted.call_id, name, "server", data, now)
-            if self._settings.parties_may_download and row is not None and legs:
-                ready = RecordingReady(
-                    call_id=hosted.call_id,
-                    recording_id=hosted.recording_id,
-                    duration_ms=duration,
-                    legs=views,
-                )
+            ready = RecordingReady(
+                call_id=hosted.call_id,
+                recording_id=hosted.recording_id,
+                state="failed" if error_text else "ready",
+                error=error_text,
+                duration_ms=duration,
+                legs=[_leg_view(leg) for leg in legs],
+            )
+            data = ready.model_dump(mode="json", by_alias=True, exclude={"call_id"})
+            event = await call_store.insert_event(
+                conn, hosted.call_id, "recording.ready", "server", data, now
+            )
+            if self._settings.parties_may_download and row is not None:
                 for user_id in {row.caller_id, row.callee_id} - {None}:
                     assert user_id is not None
                     staged.add(user_id, "recording.ready", ready)

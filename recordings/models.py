@@ -66,8 +66,13 @@ class RecordingLink(Result):
 
 
 class RecordingReady(Result):
+    """A call's recording is finished: ``ready``, or ``failed`` with what went wrong
+    (legs that were written are still listed and can be downloaded)."""
+
     call_id: int
     recording_id: int
+    state: Literal["ready", "failed"]
+    error: str | None = None
     duration_ms: int
     legs: list[LegView]
 

@@ -61,7 +61,7 @@ class RecordingService:
         public_url: str,
     ) -> None:
         self._db = db
-        self._store = store
+        self.store = store
         self._signer = signer
         self._clock = clock
         self._settings = settings
@@ -166,7 +166,7 @@ class RecordingService:
             return web.json_response({"error": str(refused)}, status=403)
         row = await rows.get(self._db, grant.recording_id)
         leg = next((x for x in row.legs if x.leg == grant.leg), None) if row else None
-        path = self._store.local_path(leg.storage_key) if leg is not None else None
+        path = self.store.local_path(leg.storage_key) if leg is not None else None
         if row is None or row.state == "deleted" or path is None:
             self._metrics.recording_downloads.labels("gone").inc()
             return web.json_response({"error": "this recording is gone"}, status=410)
@@ -201,9 +201,9 @@ class RecordingService:
         while batch := await rows.expired(self._db, cutoff, _RETENTION_BATCH):
             for recording in batch:
                 for leg in recording.legs:
-                    await self._store.delete(leg.storage_key)
+                    await self.store.delete(leg.storage_key)
             deleted += await rows.mark_deleted(self._db, [r.id for r in batch], now)
-        removed = await self._store.sweep_temp(_TEMP_MAX_AGE)
+        removed = await self.store.sweep_temp(_TEMP_MAX_AGE)
         if deleted or removed:
             log.info("recordings pruned", extra={"deleted": deleted, "temp_files": removed})
         return deleted

@@ -10,19 +10,23 @@ decode, last as long as what was sent (within 60 ms), and carry its party's tone
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import os
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
+from recordings.store import LocalStore
 from rtc_server.client import RpcCallError, RtcClient
+from rtc_server.clock import FakeClock
 from tests.media_tools import decode_ogg, dominant_frequency
 
 from .admins import login_admin
-from .calls import Booked, booked, start, step
-from .conftest import AppFactory, Clients
-from .market import next_of
+from .calls import Booked, booked, live_of, start, step
+from .conftest import AppFactory, Clients, Cluster, device
+from .market import key, later, market, next_of
 from .recorded import RecordedParty
 
 pytestmark = pytest.mark.slow
@@ -41,18 +45,24 @@ async def refused(client: RtcClient, method: str, params: dict[str, Any]) -> Rpc
 
 
 async def recorded_call(
-    b: Booked, *, caller_loss: float = 0.0
+    b: Booked,
+    *,
+    caller_loss: float = 0.0,
+    packets: int = PACKETS,
+    callee: RtcClient | None = None,
 ) -> tuple[int, RecordedParty, RecordedParty]:
     """A recorded call from the customer, both parties connected to the server, both
-    tones sent in full and heard; then the customer hangs up."""
+    tones sent in full and heard; then the customer hangs up. ``callee``: the
+    provider's device that answers (another instance's, say)."""
+    answering = callee or b.provider
     started = await start(b.customer, b.booking_id, media="recorded")
     call_id = started["callId"]
     assert started["recordingNotice"] is True
-    incoming = await next_of(b.provider, "call.incoming")
+    incoming = await next_of(answering, "call.incoming")
     assert (incoming["media"], incoming["recordingNotice"]) == ("recorded", True)
-    await step(b.provider, "calls.accept", call_id)
-    caller = RecordedParty(b.customer, hz=CALLER_HZ, packets=PACKETS)
-    callee = RecordedParty(b.provider, hz=CALLEE_HZ, packets=PACKETS)
+    await step(answering, "calls.accept", call_id)
+    caller = RecordedParty(b.customer, hz=CALLER_HZ, packets=packets)
+    callee = RecordedParty(answering, hz=CALLEE_HZ, packets=packets)
     try:
         assert (await caller.connect(call_id, loss=caller_loss))["relayed"] is True
         await callee.connect(call_id)
@@ -103,7 +113,7 @@ async def test_a_recorded_call_forwards_both_ways_and_records_each_leg_completel
     assert abs(dominant_frequency(callee.heard()) - CALLER_HZ) < 10
 
     ready = await next_of(b.customer, "recording.ready", timeout=10)
-    assert ready["callId"] == call_id
+    assert (ready["callId"], ready["state"], ready["error"]) == (call_id, "ready", None)
     assert abs(ready["durationMs"] - SENT_MS) <= TOLERANCE_MS
     legs = {leg["leg"]: leg for leg in ready["legs"]}
     assert set(legs) == {"caller", "callee"}
@@ -117,8 +127,6 @@ async def test_a_recorded_call_forwards_both_ways_and_records_each_leg_completel
     for leg, hz in (("caller", CALLER_HZ), ("callee", CALLEE_HZ)):
         path = await fetch_leg(b.provider, ready["recordingId"], leg, tmp_path)
         check_leg(path, hz)
-        import hashlib
-
         assert hashlib.sha256(path.read_bytes()).hexdigest() == legs[leg]["sha256"]
 
     # Admins see the trail: the call's events end with recording.ready.
@@ -142,3 +150,220 @@ async def test_a_recording_keeps_its_timeline_through_five_percent_packet_loss(
     assert legs["caller"]["lost"] >= len(caller.dropped) - 1  # a lost last one is unknown
     path = await fetch_leg(b.customer, ready["recordingId"], "caller", tmp_path)
     check_leg(path, CALLER_HZ)
+
+
+SHORT = 25  # half a second: enough for the tests that are not about the audio
+
+
+async def test_links_are_signed_expire_and_serve_ranges_and_retention_deletes(
+    clients: Clients, make_app: AppFactory, clock: FakeClock
+) -> None:
+    app = await make_app(recordings={"link_ttl": 60, "retention_days": 30})
+    clients.app = app
+    b = await booked(clients, app)
+    admin, _ = await login_admin(clients)
+    await admin.call("admin.calls.watch", {})
+    call_id, _, _ = await recorded_call(b, packets=SHORT)
+    while (event := await live_of(admin, "admin.call.event", timeout=10))["event"] != (
+        "recording.ready"
+    ):
+        pass
+    assert (event["callId"], event["data"]["state"]) == (call_id, "ready")
+    recording_id = event["data"]["recordingId"]
+    # Parties may not download by default, and are not told it is ready.
+    refusal = await refused(
+        b.customer, "recordings.link", {"recordingId": recording_id, "leg": "caller"}
+    )
+    assert (refusal.name, refusal.data["reason"]) == ("forbidden", "recordings_admin_only")
+    assert not [e for e in b.customer.received if e.method.startswith("recording.")]
+
+    link = await admin.call("recordings.link", {"recordingId": recording_id, "leg": "caller"})
+    url = link["url"]
+    status, whole, _ = await download(url)
+    assert status == 200 and whole.startswith(b"OggS")
+    status, part, headers = await download(url, Range="bytes=0-99")
+    assert (status, part, headers["Content-Range"]) == (
+        206,
+        whole[:100],
+        f"bytes 0-99/{len(whole)}",
+    )
+    status, tail, _ = await download(url, Range=f"bytes={len(whole) - 10}-")
+    assert (status, tail) == (206, whole[-10:])
+    status, _, _ = await download(url, Range=f"bytes={len(whole) + 10}-")
+    assert status == 416  # wrong range: refused
+    # Tampered: another leg, another user, another expiry, a changed signature.
+    for bad in (
+        url.replace("/caller.ogg", "/callee.ogg"),
+        url.replace("&u=", "&u=9"),
+        url.replace("exp=", "exp=9"),
+        url[:-2] + ("AA" if not url.endswith("AA") else "BB"),
+        url.split("?")[0],
+    ):
+        status, body, _ = await download(bad)
+        assert status == 403, (bad, body)
+    clock.advance(61)  # expired, with a good signature
+    status, body, _ = await download(url)
+    assert (status, body) == (403, b'{"error": "link expired"}')
+
+    # Retention: past 30 days the files go and the rows say so.
+    fresh = await admin.call("recordings.link", {"recordingId": recording_id, "leg": "callee"})
+    clock.advance(31 * 86400)
+    fresh = await admin.call("recordings.link", {"recordingId": recording_id, "leg": "callee"})
+    assert await app.recordings.enforce_retention() == 1
+    status, _, _ = await download(fresh["url"])
+    assert status == 410
+    got = await admin.call("recordings.get", {"recordingId": recording_id})
+    assert got["state"] == "deleted"
+    assert not list((app.settings.data_dir / "recordings").glob("**/*.ogg"))
+    assert await app.recordings.enforce_retention() == 0
+
+
+async def test_recorded_calls_are_capped_per_instance_and_can_be_switched_off(
+    clients: Clients, make_app: AppFactory
+) -> None:
+    app = await make_app(recordings={"max_calls_per_instance": 1})
+    clients.app = app
+    first, second = await booked(clients, app), await booked(clients, app)
+    await start(first.customer, first.booking_id, media="recorded")
+    full = await refused(
+        second.customer,
+        "calls.start",
+        {"idempotencyKey": key(), "bookingId": second.booking_id, "media": "recorded"},
+    )
+    assert (full.name, full.data["reason"], full.data["limit"]) == (
+        "overloaded",
+        "recordings_full",
+        1,
+    )
+    direct = await start(second.customer, second.booking_id)  # direct calls are not capped
+    assert direct["recordingNotice"] is False
+
+    off = await make_app(recordings={"enabled": False})
+    clients.app = off
+    b = await booked(clients, off)
+    unavailable = await refused(
+        b.customer,
+        "calls.start",
+        {"idempotencyKey": key(), "bookingId": b.booking_id, "media": "recorded"},
+    )
+    assert (unavailable.name, unavailable.data["reason"]) == ("unprocessable", "media_unavailable")
+    assert (
+        await off.db.fetchval(
+            "SELECT count(*) FROM call_sessions WHERE booking_id = $1", b.booking_id
+        )
+        == 0
+    )  # type: ignore[union-attr]
+
+
+async def test_bad_offers_are_refused_and_the_call_goes_on(
+    clients: Clients, make_app: AppFactory
+) -> None:
+    app = await make_app()
+    clients.app = app
+    b = await booked(clients, app)
+    call_id = (await start(b.customer, b.booking_id, media="recorded"))["callId"]
+    await next_of(b.provider, "call.incoming")
+    await step(b.provider, "calls.accept", call_id)
+    answer = await refused(
+        b.customer,
+        "calls.signal",
+        {"callId": call_id, "description": {"type": "answer", "sdp": "v=0"}},
+    )
+    assert answer.code == -32602 and "server answers" in str(answer.data)
+    garbage = await refused(
+        b.customer,
+        "calls.signal",
+        {"callId": call_id, "description": {"type": "offer", "sdp": "v=0\r\nnonsense"}},
+    )
+    assert (garbage.name, garbage.data["reason"]) == ("unprocessable", "bad_offer")
+    video = await refused(
+        b.customer,
+        "calls.signal",
+        {"callId": call_id, "description": {"type": "offer", "sdp": VIDEO_ONLY}},
+    )
+    assert (video.name, video.data["reason"]) == ("unprocessable", "bad_offer")
+    # Still a working call: a real offer is answered.
+    party = RecordedParty(b.customer, hz=CALLER_HZ, packets=SHORT)
+    try:
+        await party.connect(call_id)
+    finally:
+        await party.close()
+    state = await app.db.fetchval("SELECT state FROM call_sessions WHERE id = $1", call_id)  # type: ignore[union-attr]
+    assert state == "accepted"  # one leg answered: connected needs both
+
+
+VIDEO_ONLY = "\r\n".join(
+    [
+        "v=0",
+        "o=- 1 1 IN IP4 127.0.0.1",
+        "s=-",
+        "t=0 0",
+        "m=video 9 UDP/TLS/RTP/SAVPF 96",
+        "c=IN IP4 0.0.0.0",
+        "a=rtpmap:96 VP8/90000",
+        "a=mid:0",
+        "a=sendrecv",
+        "",
+    ]
+)
+
+
+class DevFullStore(LocalStore):
+    """The local store, but the caller leg's file is Linux's /dev/full: every write
+    fails with ENOSPC, as on a full disk."""
+
+    def temp_path(self, key: str) -> Path:
+        path = super().temp_path(key)
+        if key.endswith("/caller.ogg"):
+            os.symlink("/dev/full", path)
+        return path
+
+
+async def test_a_full_disk_ends_the_recording_of_a_leg_not_the_call(
+    clients: Clients, make_app: AppFactory, tmp_path: Path
+) -> None:
+    app = await make_app(recordings=PARTIES)
+    app.media.store = app.recordings.store = DevFullStore(app.recording_store.root)
+    clients.app = app
+    b = await booked(clients, app)
+    call_id, caller, callee = await recorded_call(b, packets=SHORT)
+    failed = await next_of(b.customer, "recording.failed", timeout=10)
+    assert (failed["callId"], failed["leg"]) == (call_id, "caller")
+    assert "disk full" in failed["reason"]
+    # The call went on to its hangup, both ways.
+    assert abs(dominant_frequency(callee.heard()) - CALLER_HZ) < 10
+    ended_call = (await next_of(b.customer, "call.ended"))["call"]
+    assert ended_call["endReason"] == "hangup"
+    finished = await next_of(b.customer, "recording.ready", timeout=10)
+    assert finished["state"] == "failed" and "caller" in finished["error"]
+    # The callee's leg is complete; the recording says what failed.
+    admin, _ = await login_admin(clients)
+    page = await admin.call("admin.recordings.list", {"callId": call_id})
+    (recording,) = page["recordings"]
+    assert recording["state"] == "failed" and "caller" in recording["error"]
+    legs = {leg["leg"]: leg for leg in recording["legs"]}
+    assert legs["callee"]["error"] is None and legs["callee"]["bytes"] > 0
+    path = await fetch_leg(admin, recording["recordingId"], "callee", tmp_path)
+    assert abs(dominant_frequency(decode_ogg(path)) - CALLEE_HZ) < 10
+
+
+async def test_a_recorded_call_across_instances_has_its_media_where_it_started(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    a, b = await cluster(2, recordings=PARTIES)
+    m = await market(a, a.app)
+    booking = await m.customer.call("bookings.create", m.booking(later(a.app)))
+    on_b = await device(b, m.provider_tokens)
+    booked_call = Booked(m, booking["id"])
+    call_id, caller, callee = await recorded_call(booked_call, packets=SHORT, callee=on_b)
+    assert abs(dominant_frequency(caller.heard()) - CALLEE_HZ) < 10
+    assert abs(dominant_frequency(callee.heard()) - CALLER_HZ) < 10
+    ready = await next_of(on_b, "recording.ready", timeout=10)
+    assert ready["callId"] == call_id
+    assert a.app.media.hosted == 0 and b.app.media.hosted == 0
+    # The media was on A, where the call started (B's answer crossed the bus).
+    assert a.app.db is not None
+    instance = await a.app.db.fetchval(
+        "SELECT instance_id FROM recordings WHERE call_id = $1", call_id
+    )
+    assert instance == a.app.devices.instance_id != b.app.devices.instance_id
