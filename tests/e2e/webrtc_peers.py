@@ -3,7 +3,9 @@ report what they hear, driven by the server's call signalling.
 
 Each side is an authenticated client of the server; offers and answers travel only
 through ``calls.signal`` / ``call.signal`` (aiortc gathers its candidates before it
-sends a description, so they travel inside the SDP).
+sends a description, so they travel inside the SDP). Against a peer that trickles its
+candidates (a browser) or the server's own media path, :meth:`Peer.follow` applies
+every ``call.signal`` as it arrives.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from array import array
 from typing import Any
 
 import av
+import numpy
 from aiortc import (
     MediaStreamTrack,
     RTCConfiguration,
@@ -25,8 +28,9 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcconfiguration import RTCIceTransportPolicy
+from aiortc.sdp import candidate_from_sdp
 
-from rtc_server.client import RtcClient
+from rtc_server.client import Event, RtcClient
 
 RATE = 48_000
 FRAME = 960  # 20 ms
@@ -67,6 +71,29 @@ def loudness(frame: av.AudioFrame) -> int:
     return max((abs(s) for s in samples), default=0)
 
 
+def mono(frame: av.AudioFrame) -> array[int]:
+    """The first channel of a decoded (packed s16) frame: aiortc decodes Opus to stereo."""
+    samples = array("h", bytes(frame.planes[0]))
+    channels = len(frame.layout.channels)
+    return samples[::channels] if channels > 1 else samples
+
+
+def dominant_frequency(samples: array[int], rate: int) -> float:
+    """The frequency of the strongest bin of the spectrum (Hann window, the peak refined
+    by parabolic interpolation), so a test can tell which tone it heard, not just that
+    something was loud."""
+    signal = numpy.asarray(samples, dtype=numpy.float64)
+    spectrum = numpy.abs(numpy.fft.rfft(signal * numpy.hanning(len(signal))))
+    spectrum[0] = 0  # DC
+    peak = int(numpy.argmax(spectrum))
+    shift = 0.0
+    if 0 < peak < len(spectrum) - 1:
+        a, b, c = numpy.log(spectrum[peak - 1 : peak + 2] + 1e-12)
+        if a - 2 * b + c != 0:
+            shift = 0.5 * (a - c) / (a - 2 * b + c)
+    return float((peak + shift) * rate / len(signal))
+
+
 class Peer:
     """One party: its socket to the server and its peer connection."""
 
@@ -97,6 +124,12 @@ class Peer:
         self.heard: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._listening: asyncio.Task[None] | None = None
         self.pc.on("track", self._on_track)
+        # What was heard while loud (the first channel), for heard_frequency().
+        self._tone = array("h")
+        self._tone_rate = RATE
+        # follow(): signals applied in the background, the client's other events kept.
+        self.events: asyncio.Queue[Event] = asyncio.Queue()
+        self._following: asyncio.Task[None] | None = None
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         self._listening = asyncio.get_running_loop().create_task(self._listen(track))
@@ -108,11 +141,18 @@ class Peer:
                 frame = await track.recv()
                 if loudness(frame) > 1000:  # the other side's tone, not silence
                     loud += 1
+                    self._tone.extend(mono(frame))
+                    self._tone_rate = frame.sample_rate
                     if loud >= 25:  # half a second of it
                         self.heard.set_result(loud)
         except MediaStreamError:
             if not self.heard.done():
                 self.heard.set_exception(AssertionError("the track ended before the tone"))
+
+    def heard_frequency(self) -> float:
+        """The dominant frequency of what this peer heard while it was loud."""
+        assert self._tone, "nothing loud was heard"
+        return dominant_frequency(self._tone, self._tone_rate)
 
     async def offer(self, call_id: int) -> None:
         await self.pc.setLocalDescription(await self.pc.createOffer())
@@ -129,6 +169,62 @@ class Peer:
             "calls.signal",
             {"callId": call_id, "description": {"type": local.type, "sdp": local.sdp}},
         )
+
+    def follow(self, call_id: int) -> None:
+        """From now on, apply every ``call.signal`` of ``call_id`` as it arrives: an offer
+        is answered, an answer applied, a trickled candidate added. The client's other
+        events go to :attr:`events` (read them with :meth:`next_event`).
+
+        A browser sends its candidates one by one after its description, and they come
+        in no fixed number, so they cannot be awaited one by one as between two aiortc
+        peers: they are applied in the background, in the order they were relayed."""
+        self._following = asyncio.get_running_loop().create_task(self._follow(call_id))
+
+    async def _follow(self, call_id: int) -> None:
+        while True:
+            event = await self.client.events.get()
+            if event.method == "call.signal" and event.params.get("callId") == call_id:
+                await self._apply(call_id, event.params)
+            else:
+                self.events.put_nowait(event)
+
+    async def _apply(self, call_id: int, signal: dict[str, Any]) -> None:
+        description = signal.get("description")
+        if description is not None:
+            if description["type"] == "offer":
+                await self.answer(call_id, description["sdp"])
+            else:
+                await self.pc.setRemoteDescription(
+                    RTCSessionDescription(description["sdp"], description["type"])
+                )
+            return
+        candidate = signal["candidate"]
+        if candidate["candidate"] == "":  # end of candidates (RFC 8838 section 13)
+            await self.pc.addIceCandidate(None)
+            return
+        parsed = candidate_from_sdp(candidate["candidate"].removeprefix("candidate:"))
+        parsed.sdpMid = candidate.get("sdpMid")
+        parsed.sdpMLineIndex = candidate.get("sdpMLineIndex")
+        await self.pc.addIceCandidate(parsed)
+
+    async def next_event(self, method: str, timeout: float = 10) -> Any:
+        """The data of the next event ``method`` (others skipped) while following;
+        a failure to apply a signal is raised here."""
+        following = self._following
+        assert following is not None, "follow() first"
+        async with asyncio.timeout(timeout):
+            while True:
+                getting = asyncio.ensure_future(self.events.get())
+                try:
+                    await asyncio.wait({getting, following}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    getting.cancel()  # no-op once it has its event
+                if not getting.done() or getting.cancelled():
+                    following.result()  # it ended: raises what went wrong
+                    raise AssertionError("stopped following the call")
+                event = getting.result()
+                if event.method == method:
+                    return event.data if event.seq is not None else event.params
 
     async def packets(self) -> tuple[int, int]:
         """RTP packets (sent, received) by this peer connection so far."""
@@ -153,6 +249,7 @@ class Peer:
 
     async def close(self) -> None:
         await self.pc.close()
-        if self._listening is not None:
-            self._listening.cancel()
-            await asyncio.gather(self._listening, return_exceptions=True)
+        for task in (self._listening, self._following):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
