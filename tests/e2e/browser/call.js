@@ -48,7 +48,8 @@ class RpcSocket {
     };
     ws.onclose = (close) => {
       this.log(`socket closed ${close.code}`);
-      for (const { reject } of this.pending.values()) reject(new Error(`socket closed ${close.code}`));
+      const error = new Error(`socket closed ${close.code}`);
+      for (const { reject } of this.pending.values()) reject(error);
       this.pending.clear();
     };
   }
@@ -98,7 +99,8 @@ class RpcSocket {
       if (this.seenSeq <= this.ackedSeq || this.ws.readyState !== WebSocket.OPEN) return;
       this.ackedSeq = this.seenSeq;
       // A notification: no answer needed (docs: events.ack).
-      this.ws.send(JSON.stringify({ jsonrpc: "2.0", method: "events.ack", params: { seq: this.ackedSeq } }));
+      const ack = { jsonrpc: "2.0", method: "events.ack", params: { seq: this.ackedSeq } };
+      this.ws.send(JSON.stringify(ack));
     }, ACK_DELAY_MS);
   }
 
@@ -152,7 +154,8 @@ class Hearing {
     const binHz = this.context.sampleRate / this.analyser.fftSize;
     const [a, b, c] = [this.bins[peak - 1], this.bins[peak], this.bins[peak + 1] ?? -Infinity];
     const denominator = a - 2 * b + c;
-    const shift = Number.isFinite(denominator) && denominator !== 0 ? (0.5 * (a - c)) / denominator : 0;
+    const usable = Number.isFinite(denominator) && denominator !== 0;
+    const shift = usable ? (0.5 * (a - c)) / denominator : 0;
     return (peak + shift) * binHz;
   }
 
@@ -179,6 +182,7 @@ class CallParty {
     this.statsTimer = null;
     this.waiters = []; // next(): {method, resolve}
     this.unclaimed = []; // call.incoming that arrived before answer() asked for it
+    this.acceptedEarly = null; // a call.accepted that beat the calls.start answer
     this.results = {
       state: "idle",
       role: null,
@@ -187,6 +191,8 @@ class CallParty {
       policy: null,
       iceServers: null,
       recordingNotice: null,
+      serverSaysConnected: false,
+      endReason: null,
       connectionState: null,
       iceConnectionState: null,
       candidatesSent: 0,
@@ -223,15 +229,18 @@ class CallParty {
   event(method, data) {
     this.results.events.push(method);
     this.log(`event ${method}`);
-    if (method === "call.ended" && this.call && data.call.callId === this.call.callId) {
-      this.results.state = "ended";
-      this.results.endReason = data.call.endReason;
-    }
-    if (method === "call.connected" && this.call && data.call.callId === this.call.callId) {
-      this.results.serverSaysConnected = true;
-    }
-    if (method === "call.accepted" && this.call && this.call.role === "caller" && data.call.callId === this.call.callId) {
+    const callId = data.call ? data.call.callId : data.callId;
+    const ours = this.call !== null && callId === this.call.callId;
+    if (method === "call.accepted" && this.call === null) this.acceptedEarly = callId;
+    // The caller offers once the callee has accepted, in both media modes.
+    if (method === "call.accepted" && ours && this.call.role === "caller") {
       this.run(() => this.offer());
+    }
+    if (method === "call.connected" && ours) this.results.serverSaysConnected = true;
+    if (method === "call.ended" && ours) {
+      this.results.endReason = data.call.endReason;
+      this.endMedia();
+      this.results.state = "ended";
     }
     const waiting = this.waiters.filter((w) => w.method === method);
     this.waiters = this.waiters.filter((w) => w.method !== method);
@@ -244,12 +253,18 @@ class CallParty {
       return Promise.resolve(this.unclaimed.shift());
     }
     return new Promise((resolve, reject) => {
-      const waiter = { method, resolve };
-      this.waiters.push(waiter);
-      setTimeout(() => {
+      const timer = setTimeout(() => {
         this.waiters = this.waiters.filter((w) => w !== waiter);
         reject(new Error(`no ${method} within ${timeoutMs} ms`));
       }, timeoutMs);
+      const waiter = {
+        method,
+        resolve: (data) => {
+          clearTimeout(timer);
+          resolve(data);
+        },
+      };
+      this.waiters.push(waiter);
     });
   }
 
@@ -268,6 +283,7 @@ class CallParty {
     this.results.role = "caller";
     this.setUp({ ...started, media, role: "caller" });
     this.results.state = "ringing";
+    if (this.acceptedEarly === started.callId) this.run(() => this.offer());
     return started.callId;
   }
 
@@ -275,7 +291,10 @@ class CallParty {
     const incoming = await this.next("call.incoming", timeoutMs);
     this.results.role = "callee";
     this.setUp({ ...incoming, role: "callee" });
-    await this.socket.call("calls.accept", { idempotencyKey: idempotencyKey(), callId: incoming.callId });
+    await this.socket.call("calls.accept", {
+      idempotencyKey: idempotencyKey(),
+      callId: incoming.callId,
+    });
     this.results.state = "accepted";
     // Recorded: the callee's connection ends at the server too, so it offers now.
     if (incoming.media === "recorded") await this.offer();
@@ -283,7 +302,10 @@ class CallParty {
   }
 
   async hangup() {
-    await this.socket.call("calls.hangup", { idempotencyKey: idempotencyKey(), callId: this.call.callId });
+    await this.socket.call("calls.hangup", {
+      idempotencyKey: idempotencyKey(),
+      callId: this.call.callId,
+    });
   }
 
   setUp(call) {
@@ -305,7 +327,8 @@ class CallParty {
       // null: gathering is over; sent on as "" (end of candidates, RFC 8838 section 13).
       const init = candidate ? candidate.toJSON() : { candidate: "" };
       if (candidate) this.results.localCandidateTypes.push(candidate.type);
-      this.send({ candidate: init }).then(() => this.results.candidatesSent++);
+      // A refusal is already in results.errors (send()).
+      this.send({ candidate: init }).then(() => this.results.candidatesSent++, () => {});
     };
     pc.ontrack = ({ track, streams }) => {
       this.log(`remote track ${track.kind}`);
@@ -326,7 +349,11 @@ class CallParty {
     pc.oniceconnectionstatechange = () => {
       this.results.iceConnectionState = pc.iceConnectionState;
     };
-    this.statsTimer = setInterval(() => this.count().catch((error) => this.fail(error)), STATS_EVERY_MS);
+    this.statsTimer = setInterval(() => {
+      this.count().catch((error) => {
+        if (pc.signalingState !== "closed") this.fail(error); // closed: the call ended meanwhile
+      });
+    }, STATS_EVERY_MS);
   }
 
   // --- signalling -----------------------------------------------------------------
@@ -346,7 +373,10 @@ class CallParty {
   send(signal) {
     const callId = this.call.callId;
     const sent = this.outbox.then(() => this.socket.call("calls.signal", { callId, ...signal }));
-    this.outbox = sent.catch((error) => this.fail(error));
+    this.outbox = sent.catch((error) => {
+      // A signal that crossed the end of the call is refused (4091): nothing went wrong.
+      if (!(this.results.state === "ended" && error.code === 4091)) this.fail(error);
+    });
     return sent;
   }
 
@@ -391,19 +421,26 @@ class CallParty {
     this.results.packetsSent = sent;
   }
 
-  close() {
+  // The call is over: stop counting and listening, close the connection (the
+  // results keep their last values).
+  endMedia() {
     if (this.statsTimer !== null) clearInterval(this.statsTimer);
+    this.statsTimer = null;
     if (this.hearing) this.hearing.close();
+    this.hearing = null;
     if (this.pc) this.pc.close();
+  }
+
+  close() {
+    this.endMedia();
     this.socket.close();
   }
 }
 
 // --- what the test calls ----------------------------------------------------------
 
-// Open the socket, authenticate, take the microphone. The microphone comes first so
-// that Chromium gathers real host candidates: without a media permission it hides
-// host addresses behind mDNS names (.local), which aiortc cannot resolve.
+// Open the socket, authenticate, take the microphone (before any peer connection, so
+// its track is in the first description).
 window.joinServer = async ({ wsUrl, accessToken }) => {
   const microphone = await navigator.mediaDevices.getUserMedia({
     // A test tone is not speech: echo cancellation, noise suppression and gain control
