@@ -5,7 +5,10 @@ docs/protocol.md, against an aiortc peer through the real server.
 The browser's microphone is Chromium's fake capture device fed a WAV of an 880 Hz tone
 made here; the aiortc peer sends 440 Hz. Each side must hear the other's tone (the
 browser through a WebAudio analyser on the remote track, the peer by the spectrum of
-what it decoded) and count RTP packets both ways.
+what it decoded) and count RTP packets both ways. In a direct call the browser calls
+the peer and is called by it; in a recorded call both connect to the server, and each
+leg's recording (downloaded through a signed link) must carry its party's tone for as
+long as that party sent it.
 
 Chromium runs from the system (``/usr/bin/chromium``): Playwright's own browser
 download is never used. Without Chromium or Playwright the tests skip, saying how
@@ -15,6 +18,7 @@ to install them; ``.ci/run`` installs both.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import math
 import shutil
@@ -24,13 +28,16 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 
 from rtc_server.app import App
+from rtc_server.client import RtcClient
+from tests.media_tools import decode_ogg, dominant_frequency
 
 from .calls import booked, start, step
-from .conftest import Clients, ws_url
+from .conftest import AppFactory, Clients, CodeLog, ws_url
 from .market import next_of
 from .webrtc_peers import Peer
 
@@ -43,6 +50,10 @@ PAGES = Path(__file__).parent / "browser"
 BROWSER_HZ = 880  # the tone of the browser's fake microphone
 PEER_HZ = 440  # the aiortc peer's ToneTrack
 TOLERANCE_HZ = 15  # Opus and a 5.4 Hz analyser bin keep well within this
+TOLERANCE_MS = 60  # a recording's duration against what was sent (issue 7)
+# Chromium's getStats is a snapshot up to 50 ms old (WebRTC's RTCStatsCollector caches
+# its report that long): up to 3 packets of 20 ms more may have left.
+STATS_LAG_PACKETS = 3
 # Chromium as this machine (and CI) can run it: no sandbox (root, no user namespaces),
 # no GPU, no network but loopback, nothing fetched in the background (Playwright adds
 # --headless and a fresh --user-data-dir).
@@ -154,6 +165,11 @@ class BrowserParty:
     async def hang_up(self) -> None:
         await self.page.evaluate("() => hangUp()")
 
+    async def count_packets(self) -> dict[str, int]:
+        """RTP packets {sent, received} by the page's connection, counted now."""
+        counted: dict[str, int] = await self.page.evaluate("() => countPackets()")
+        return counted
+
     async def results(self) -> dict[str, Any]:
         results: dict[str, Any] = await self.page.evaluate("() => party.results")
         return results
@@ -248,32 +264,88 @@ async def test_aiortc_peer_calls_a_browser(
         await peer.close()
 
 
-@pytest.mark.skip(reason="recorded calls land with the media integration")
+async def fetch_leg(client: RtcClient, recording_id: int, leg: str, folder: Path) -> Path:
+    """One leg of a recording, downloaded through a signed link of the HTTP port."""
+    link = await client.call("recordings.link", {"recordingId": recording_id, "leg": leg})
+    async with aiohttp.ClientSession() as http, http.get(link["url"]) as response:
+        assert response.status == 200, await response.read()
+        assert response.headers["Content-Type"] == "audio/ogg"
+        body = await response.read()
+    path = folder / f"{leg}.ogg"
+    path.write_bytes(body)
+    return path
+
+
+def check_leg(path: Path, leg: dict[str, Any], sent: tuple[int, int], hz: float) -> None:
+    """A complete leg: its file is the one described, it lasts as long as its party sent
+    audio to the server (``sent``: packets of 20 ms counted before and after the
+    hang-up), within the issue's 60 ms, and carries that party's tone."""
+    assert leg["codec"] == "opus" and leg["error"] is None, leg
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == leg["sha256"]
+    samples = decode_ogg(path)
+    duration_ms = len(samples) / 48
+    before, after = sent
+    assert before * 20 - TOLERANCE_MS <= duration_ms <= after * 20 + TOLERANCE_MS, (
+        leg,
+        sent,
+        duration_ms,
+    )
+    assert abs(dominant_frequency(samples) - hz) < TOLERANCE_HZ, leg
+
+
+@pytest.mark.skip(
+    reason="recordings/media.py add_candidate refuses the end of candidates "
+    "{candidate: ''} without sdpMid/sdpMLineIndex (a ValueError: -32603 internal_error); "
+    "the page sends it as Chromium reports it and as docs/protocol.md allows"
+)
 async def test_browser_in_a_recorded_call(
-    clients: Clients, app: App, browser: BrowserContext, page_url: str
+    make_app: AppFactory,
+    code_log: CodeLog,
+    browser: BrowserContext,
+    page_url: str,
+    tmp_path: Path,
 ) -> None:
     """Media "recorded": each party's connection ends at the server. Both parties offer
     after the accept (the browser on call.accepted, the peer once its calls.accept is
-    answered) and apply the server's answer; both still hear each other."""
-    b = await booked(clients, app)
-    party = await BrowserParty.join(browser, page_url, app, b.m.customer_tokens["accessToken"])
-    call_id = await party.start(b.booking_id, media="recorded")
-    incoming = await next_of(b.provider, "call.incoming")
-    assert incoming["callId"] == call_id and incoming["media"] == "recorded"
-    peer = Peer(b.provider, incoming["iceServers"], hz=PEER_HZ)
-    peer.follow(call_id)
+    answered) and apply the server's answer; both still hear each other, and each
+    leg's recording holds its party's tone for as long as that party sent it."""
+    app = await make_app(recordings={"parties_may_download": True})
+    clients = Clients(app, code_log)
     try:
-        await step(b.provider, "calls.accept", call_id)
-        await peer.offer(call_id)  # the server answers it (applied by follow())
-        results = await hears_each_other(party, peer)
-        assert results["media"] == "recorded", results
-        assert isinstance(results["recordingNotice"], bool), results
-        assert results["descriptionsSent"] == ["offer"], results
-        assert results["descriptionsReceived"] == ["answer"], results
-        await party.hang_up()
-        ended = await peer.next_event("call.ended")
-        assert ended["call"]["callId"] == call_id
-        # The lead adds here: recording.ready, and the two legs' files (durations,
-        # dominant frequencies BROWSER_HZ and PEER_HZ).
+        b = await booked(clients, app)
+        party = await BrowserParty.join(browser, page_url, app, b.m.customer_tokens["accessToken"])
+        call_id = await party.start(b.booking_id, media="recorded")
+        incoming = await next_of(b.provider, "call.incoming")
+        assert incoming["callId"] == call_id and incoming["media"] == "recorded"
+        peer = Peer(b.provider, incoming["iceServers"], hz=PEER_HZ)
+        peer.follow(call_id)
+        try:
+            await step(b.provider, "calls.accept", call_id)
+            await peer.offer(call_id)  # the server answers it (applied by follow())
+            results = await hears_each_other(party, peer)
+            assert results["media"] == "recorded" and results["recordingNotice"] is True
+            assert results["descriptionsSent"] == ["offer"], results
+            assert results["descriptionsReceived"] == ["answer"], results
+            assert results["serverSaysConnected"] is True, results
+            # The packets each party had sent when the server stopped recording lie
+            # between a count before the hang-up and one after call.ended.
+            browser_before = (await party.count_packets())["sent"]
+            peer_before, _ = await peer.packets()
+            await party.hang_up()
+            await peer.next_event("call.ended")
+            peer_after, _ = await peer.packets()
+            results = await party.until("r.state === 'ended' && r.recording !== null")
+        finally:
+            await peer.close()
+        ready = results["recording"]
+        assert (ready["callId"], ready["state"], ready["error"]) == (call_id, "ready", None)
+        legs = {leg["leg"]: leg for leg in ready["legs"]}
+        browser_after = results["packetsSent"] + STATS_LAG_PACKETS
+        for name, sent, hz in (
+            ("caller", (browser_before, browser_after), BROWSER_HZ),
+            ("callee", (peer_before, peer_after), PEER_HZ),
+        ):
+            path = await fetch_leg(b.provider, ready["recordingId"], name, tmp_path)
+            check_leg(path, legs[name], sent, hz)
     finally:
-        await peer.close()
+        await clients.close()

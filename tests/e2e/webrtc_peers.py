@@ -18,7 +18,6 @@ from array import array
 from typing import Any
 
 import av
-import numpy
 from aiortc import (
     MediaStreamTrack,
     RTCConfiguration,
@@ -31,6 +30,7 @@ from aiortc.rtcconfiguration import RTCIceTransportPolicy
 from aiortc.sdp import candidate_from_sdp
 
 from rtc_server.client import Event, RtcClient
+from tests.media_tools import dominant_frequency, frames_to_samples
 
 RATE = 48_000
 FRAME = 960  # 20 ms
@@ -71,29 +71,6 @@ def loudness(frame: av.AudioFrame) -> int:
     return max((abs(s) for s in samples), default=0)
 
 
-def mono(frame: av.AudioFrame) -> array[int]:
-    """The first channel of a decoded (packed s16) frame: aiortc decodes Opus to stereo."""
-    samples = array("h", bytes(frame.planes[0]))
-    channels = len(frame.layout.channels)
-    return samples[::channels] if channels > 1 else samples
-
-
-def dominant_frequency(samples: array[int], rate: int) -> float:
-    """The frequency of the strongest bin of the spectrum (Hann window, the peak refined
-    by parabolic interpolation), so a test can tell which tone it heard, not just that
-    something was loud."""
-    signal = numpy.asarray(samples, dtype=numpy.float64)
-    spectrum = numpy.abs(numpy.fft.rfft(signal * numpy.hanning(len(signal))))
-    spectrum[0] = 0  # DC
-    peak = int(numpy.argmax(spectrum))
-    shift = 0.0
-    if 0 < peak < len(spectrum) - 1:
-        a, b, c = numpy.log(spectrum[peak - 1 : peak + 2] + 1e-12)
-        if a - 2 * b + c != 0:
-            shift = 0.5 * (a - c) / (a - 2 * b + c)
-    return float((peak + shift) * rate / len(signal))
-
-
 class Peer:
     """One party: its socket to the server and its peer connection."""
 
@@ -124,9 +101,7 @@ class Peer:
         self.heard: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._listening: asyncio.Task[None] | None = None
         self.pc.on("track", self._on_track)
-        # What was heard while loud (the first channel), for heard_frequency().
-        self._tone = array("h")
-        self._tone_rate = RATE
+        self._loud: list[av.AudioFrame] = []  # what was heard while loud
         # follow(): signals applied in the background, the client's other events kept.
         self.events: asyncio.Queue[Event] = asyncio.Queue()
         self._following: asyncio.Task[None] | None = None
@@ -141,8 +116,7 @@ class Peer:
                 frame = await track.recv()
                 if loudness(frame) > 1000:  # the other side's tone, not silence
                     loud += 1
-                    self._tone.extend(mono(frame))
-                    self._tone_rate = frame.sample_rate
+                    self._loud.append(frame)
                     if loud >= 25:  # half a second of it
                         self.heard.set_result(loud)
         except MediaStreamError:
@@ -151,8 +125,8 @@ class Peer:
 
     def heard_frequency(self) -> float:
         """The dominant frequency of what this peer heard while it was loud."""
-        assert self._tone, "nothing loud was heard"
-        return dominant_frequency(self._tone, self._tone_rate)
+        assert self._loud, "nothing loud was heard"
+        return dominant_frequency(frames_to_samples(self._loud), self._loud[0].sample_rate)
 
     async def offer(self, call_id: int) -> None:
         await self.pc.setLocalDescription(await self.pc.createOffer())
@@ -189,6 +163,8 @@ class Peer:
                 self.events.put_nowait(event)
 
     async def _apply(self, call_id: int, signal: dict[str, Any]) -> None:
+        if "error" in signal:  # recorded calls: the media host refused a signal
+            raise AssertionError(f"call.signal error {signal['error']}")
         description = signal.get("description")
         if description is not None:
             if description["type"] == "offer":

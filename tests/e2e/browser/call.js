@@ -192,6 +192,8 @@ class CallParty {
       iceServers: null,
       recordingNotice: null,
       serverSaysConnected: false,
+      recording: null, // recording.ready
+      recordingFailures: [], // recording.failed
       endReason: null,
       connectionState: null,
       iceConnectionState: null,
@@ -213,6 +215,8 @@ class CallParty {
     socket.on("call.connected", (data) => this.event("call.connected", data));
     socket.on("call.ended", (data) => this.event("call.ended", data));
     socket.on("call.signal", (data) => this.signalled(data));
+    socket.on("recording.ready", (data) => this.event("recording.ready", data));
+    socket.on("recording.failed", (data) => this.event("recording.failed", data));
   }
 
   log(line) {
@@ -237,10 +241,14 @@ class CallParty {
       this.run(() => this.offer());
     }
     if (method === "call.connected" && ours) this.results.serverSaysConnected = true;
+    if (method === "recording.ready" && ours) this.results.recording = data;
+    if (method === "recording.failed" && ours) this.results.recordingFailures.push(data);
     if (method === "call.ended" && ours) {
       this.results.endReason = data.call.endReason;
-      this.endMedia();
-      this.results.state = "ended";
+      this.run(async () => {
+        await this.endMedia();
+        this.results.state = "ended";
+      });
     }
     const waiting = this.waiters.filter((w) => w.method === method);
     this.waiters = this.waiters.filter((w) => w.method !== method);
@@ -387,6 +395,8 @@ class CallParty {
 
   async apply(data) {
     const pc = this.pc;
+    // Recorded calls: a refusal by the call's media host on another instance.
+    if (data.error) throw new Error(`call.signal error ${JSON.stringify(data.error)}`);
     if (data.description) {
       const { type, sdp } = data.description;
       this.results.descriptionsReceived.push(type);
@@ -421,18 +431,21 @@ class CallParty {
     this.results.packetsSent = sent;
   }
 
-  // The call is over: stop counting and listening, close the connection (the
-  // results keep their last values).
-  endMedia() {
+  // The call is over: stop listening, count the packets a last time (what was sent up
+  // to now, for the test to compare with the recording), close the connection.
+  async endMedia() {
     if (this.statsTimer !== null) clearInterval(this.statsTimer);
     this.statsTimer = null;
     if (this.hearing) this.hearing.close();
     this.hearing = null;
-    if (this.pc) this.pc.close();
+    if (this.pc && this.pc.signalingState !== "closed") {
+      await this.count();
+      this.pc.close();
+    }
   }
 
   close() {
-    this.endMedia();
+    this.endMedia().catch(() => {});
     this.socket.close();
   }
 }
@@ -460,5 +473,11 @@ window.startCall = async ({ bookingId, media }) => window.party.start(bookingId,
 window.answerCall = async ({ timeoutMs }) => window.party.answer(timeoutMs || 10000);
 
 window.hangUp = async () => window.party.hangup();
+
+// RTP packets counted now: {sent, received}.
+window.countPackets = async () => {
+  await window.party.count();
+  return { sent: window.party.results.packetsSent, received: window.party.results.packetsReceived };
+};
 
 window.leave = () => window.party && window.party.close();
