@@ -24,7 +24,7 @@ import math
 import shutil
 import struct
 import wave
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,7 +36,7 @@ from rtc_server.app import App
 from rtc_server.client import RtcClient
 from tests.media_tools import decode_ogg, dominant_frequency
 
-from .calls import booked, start, step
+from .calls import Booked, booked, start, step
 from .conftest import AppFactory, Clients, CodeLog, ws_url
 from .market import next_of
 from .webrtc_peers import Peer
@@ -293,37 +293,73 @@ def check_leg(path: Path, leg: dict[str, Any], sent: tuple[int, int], hz: float)
     assert abs(dominant_frequency(samples) - hz) < TOLERANCE_HZ, leg
 
 
-@pytest.mark.skip(
-    reason="recordings/media.py add_candidate refuses the end of candidates "
-    "{candidate: ''} without sdpMid/sdpMLineIndex (a ValueError: -32603 internal_error); "
-    "the page sends it as Chromium reports it and as docs/protocol.md allows"
-)
-async def test_browser_in_a_recorded_call(
-    make_app: AppFactory,
-    code_log: CodeLog,
-    browser: BrowserContext,
-    page_url: str,
-    tmp_path: Path,
-) -> None:
-    """Media "recorded": each party's connection ends at the server. Both parties offer
-    after the accept (the browser on call.accepted, the peer once its calls.accept is
-    answered) and apply the server's answer; both still hear each other, and each
-    leg's recording holds its party's tone for as long as that party sent it."""
-    app = await make_app(recordings={"parties_may_download": True})
-    clients = Clients(app, code_log)
-    try:
-        b = await booked(clients, app)
+async def recorded_parties(
+    b: Booked, browser: BrowserContext, page_url: str, browser_role: str
+) -> tuple[int, BrowserParty, Peer]:
+    """A recorded call between the browser and an aiortc peer, the browser calling or
+    called; each party offers to the server (the browser by itself: call.js offers on
+    call.accepted as caller, after its calls.accept as callee)."""
+    app = b.m.app
+    if browser_role == "caller":
         party = await BrowserParty.join(browser, page_url, app, b.m.customer_tokens["accessToken"])
         call_id = await party.start(b.booking_id, media="recorded")
         incoming = await next_of(b.provider, "call.incoming")
         assert incoming["callId"] == call_id and incoming["media"] == "recorded"
         peer = Peer(b.provider, incoming["iceServers"], hz=PEER_HZ)
         peer.follow(call_id)
+        accepting: Awaitable[Any] = step(b.provider, "calls.accept", call_id)
+    else:
+        party = await BrowserParty.join(browser, page_url, app, b.m.provider_tokens["accessToken"])
+        answering = asyncio.ensure_future(party.answer())
+        started = await start(b.customer, b.booking_id, media="recorded")
+        call_id = started["callId"]
+        peer = Peer(b.customer, started["iceServers"], hz=PEER_HZ)
+        peer.follow(call_id)
+        accepting = answered(answering, call_id, peer)
+    try:
+        await accepting
+        await peer.offer(call_id)  # the server answers it (applied by follow())
+    except BaseException:
+        await peer.close()
+        raise
+    return call_id, party, peer
+
+
+async def answered(answering: asyncio.Future[int], call_id: int, peer: Peer) -> None:
+    """The browser answered ``call_id``, and the calling peer was told."""
+    try:
+        assert await answering == call_id
+    finally:
+        answering.cancel()
+    await peer.next_event("call.accepted")
+
+
+@pytest.mark.skip(
+    reason="recordings/media.py add_candidate refuses the end of candidates "
+    "{candidate: ''} without sdpMid/sdpMLineIndex (a ValueError: -32603 internal_error); "
+    "the page sends it as Chromium reports it and as docs/protocol.md allows"
+)
+@pytest.mark.parametrize("browser_role", ["caller", "callee"])
+async def test_browser_in_a_recorded_call(
+    make_app: AppFactory,
+    code_log: CodeLog,
+    browser: BrowserContext,
+    page_url: str,
+    tmp_path: Path,
+    browser_role: str,
+) -> None:
+    """Media "recorded": each party's connection ends at the server. Both parties offer
+    after the accept and apply the server's answer; both still hear each other, and
+    each leg's recording holds its party's tone for as long as that party sent it."""
+    app = await make_app(recordings={"parties_may_download": True})
+    clients = Clients(app, code_log)
+    try:
+        b = await booked(clients, app)
+        call_id, party, peer = await recorded_parties(b, browser, page_url, browser_role)
         try:
-            await step(b.provider, "calls.accept", call_id)
-            await peer.offer(call_id)  # the server answers it (applied by follow())
             results = await hears_each_other(party, peer)
-            assert results["media"] == "recorded" and results["recordingNotice"] is True
+            assert (results["role"], results["media"]) == (browser_role, "recorded"), results
+            assert results["recordingNotice"] is True, results
             assert results["descriptionsSent"] == ["offer"], results
             assert results["descriptionsReceived"] == ["answer"], results
             assert results["serverSaysConnected"] is True, results
@@ -341,11 +377,12 @@ async def test_browser_in_a_recorded_call(
         assert (ready["callId"], ready["state"], ready["error"]) == (call_id, "ready", None)
         legs = {leg["leg"]: leg for leg in ready["legs"]}
         browser_after = results["packetsSent"] + STATS_LAG_PACKETS
+        peer_role = "callee" if browser_role == "caller" else "caller"
         for name, sent, hz in (
-            ("caller", (browser_before, browser_after), BROWSER_HZ),
-            ("callee", (peer_before, peer_after), PEER_HZ),
+            (browser_role, (browser_before, browser_after), BROWSER_HZ),
+            (peer_role, (peer_before, peer_after), PEER_HZ),
         ):
-            path = await fetch_leg(b.provider, ready["recordingId"], name, tmp_path)
+            path = await fetch_leg(b.customer, ready["recordingId"], name, tmp_path)
             check_leg(path, legs[name], sent, hz)
     finally:
         await clients.close()
