@@ -155,12 +155,18 @@ class Peer:
         self._following = asyncio.get_running_loop().create_task(self._follow(call_id))
 
     async def _follow(self, call_id: int) -> None:
-        while True:
-            event = await self.client.events.get()
-            if event.method == "call.signal" and event.params.get("callId") == call_id:
-                await self._apply(call_id, event.params)
-            else:
-                self.events.put_nowait(event)
+        try:
+            while True:
+                event = await self.client.events.get()
+                if event.method == "call.signal" and event.params.get("callId") == call_id:
+                    await self._apply(call_id, event.params)
+                else:
+                    self.events.put_nowait(event)
+        except Exception as error:
+            # A test waits for the tone: tell it why it will never come.
+            if not self.heard.done():
+                self.heard.set_exception(error)
+            raise
 
     async def _apply(self, call_id: int, signal: dict[str, Any]) -> None:
         if "error" in signal:  # recorded calls: the media host refused a signal

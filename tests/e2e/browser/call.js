@@ -383,7 +383,8 @@ class CallParty {
     const sent = this.outbox.then(() => this.socket.call("calls.signal", { callId, ...signal }));
     this.outbox = sent.catch((error) => {
       // A signal that crossed the end of the call is refused (4091): nothing went wrong.
-      if (!(this.results.state === "ended" && error.code === 4091)) this.fail(error);
+      if (this.results.state === "ended" && error.code === 4091) return;
+      this.fail(`${error.message} (sent ${JSON.stringify(signal).slice(0, 120)})`);
     });
     return sent;
   }
