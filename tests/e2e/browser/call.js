@@ -4,9 +4,10 @@
 // and the call through calls.start / calls.accept / calls.signal with a real
 // RTCPeerConnection and the microphone (Chromium's fake device in the tests).
 //
-// The Python test drives it through three functions on `window` and polls
-// `window.party.results`, where the page puts what it hears (the remote track's
-// dominant frequency through a WebAudio AnalyserNode) and what getStats counts.
+// The Python test drives it through the functions at the end (joinServer, startCall,
+// answerCall, hangUp, countPackets) and polls `window.party.results`, where the page
+// puts what it hears (the remote track's dominant frequency through a WebAudio
+// AnalyserNode) and what getStats counts.
 //
 // Media modes:
 //   direct   - the caller offers on call.accepted, the callee answers the relayed
