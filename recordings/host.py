@@ -34,9 +34,10 @@ from rtc_server.bus import Signal
 from rtc_server.clock import Clock
 from rtc_server.config import RecordingSettings
 from rtc_server.devices import Devices
-from rtc_server.errors import NotFound, Unprocessable
+from rtc_server.errors import InvalidParams, NotFound, Unprocessable
 from rtc_server.metrics import Metrics
 from rtc_server.outbox import Outbox
+from rtc_server.rpc.text import invalid
 from rtc_server.signals import Signals
 from storage import calls as call_store
 from storage import recordings as store_rows
@@ -161,7 +162,7 @@ class MediaHost:
     async def _take_remote(self, request: MediaRequest) -> None:
         try:
             await self._take(request)
-        except (Unprocessable, NotFound) as refused:
+        except (Unprocessable, NotFound, InvalidParams) as refused:
             await self._devices.send(
                 request.user_id,
                 request.device,
@@ -194,12 +195,15 @@ class MediaHost:
                     self._spawn(self._connected(request.call_id))
             elif request.candidate is not None:
                 c = request.candidate
-                await hosted.media.add_candidate(
-                    request.leg,
-                    c.get("candidate", ""),
-                    c.get("sdpMid"),
-                    c.get("sdpMLineIndex"),
-                )
+                try:
+                    await hosted.media.add_candidate(
+                        request.leg,
+                        c.get("candidate", ""),
+                        c.get("sdpMid"),
+                        c.get("sdpMLineIndex"),
+                    )
+                except ValueError as bad:
+                    raise invalid(("candidate", str(bad))) from None
 
     async def _hosted(self, request: MediaRequest) -> _Hosted:
         hosted = self._calls.get(request.call_id)
