@@ -11,6 +11,15 @@ A method that changes the database in one transaction may store its result in th
 same transaction (:func:`pending_result`, used by :mod:`rtc_server.outbox`): the change
 and the answer a retry gets then commit together, so a crash between the two cannot
 make a retry run the change again, and the separate completing write is saved.
+
+Such a method can also claim its key in that transaction: its params derive from
+:class:`ClaimsKeyInTransaction` too, and the first statement of its transaction carries
+:func:`key_claim` (see :mod:`storage.idempotency`). The claim, the change and the
+answer then commit together: one commit and one round trip less per call, and a first
+call that fails or dies mid-way leaves no claimed key (nothing to release, nothing
+stale). A concurrent retry with the same key waits for the first call's transaction
+and then returns its answer (or runs, if the first rolled back) instead of getting
+the retryable ``conflict``.
 """
 
 from __future__ import annotations
@@ -28,6 +37,11 @@ from storage import idempotency as keys
 from storage.database import Database
 
 
+class ClaimsKeyInTransaction:
+    """Marks the params of a method that claims its key in its own transaction (the
+    first statement carries :func:`key_claim`) and stores its answer there too."""
+
+
 @dataclass(slots=True)
 class PendingResult:
     """The key a running first call holds; ``stored`` once its transaction wrote the result."""
@@ -35,6 +49,10 @@ class PendingResult:
     user_id: int
     key: str
     stored: bool = False
+    # A method of ClaimsKeyInTransaction params: the claim its transaction makes, and
+    # whether that transaction took it (handed to the first statement).
+    claim: keys.KeyClaim | None = None
+    handed_out: bool = False
 
 
 # The key of the first call running in this task (None outside one).
@@ -46,6 +64,17 @@ def pending_result() -> PendingResult | None:
     yet: a transaction that stores it (``idempotency_keys.result``) sets ``stored``."""
     pending = _pending.get()
     return None if pending is None or pending.stored else pending
+
+
+def key_claim() -> keys.KeyClaim | None:
+    """The key claim for the first statement of this call's transaction: None outside a
+    first call of a :class:`ClaimsKeyInTransaction` method. The statement claims the key
+    or raises :class:`storage.idempotency.KeyTaken`."""
+    pending = _pending.get()
+    if pending is None or pending.claim is None:
+        return None
+    pending.handed_out = True
+    return pending.claim
 
 
 class Idempotency:
@@ -68,19 +97,13 @@ class Idempotency:
         digest = hashlib.sha256(
             params.model_dump_json(exclude={"idempotency_key"}).encode()
         ).digest()
+        if isinstance(params, ClaimsKeyInTransaction):
+            return await self._run_claiming_in_transaction(user_id, key, method, digest, call)
         claim = await keys.claim(self._db, user_id, key, method, digest, self.stale_after)
         if claim is None:
             raise Conflict("this idempotencyKey is contended; retry", retryable=True)
         if isinstance(claim, keys.Existing):
-            if claim.method != method or claim.params_hash != digest:
-                raise IdempotencyMismatch(
-                    "this idempotencyKey was used with another method or other params"
-                )
-            if claim.result is None:
-                raise Conflict(
-                    "a request with this idempotencyKey is still running", retryable=True
-                )
-            return claim.result.encode()
+            return _stored(claim, method, digest)
         pending = PendingResult(user_id, key)
         token = _pending.set(pending)
         try:
@@ -95,5 +118,45 @@ class Idempotency:
             await keys.complete(self._db, user_id, key, result_json.decode())
         return result_json
 
+    async def _run_claiming_in_transaction(
+        self,
+        user_id: int,
+        key: str,
+        method: str,
+        digest: bytes,
+        call: Callable[[], Awaitable[BaseModel]],
+    ) -> bytes:
+        claim = keys.KeyClaim(user_id, key, method, digest, self.stale_after)
+        for _ in range(3):
+            pending = PendingResult(user_id, key, claim=claim)
+            token = _pending.set(pending)
+            try:
+                result = await call()
+            except keys.KeyTaken:
+                # Rolled back. Read the key with a fresh snapshot: the first call's
+                # transaction committed (or it was released again: run once more).
+                found = await keys.existing(self._db, user_id, key)
+                if found is None:
+                    continue
+                return _stored(found, method, digest)
+            finally:
+                _pending.reset(token)
+            if not pending.handed_out or not pending.stored:
+                raise RuntimeError(f"{method} did not claim its key and store its answer")
+            return result.__pydantic_serializer__.to_json(result, by_alias=True)
+        raise Conflict("this idempotencyKey is contended; retry", retryable=True)
+
     async def prune(self) -> None:
         await keys.prune(self._db, self.max_age)
+
+
+def _stored(existing: keys.Existing, method: str, digest: bytes) -> bytes:
+    """What a call gets when its key was claimed before: the first result, if it is the
+    same request and that call finished."""
+    if existing.method != method or existing.params_hash != digest:
+        raise IdempotencyMismatch(
+            "this idempotencyKey was used with another method or other params"
+        )
+    if existing.result is None:
+        raise Conflict("a request with this idempotencyKey is still running", retryable=True)
+    return existing.result.encode()

@@ -6,6 +6,12 @@ provider: a booking is never reachable by id alone. Booking rows never carry a p
 number. A transaction that writes events about bookings locks the users' event
 cursors (:func:`storage.events.lock_cursors_sql`) before it counts badges or earnings,
 so the counts in a user's events follow their ``seq`` order.
+
+A change runs in three statements inside its transaction: the first claims the call's
+idempotency key (:class:`storage.idempotency.KeyClaim`, optional) and takes the locks
+(:func:`bookable`, :func:`lock_for_change`); the second makes the change, inserts the
+notification and counts badges and earnings (:func:`insert_booking`,
+:func:`set_status`); the third writes the events (:func:`storage.events.append_each`).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from typing import Any, Literal
 import orjson
 
 from storage.events import Executor, lock_cursors_sql
+from storage.idempotency import KeyClaim, KeyTaken
 
 Side = Literal["customer", "provider"]
 SIDES: tuple[Side, ...] = ("customer", "provider")
@@ -144,20 +151,36 @@ class Bookable:
     customer_name: str | None
 
 
+def _claiming(claim: KeyClaim | None, first: int) -> tuple[str, str, str]:
+    """The claim CTE (parameters from ``first``), the condition that makes the locks of
+    the statement wait for it (claim first, so that retries of one key queue on the key
+    and hold nothing else), and the ``claimed`` output column."""
+    if claim is None:
+        return "", "", "1 AS claimed"
+    return (
+        f"claim AS ({claim.sql(first)}),",
+        "AND EXISTS (SELECT FROM claim)",
+        "(SELECT count(*) FROM claim) AS claimed",
+    )
+
+
 async def bookable(
     conn: Executor,
     customer_id: int,
     provider_service_id: int,
     sub_service_ids: list[int],
     now: datetime,
+    claim: KeyClaim | None = None,
 ) -> Bookable | None:
     """The registration if it is listed (active, not past its end, of an active account
     and service), with the prices of those of ``sub_service_ids`` it offers; None if
     not listed. Also locks the customer's and provider's event cursors (see the module
-    docstring): the customer's creations are counted one after another."""
+    docstring): the customer's creations are counted one after another. With ``claim``,
+    claims the idempotency key first (:class:`KeyTaken` if it is taken)."""
+    claim_cte, after_claim, claimed = _claiming(claim, 5)
     row = await conn.fetchrow(
         f"""
-        WITH r AS (
+        WITH {claim_cte} r AS (
             SELECT ps.id, ps.provider_id, ps.service_id, s.slug, s.name,
                    u.full_name AS provider_name,
                    (SELECT json_agg(json_build_object(
@@ -172,22 +195,25 @@ async def bookable(
             JOIN services s ON s.id = ps.service_id
             WHERE ps.id = $1 AND ps.status = 'active'
               AND (ps.active_until IS NULL OR ps.active_until > $3)
-              AND u.is_active AND s.is_active
+              AND u.is_active AND s.is_active {after_claim}
             -- Held until commit: providers.removeService (FOR UPDATE) waits for it.
             FOR KEY SHARE OF ps
         ), locked AS (
             {lock_cursors_sql("ARRAY[$4::bigint, (SELECT provider_id FROM r)]")}
         )
-        SELECT r.*, (SELECT full_name FROM users WHERE id = $4) AS customer_name,
+        SELECT {claimed}, r.*, (SELECT full_name FROM users WHERE id = $4) AS customer_name,
                (SELECT count(*) FROM locked) AS locked
-        FROM r
+        FROM (SELECT) one LEFT JOIN r ON true
         """,
         provider_service_id,
         sub_service_ids,
         now,
         customer_id,
+        *(claim.args() if claim is not None else ()),
     )
-    if row is None:
+    if not row["claimed"]:
+        raise KeyTaken
+    if row["id"] is None:
         return None
     return Bookable(
         provider_service_id=row["id"],
@@ -273,11 +299,14 @@ async def insert_booking(
     max_per_minute: int,
     max_per_hour: int,
     notification: NewNotification,
-) -> tuple[CustomerContext, tuple[BookingRow, NotificationRow | None] | None]:
+    timezone: str,
+) -> tuple[CustomerContext, tuple[BookingRow, NotificationRow | None, Counts] | None]:
     """Check the customer's limits and address and insert a pending booking with its
-    provider's notification, in one statement. Returns the customer's context and the
-    booking, None when it was not inserted: a limit reached, not the customer's
-    address, or an open booking of that registration for that slot already."""
+    provider's notification, in one statement, after :func:`bookable` locked the event
+    cursors. Returns the customer's context and the booking with the counts after it
+    (badges, the provider's earnings), None when it was not inserted: a limit reached,
+    not the customer's address, or an open booking of that registration for that slot
+    already."""
     sql = f"""
         WITH {_CUSTOMER_CONTEXT}, b AS (
             INSERT INTO bookings (customer_id, provider_id, provider_service_id, service_id,
@@ -291,11 +320,12 @@ async def insert_booking(
             ON CONFLICT (customer_id, provider_service_id, appointment_at)
                 WHERE status IN ('pending', 'accepted', 'in_progress') DO NOTHING
             RETURNING *
-        ), {_NOTIFY}
+        ), {_NOTIFY}, {_EARNINGS_AFTER}
         SELECT ctx.last_minute, ctx.oldest_in_minute, ctx.last_hour, ctx.oldest_in_hour,
-               ctx.address::text AS customer_address, {_COLUMNS}, {_N_OUT}
-        FROM ctx LEFT JOIN b ON true {_JOINS} LEFT JOIN n ON true
+               ctx.address::text AS customer_address, {_COLUMNS}, {_N_OUT}, {_UNREAD_AFTER}, e.*
+        FROM ctx LEFT JOIN b ON true {_JOINS} LEFT JOIN n ON true CROSS JOIN e
     """
+    sql = sql.replace("$TZ", "$21")
     sql = _with_notification(sql.replace("$NOW", "$14").replace("$ADDR", "$12"), 17)
     row = await conn.fetchrow(
         sql,
@@ -316,6 +346,7 @@ async def insert_booking(
         max_per_minute,
         max_per_hour,
         *_notification_args(notification),
+        timezone,
     )
     address = row["customer_address"]
     context = CustomerContext(
@@ -328,7 +359,7 @@ async def insert_booking(
     if row["id"] is None:
         return context, None
     note = notification_row(row, "n_") if row["n_id"] is not None else None
-    return context, (booking_row(row), note)
+    return context, (booking_row(row), note, _counts_after(row, with_earnings=True))
 
 
 # --- Changing the status -----------------------------------------------------------------
@@ -372,6 +403,38 @@ async def lock_booking(conn: Executor, booking_id: int, user_id: int) -> LockedB
     return None if row is None else LockedBooking(*(row[k] for k in LockedBooking.__slots__))
 
 
+async def lock_for_change(
+    conn: Executor, booking_id: int, user_id: int, claim: KeyClaim | None = None
+) -> LockedBooking | None:
+    """:func:`lock_booking` for a status change: with ``claim``, first claims the
+    idempotency key (:class:`KeyTaken` if it is taken); then also locks both users'
+    event cursors (see the module docstring), for :func:`set_status` to count under."""
+    claim_cte, after_claim, claimed = _claiming(claim, 3)
+    row = await conn.fetchrow(
+        f"""
+        WITH {claim_cte} b AS (
+            SELECT id, status, customer_id, provider_id, provider_service_id,
+                   viewed_by_customer, viewed_by_provider, service_name, customer_name,
+                   provider_name, appointment_at
+            FROM bookings WHERE id = $1 AND (customer_id = $2 OR provider_id = $2) {after_claim}
+            FOR NO KEY UPDATE
+        ), locked AS (
+            {lock_cursors_sql("(SELECT ARRAY[customer_id, provider_id] FROM b)")}
+        )
+        SELECT {claimed}, b.*, (SELECT count(*) FROM locked) AS locked
+        FROM (SELECT) one LEFT JOIN b ON true
+        """,
+        booking_id,
+        user_id,
+        *(claim.args() if claim is not None else ()),
+    )
+    if not row["claimed"]:
+        raise KeyTaken
+    if row["id"] is None:
+        return None
+    return LockedBooking(*(row[k] for k in LockedBooking.__slots__))
+
+
 async def set_status(
     conn: Executor,
     booking_id: int,
@@ -381,10 +444,13 @@ async def set_status(
     reason: str | None,
     now: datetime,
     notification: NewNotification,
-) -> tuple[BookingRow, NotificationRow | None]:
-    """Move the locked booking to ``status`` (``reason`` of a rejection or cancellation),
-    viewed by the actor and unviewed by the other side; insert the other side's
-    notification; lock both users' event cursors. Returns the booking as read."""
+    with_earnings: bool,
+    timezone: str,
+) -> tuple[BookingRow, NotificationRow | None, Counts]:
+    """Move the booking locked by :func:`lock_for_change` to ``status`` (``reason`` of a
+    rejection or cancellation), viewed by the actor and unviewed by the other side;
+    insert the other side's notification. Returns the booking as read and the counts
+    after the change (the earnings only ``with_earnings``)."""
     sql = f"""
         WITH b AS (
             UPDATE bookings SET
@@ -399,18 +465,15 @@ async def set_status(
                 viewed_by_provider = ($5::text = 'provider')
             WHERE id = $1
             RETURNING *
-        ), {_NOTIFY}, locked AS (
-            {lock_cursors_sql("(SELECT ARRAY[customer_id, provider_id] FROM b)")}
-        )
-        SELECT {_COLUMNS}, {_N_OUT}, (SELECT count(*) FROM locked) AS locked
-        FROM b {_JOINS} LEFT JOIN n ON true
+        ), {_NOTIFY}{", " + _EARNINGS_AFTER if with_earnings else ""}
+        SELECT {_COLUMNS}, {_N_OUT}, {_UNREAD_AFTER}{", e.*" if with_earnings else ""}
+        FROM b {_JOINS} LEFT JOIN n ON true{" CROSS JOIN e" if with_earnings else ""}
     """
-    sql = _with_notification(sql.replace("$NOW", "$3"), 6)
-    row = await conn.fetchrow(
-        sql, booking_id, status, now, reason, actor, *_notification_args(notification)
-    )
+    sql = _with_notification(sql.replace("$NOW", "$3").replace("$TZ", "$10"), 6)
+    args = [booking_id, status, now, reason, actor, *_notification_args(notification)]
+    row = await conn.fetchrow(sql, *args, *((timezone,) if with_earnings else ()))
     note = notification_row(row, "n_") if row["n_id"] is not None else None
-    return booking_row(row), note
+    return booking_row(row), note, _counts_after(row, with_earnings=with_earnings)
 
 
 # --- Reading -----------------------------------------------------------------------------
@@ -554,6 +617,46 @@ async def earnings(db: Executor, provider_id: int, now: datetime, timezone: str)
 class Counts:
     unread: dict[Side, int]
     earnings: EarningsRow | None
+
+
+# The counts after a change, in the statement that makes it (CTE ``b``: the booking as
+# inserted or updated). The statement's other reads do not see its own change, so the
+# booking's old version is left out and its new one added. ($NOW, $TZ: now, time zone.)
+_UNREAD_AFTER = """
+    (SELECT count(*) FROM bookings x
+     WHERE x.customer_id = b.customer_id AND NOT x.viewed_by_customer AND x.id <> b.id)
+        + (NOT b.viewed_by_customer)::int AS unread_customer,
+    (SELECT count(*) FROM bookings x
+     WHERE x.provider_id = b.provider_id AND NOT x.viewed_by_provider AND x.id <> b.id)
+        + (NOT b.viewed_by_provider)::int AS unread_provider
+"""
+_EARNINGS_AFTER = """
+    e AS (
+        SELECT
+            coalesce(sum(w.charge_paise) FILTER (WHERE w.status = 'completed'), 0) AS e_month,
+            coalesce(sum(w.charge_paise) FILTER (
+                WHERE w.status = 'completed'
+                  AND w.completed_at >= date_trunc('day', $NOW::timestamptz, $TZ::text)), 0)
+                AS e_today,
+            coalesce(sum(w.charge_paise) FILTER (WHERE w.status <> 'completed'), 0) AS e_pending
+        FROM (
+            SELECT x.status, x.charge_paise, x.completed_at
+            FROM b JOIN bookings x ON x.provider_id = b.provider_id AND x.id <> b.id
+            UNION ALL
+            SELECT b.status, b.charge_paise, b.completed_at FROM b
+        ) w
+        WHERE w.status IN ('pending', 'accepted', 'in_progress')
+           OR (w.status = 'completed'
+               AND w.completed_at >= date_trunc('month', $NOW::timestamptz, $TZ::text))
+    )
+"""
+
+
+def _counts_after(row: Any, *, with_earnings: bool) -> Counts:
+    money = None
+    if with_earnings:
+        money = EarningsRow(int(row["e_month"]), int(row["e_today"]), int(row["e_pending"]))
+    return Counts({"customer": row["unread_customer"], "provider": row["unread_provider"]}, money)
 
 
 async def counts(

@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 from pydantic import AwareDatetime, Field, model_validator
 
 from api.bookings.rules import Side, Status, allowed_actions
+from rtc_server.idempotency import ClaimsKeyInTransaction
 from rtc_server.rpc.cursors import Cursor
 from rtc_server.rpc.registry import IdempotentParams, Params, Result
 from rtc_server.rpc.text import NO_CONTROL, Trimmed, invalid
@@ -30,7 +31,7 @@ StatusName = Literal["pending", "accepted", "rejected", "in_progress", "complete
 # --- Params ------------------------------------------------------------------------------
 
 
-class CreateBooking(IdempotentParams):
+class CreateBooking(IdempotentParams, ClaimsKeyInTransaction):
     provider_service_id: Id = Field(description="the listing (providers.search / providers.get)")
     sub_service_ids: list[Id] = Field(
         min_length=1, max_length=MAX_SUB_SERVICES, description="sub-services of the listing"
@@ -50,18 +51,18 @@ class BookingRef(Params):
     booking_id: Id
 
 
-class BookingStep(IdempotentParams):
+class BookingStep(IdempotentParams, ClaimsKeyInTransaction):
     """accept, start, complete."""
 
     booking_id: Id
 
 
-class RejectBooking(IdempotentParams):
+class RejectBooking(IdempotentParams, ClaimsKeyInTransaction):
     booking_id: Id
     reason: Reason
 
 
-class CancelBooking(IdempotentParams):
+class CancelBooking(IdempotentParams, ClaimsKeyInTransaction):
     booking_id: Id
     reason: Reason | None = None
 

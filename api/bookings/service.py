@@ -9,6 +9,10 @@ after the commit, the events go out live (:mod:`rtc_server.outbox`). So an answe
 events in the users' logs: an offer survives any reconnect. Of two concurrent
 conflicting changes (an accept and a cancel), the second to get the lock finds the
 booking changed and gets ``state_conflict``.
+
+The ``idempotencyKey`` is claimed by the transaction's first statement
+(:func:`rtc_server.idempotency.key_claim`) and its answer stored by the last: a change
+costs three statements between BEGIN and COMMIT (see :mod:`storage.bookings`).
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from rtc_server.errors import (
     StateConflict,
     Unprocessable,
 )
+from rtc_server.idempotency import key_claim
 from rtc_server.metrics import Metrics
 from rtc_server.outbox import Outbox, StagedEvents
 from rtc_server.rpc.cursors import decode_cursor, next_cursor
@@ -167,12 +172,19 @@ class BookingService:
         """Book a listing: chosen sub-services, an appointment, one of your addresses."""
         customer_id = caller.require_user()
         now = self._clock.now()
-        self._check_appointment(params.appointment_at, now)
         staged = self._outbox.stage()
         async with self._db.transaction() as conn:
             place = await bookings.bookable(
-                conn, customer_id, params.provider_service_id, list(params.sub_service_ids), now
+                conn,
+                customer_id,
+                params.provider_service_id,
+                list(params.sub_service_ids),
+                now,
+                key_claim(),
             )
+            # Checked after the key's claim: a retry gets the first answer even once
+            # the appointment has passed.
+            self._check_appointment(params.appointment_at, now)
             if place is None:
                 raise NotFound("no such provider listing", field="providerServiceId")
             offered = {item["subServiceId"] for item in place.items}
@@ -198,6 +210,7 @@ class BookingService:
                 max_per_minute=self._settings.max_per_minute,
                 max_per_hour=self._settings.max_per_hour,
                 notification=note,
+                timezone=self._timezone,
             )
             if created is None:
                 self._check_limits(context, now)
@@ -207,8 +220,7 @@ class BookingService:
                     "you have an open booking of this provider for this time already",
                     reason="duplicate_booking",
                 )
-            row, note_row = created
-            counts = await self._counts(conn, row, with_earnings=True, now=now)
+            row, note_row, counts = created
             provider_id = place.provider_id
             staged.add(
                 provider_id,
@@ -325,11 +337,11 @@ class BookingService:
     ) -> Booking:
         """Inside the transaction: lock, decide, change, count, stage the events."""
         now = self._clock.now()
-        locked = await bookings.lock_booking(conn, booking_id, user_id)
+        locked = await bookings.lock_for_change(conn, booking_id, user_id, key_claim())
         if locked is None or party(locked, actor) != user_id:
             raise NotFound("no such booking", field="bookingId")
         transition = self._decide(locked, actor, action)
-        row, note_row = await bookings.set_status(
+        row, note_row, counts = await bookings.set_status(
             conn,
             booking_id,
             status=transition.after,
@@ -337,8 +349,9 @@ class BookingService:
             reason=reason,
             now=now,
             notification=self._notification(transition, locked, reason),
+            with_earnings=transition.moves_earnings,
+            timezone=self._timezone,
         )
-        counts = await self._counts(conn, row, with_earnings=transition.moves_earnings, now=now)
         self._stage_change(staged, row, locked, transition, note_row, counts, now)
         answer = booking_view(row, actor)
         staged.answer(answer)  # stored for the idempotencyKey with the change
@@ -413,18 +426,6 @@ class BookingService:
                 self._stage_badge(staged, user_id, side, counts)
             if side is Side.PROVIDER:
                 self._stage_earnings(staged, user_id, counts, now)
-
-    async def _counts(
-        self, conn: Executor, row: BookingRow, *, with_earnings: bool, now: datetime
-    ) -> Counts:
-        return await bookings.counts(
-            conn,
-            customer_id=row.customer_id,
-            provider_id=row.provider_id,
-            with_earnings=with_earnings,
-            now=now,
-            timezone=self._timezone,
-        )
 
     def _stage_badge(self, staged: StagedEvents, user_id: int, side: Side, counts: Counts) -> None:
         badge = UnreadBookings(as_=side.value, count=counts.unread[side.value])
