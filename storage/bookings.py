@@ -16,6 +16,7 @@ notification and counts badges and earnings (:func:`insert_booking`,
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -23,7 +24,7 @@ from typing import Any, Literal
 import orjson
 
 from storage.events import Executor, lock_cursors_sql
-from storage.idempotency import KeyClaim, KeyTaken
+from storage.idempotency import KeyClaim, KeyTaken, claim_sql
 
 Side = Literal["customer", "provider"]
 SIDES: tuple[Side, ...] = ("customer", "provider")
@@ -151,35 +152,23 @@ class Bookable:
     customer_name: str | None
 
 
-def _claiming(claim: KeyClaim | None, first: int) -> tuple[str, str, str]:
+def _claiming(with_claim: bool, first: int) -> tuple[str, str, str]:
     """The claim CTE (parameters from ``first``), the condition that makes the locks of
     the statement wait for it (claim first, so that retries of one key queue on the key
     and hold nothing else), and the ``claimed`` output column."""
-    if claim is None:
+    if not with_claim:
         return "", "", "1 AS claimed"
     return (
-        f"claim AS ({claim.sql(first)}),",
+        f"claim AS ({claim_sql(first)}),",
         "AND EXISTS (SELECT FROM claim)",
         "(SELECT count(*) FROM claim) AS claimed",
     )
 
 
-async def bookable(
-    conn: Executor,
-    customer_id: int,
-    provider_service_id: int,
-    sub_service_ids: list[int],
-    now: datetime,
-    claim: KeyClaim | None = None,
-) -> Bookable | None:
-    """The registration if it is listed (active, not past its end, of an active account
-    and service), with the prices of those of ``sub_service_ids`` it offers; None if
-    not listed. Also locks the customer's and provider's event cursors (see the module
-    docstring): the customer's creations are counted one after another. With ``claim``,
-    claims the idempotency key first (:class:`KeyTaken` if it is taken)."""
-    claim_cte, after_claim, claimed = _claiming(claim, 5)
-    row = await conn.fetchrow(
-        f"""
+@functools.cache
+def _bookable_sql(with_claim: bool) -> str:
+    claim_cte, after_claim, claimed = _claiming(with_claim, 5)
+    return f"""
         WITH {claim_cte} r AS (
             SELECT ps.id, ps.provider_id, ps.service_id, s.slug, s.name,
                    u.full_name AS provider_name,
@@ -199,12 +188,29 @@ async def bookable(
             -- Held until commit: providers.removeService (FOR UPDATE) waits for it.
             FOR KEY SHARE OF ps
         ), locked AS (
-            {lock_cursors_sql("ARRAY[$4::bigint, (SELECT provider_id FROM r)]")}
+            {lock_cursors_sql("(SELECT ARRAY[$4::bigint, provider_id] FROM r)")}
         )
         SELECT {claimed}, r.*, (SELECT full_name FROM users WHERE id = $4) AS customer_name,
                (SELECT count(*) FROM locked) AS locked
         FROM (SELECT) one LEFT JOIN r ON true
-        """,
+        """
+
+
+async def bookable(
+    conn: Executor,
+    customer_id: int,
+    provider_service_id: int,
+    sub_service_ids: list[int],
+    now: datetime,
+    claim: KeyClaim | None = None,
+) -> Bookable | None:
+    """The registration if it is listed (active, not past its end, of an active account
+    and service), with the prices of those of ``sub_service_ids`` it offers; None if
+    not listed. Also locks the customer's and provider's event cursors (see the module
+    docstring): the customer's creations are counted one after another. With ``claim``,
+    claims the idempotency key first (:class:`KeyTaken` if it is taken)."""
+    row = await conn.fetchrow(
+        _bookable_sql(claim is not None),
         provider_service_id,
         sub_service_ids,
         now,
@@ -286,6 +292,31 @@ def _notification_args(n: NewNotification) -> tuple[str, str, str, str]:
     return (n.side, n.type, n.title, n.body)
 
 
+@functools.cache
+def _insert_sql() -> str:
+    sql = f"""
+        WITH {_CUSTOMER_CONTEXT}, b AS (
+            INSERT INTO bookings (customer_id, provider_id, provider_service_id, service_id,
+                                  service_slug, service_name, customer_name, provider_name,
+                                  items, charge_paise, appointment_at, address_id, address,
+                                  description, created_at, updated_at)
+            SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11, $ADDR, ctx.address,
+                   $13, $NOW, $NOW
+            FROM ctx
+            WHERE ctx.address IS NOT NULL AND ctx.last_minute < $15 AND ctx.last_hour < $16
+            ON CONFLICT (customer_id, provider_service_id, appointment_at)
+                WHERE status IN ('pending', 'accepted', 'in_progress') DO NOTHING
+            RETURNING *
+        ), {_NOTIFY}, {_EARNINGS_AFTER}
+        SELECT ctx.last_minute, ctx.oldest_in_minute, ctx.last_hour, ctx.oldest_in_hour,
+               ctx.address::text AS customer_address, {_COLUMNS}, {_N_OUT}, {_UNREAD_AFTER}, e.*
+        FROM ctx LEFT JOIN b ON true {_JOINS} LEFT JOIN n ON true CROSS JOIN e
+    """
+    sql = sql.replace("$TZ", "$21")
+    sql = _with_notification(sql.replace("$NOW", "$14").replace("$ADDR", "$12"), 17)
+    return sql
+
+
 async def insert_booking(
     conn: Executor,
     *,
@@ -307,28 +338,8 @@ async def insert_booking(
     (badges, the provider's earnings), None when it was not inserted: a limit reached,
     not the customer's address, or an open booking of that registration for that slot
     already."""
-    sql = f"""
-        WITH {_CUSTOMER_CONTEXT}, b AS (
-            INSERT INTO bookings (customer_id, provider_id, provider_service_id, service_id,
-                                  service_slug, service_name, customer_name, provider_name,
-                                  items, charge_paise, appointment_at, address_id, address,
-                                  description, created_at, updated_at)
-            SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11, $ADDR, ctx.address,
-                   $13, $NOW, $NOW
-            FROM ctx
-            WHERE ctx.address IS NOT NULL AND ctx.last_minute < $15 AND ctx.last_hour < $16
-            ON CONFLICT (customer_id, provider_service_id, appointment_at)
-                WHERE status IN ('pending', 'accepted', 'in_progress') DO NOTHING
-            RETURNING *
-        ), {_NOTIFY}, {_EARNINGS_AFTER}
-        SELECT ctx.last_minute, ctx.oldest_in_minute, ctx.last_hour, ctx.oldest_in_hour,
-               ctx.address::text AS customer_address, {_COLUMNS}, {_N_OUT}, {_UNREAD_AFTER}, e.*
-        FROM ctx LEFT JOIN b ON true {_JOINS} LEFT JOIN n ON true CROSS JOIN e
-    """
-    sql = sql.replace("$TZ", "$21")
-    sql = _with_notification(sql.replace("$NOW", "$14").replace("$ADDR", "$12"), 17)
     row = await conn.fetchrow(
-        sql,
+        _insert_sql(),
         customer_id,
         place.provider_id,
         place.provider_service_id,
@@ -403,15 +414,10 @@ async def lock_booking(conn: Executor, booking_id: int, user_id: int) -> LockedB
     return None if row is None else LockedBooking(*(row[k] for k in LockedBooking.__slots__))
 
 
-async def lock_for_change(
-    conn: Executor, booking_id: int, user_id: int, claim: KeyClaim | None = None
-) -> LockedBooking | None:
-    """:func:`lock_booking` for a status change: with ``claim``, first claims the
-    idempotency key (:class:`KeyTaken` if it is taken); then also locks both users'
-    event cursors (see the module docstring), for :func:`set_status` to count under."""
-    claim_cte, after_claim, claimed = _claiming(claim, 3)
-    row = await conn.fetchrow(
-        f"""
+@functools.cache
+def _lock_for_change_sql(with_claim: bool) -> str:
+    claim_cte, after_claim, claimed = _claiming(with_claim, 3)
+    return f"""
         WITH {claim_cte} b AS (
             SELECT id, status, customer_id, provider_id, provider_service_id,
                    viewed_by_customer, viewed_by_provider, service_name, customer_name,
@@ -423,7 +429,17 @@ async def lock_for_change(
         )
         SELECT {claimed}, b.*, (SELECT count(*) FROM locked) AS locked
         FROM (SELECT) one LEFT JOIN b ON true
-        """,
+        """
+
+
+async def lock_for_change(
+    conn: Executor, booking_id: int, user_id: int, claim: KeyClaim | None = None
+) -> LockedBooking | None:
+    """:func:`lock_booking` for a status change: with ``claim``, first claims the
+    idempotency key (:class:`KeyTaken` if it is taken); then also locks both users'
+    event cursors (see the module docstring), for :func:`set_status` to count under."""
+    row = await conn.fetchrow(
+        _lock_for_change_sql(claim is not None),
         booking_id,
         user_id,
         *(claim.args() if claim is not None else ()),
@@ -435,22 +451,8 @@ async def lock_for_change(
     return LockedBooking(*(row[k] for k in LockedBooking.__slots__))
 
 
-async def set_status(
-    conn: Executor,
-    booking_id: int,
-    *,
-    status: str,
-    actor: Side,
-    reason: str | None,
-    now: datetime,
-    notification: NewNotification,
-    with_earnings: bool,
-    timezone: str,
-) -> tuple[BookingRow, NotificationRow | None, Counts]:
-    """Move the booking locked by :func:`lock_for_change` to ``status`` (``reason`` of a
-    rejection or cancellation), viewed by the actor and unviewed by the other side;
-    insert the other side's notification. Returns the booking as read and the counts
-    after the change (the earnings only ``with_earnings``)."""
+@functools.cache
+def _set_status_sql(with_earnings: bool) -> str:
     sql = f"""
         WITH b AS (
             UPDATE bookings SET
@@ -470,6 +472,26 @@ async def set_status(
         FROM b {_JOINS} LEFT JOIN n ON true{" CROSS JOIN e" if with_earnings else ""}
     """
     sql = _with_notification(sql.replace("$NOW", "$3").replace("$TZ", "$10"), 6)
+    return sql
+
+
+async def set_status(
+    conn: Executor,
+    booking_id: int,
+    *,
+    status: str,
+    actor: Side,
+    reason: str | None,
+    now: datetime,
+    notification: NewNotification,
+    with_earnings: bool,
+    timezone: str,
+) -> tuple[BookingRow, NotificationRow | None, Counts]:
+    """Move the booking locked by :func:`lock_for_change` to ``status`` (``reason`` of a
+    rejection or cancellation), viewed by the actor and unviewed by the other side;
+    insert the other side's notification. Returns the booking as read and the counts
+    after the change (the earnings only ``with_earnings``)."""
+    sql = _set_status_sql(with_earnings)
     args = [booking_id, status, now, reason, actor, *_notification_args(notification)]
     row = await conn.fetchrow(sql, *args, *((timezone,) if with_earnings else ()))
     note = notification_row(row, "n_") if row["n_id"] is not None else None

@@ -44,6 +44,12 @@ def _numbered(sql: str, first: int) -> str:
     return sql
 
 
+def claim_sql(first: int) -> str:
+    """The claim as a statement usable as a CTE, its parameters numbered from ``first``
+    (:meth:`KeyClaim.args`, in order); it returns one row when this call owns the key."""
+    return _numbered(_CLAIM, first)
+
+
 @dataclass(frozen=True, slots=True)
 class KeyClaim:
     """A key to claim inside the method's own transaction (see the module docstring)."""
@@ -53,11 +59,6 @@ class KeyClaim:
     method: str
     params_hash: bytes
     stale_after: float  # a claim without result this old belongs to a dead process
-
-    def sql(self, first: int) -> str:
-        """The claim as a statement usable as a CTE, its parameters numbered from
-        ``first`` (:meth:`args`, in order); it returns one row when this call owns the key."""
-        return _numbered(_CLAIM, first)
 
     def args(self) -> tuple[int, str, str, bytes, float]:
         return (self.user_id, self.key, self.method, self.params_hash, self.stale_after)
