@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -40,12 +40,22 @@ from storage.events import Executor
 log = logging.getLogger("rtc.events")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Staged:
     user_id: int
     event: str
     payload: bytes
     push_due: datetime | None
+    fill: bool
+
+
+# A statement of the caller's that stores the events and the answer with its change
+# (:meth:`StagedEvents.write_by`): it returns their seqs, and what it filled in the
+# payloads flagged ``fill`` (stand-in -> value, as JSON text).
+EventStatement = Callable[
+    [list[event_log.NewEvent], event_log.Answer | None],
+    Awaitable[tuple[list[int], Mapping[bytes, bytes]]],
+]
 
 
 class StagedEvents:
@@ -66,14 +76,16 @@ class StagedEvents:
         *,
         push_after: float | None = None,
         now: datetime | None = None,
+        fill: bool = False,
     ) -> None:
         """Stage ``event`` for ``user_id``. With ``push_after`` (seconds from ``now``) it
-        is also marked to go out as a push if no device acknowledged it by then."""
+        is also marked to go out as a push if no device acknowledged it by then. With
+        ``fill``, a statement given to :meth:`write_by` may complete its payload."""
         due = None
         if push_after is not None:
             assert now is not None, "push_after needs now"
             due = now + timedelta(seconds=push_after)
-        self._items.append(_Staged(user_id, event, encode_payload(data), due))
+        self._items.append(_Staged(user_id, event, encode_payload(data), due, fill))
 
     def __len__(self) -> int:
         return len(self._items)
@@ -85,19 +97,32 @@ class StagedEvents:
 
     async def write(self, conn: Executor) -> None:
         """Store every staged event (and the answer), inside the caller's transaction."""
+
+        async def append(
+            events: list[event_log.NewEvent], answer: event_log.Answer | None
+        ) -> tuple[list[int], Mapping[bytes, bytes]]:
+            return await event_log.append_each(conn, events, answer=answer), {}
+
+        await self.write_by(append)
+
+    async def write_by(self, statement: EventStatement) -> None:
+        """Like :meth:`write`, by a statement of the caller's that also makes its change
+        (one round trip for both): see :data:`EventStatement`."""
         pending = pending_result() if self._answer is not None else None
-        self._seqs = await event_log.append_each(
-            conn,
-            [
-                event_log.NewEvent(i.user_id, i.event, i.payload.decode(), i.push_due)
-                for i in self._items
-            ],
-            answer=None
-            if pending is None or self._answer is None
-            else event_log.Answer(pending.user_id, pending.key, self._answer.decode()),
-        )
+        events = [
+            event_log.NewEvent(i.user_id, i.event, i.payload.decode(), i.push_due, i.fill)
+            for i in self._items
+        ]
+        answer = None
+        if pending is not None and self._answer is not None:
+            answer = event_log.Answer(pending.user_id, pending.key, self._answer.decode())
+        self._seqs, filled = await statement(events, answer)
         if pending is not None:
             pending.stored = True  # if the transaction rolls back, the key is released
+        for item in self._items:
+            if item.fill:
+                for stand_in, value in filled.items():
+                    item.payload = item.payload.replace(stand_in, value)
 
     async def deliver(self) -> None:
         """After the commit: hand each event to the bus for the users' sockets."""

@@ -7,23 +7,36 @@ number. A transaction that writes events about bookings locks the users' event
 cursors (:func:`storage.events.lock_cursors_sql`) before it counts badges or earnings,
 so the counts in a user's events follow their ``seq`` order.
 
-A change runs in three statements inside its transaction: the first claims the call's
+A change runs in few statements inside its transaction. The first claims the call's
 idempotency key (:class:`storage.idempotency.KeyClaim`, optional) and takes the locks
-(:func:`bookable`, :func:`lock_for_change`); the second makes the change, inserts the
-notification and counts badges and earnings (:func:`insert_booking`,
-:func:`set_status`); the third writes the events (:func:`storage.events.append_each`).
+(:func:`bookable`, :func:`lock_for_change`). Creating: the second inserts the booking
+and its notification and counts badges and earnings (:func:`insert_booking`), the
+third writes the events (:func:`storage.events.append_each`). A status change: the
+caller computes the changed row from the locked one (:func:`with_status`) and builds
+the events; one statement stores the change, the notification, the events with the
+counts filled in, and the answer (:func:`apply_status`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
 import orjson
 
-from storage.events import Executor, lock_cursors_sql
+from storage.events import (
+    Answer,
+    Executor,
+    NewEvent,
+    answer_sql,
+    append_each_sql,
+    event_args,
+    lock_cursors_sql,
+)
 from storage.idempotency import KeyClaim, KeyTaken, claim_sql
 
 Side = Literal["customer", "provider"]
@@ -418,26 +431,41 @@ async def lock_booking(conn: Executor, booking_id: int, user_id: int) -> LockedB
 def _lock_for_change_sql(with_claim: bool) -> str:
     claim_cte, after_claim, claimed = _claiming(with_claim, 3)
     return f"""
-        WITH {claim_cte} b AS (
-            SELECT id, status, customer_id, provider_id, provider_service_id,
-                   viewed_by_customer, viewed_by_provider, service_name, customer_name,
-                   provider_name, appointment_at
-            FROM bookings WHERE id = $1 AND (customer_id = $2 OR provider_id = $2) {after_claim}
+        WITH {claim_cte} l AS (
+            SELECT * FROM bookings
+            WHERE id = $1 AND (customer_id = $2 OR provider_id = $2) {after_claim}
             FOR NO KEY UPDATE
         ), locked AS (
-            {lock_cursors_sql("(SELECT ARRAY[customer_id, provider_id] FROM b)")}
+            {lock_cursors_sql("(SELECT ARRAY[customer_id, provider_id] FROM l)")}
         )
-        SELECT {claimed}, b.*, (SELECT count(*) FROM locked) AS locked
-        FROM (SELECT) one LEFT JOIN b ON true
+        SELECT {claimed}, {_COLUMNS},
+               b.service_name AS l_service_name, b.customer_name AS l_customer_name,
+               b.provider_name AS l_provider_name,
+               CASE WHEN b.id IS NOT NULL
+                    THEN nextval(pg_get_serial_sequence('notifications', 'id')) END
+                   AS next_notification_id,
+               (SELECT count(*) FROM locked) AS locked
+        FROM (SELECT) one LEFT JOIN l AS b ON true {_JOINS}
         """
+
+
+@dataclass(frozen=True, slots=True)
+class ForChange:
+    """A booking locked for a status change (:func:`lock_for_change`)."""
+
+    locked: LockedBooking  # as stored (the names snapshotted at booking)
+    booking: BookingRow  # as the sides see it
+    notification_id: int  # reserved for the notification of the change
 
 
 async def lock_for_change(
     conn: Executor, booking_id: int, user_id: int, claim: KeyClaim | None = None
-) -> LockedBooking | None:
+) -> ForChange | None:
     """:func:`lock_booking` for a status change: with ``claim``, first claims the
     idempotency key (:class:`KeyTaken` if it is taken); then also locks both users'
-    event cursors (see the module docstring), for :func:`set_status` to count under."""
+    event cursors (see the module docstring), for :func:`apply_status` to count under.
+    Returns the booking as read, so that the change and its events can be computed
+    before the one statement that stores them."""
     row = await conn.fetchrow(
         _lock_for_change_sql(claim is not None),
         booking_id,
@@ -448,54 +476,111 @@ async def lock_for_change(
         raise KeyTaken
     if row["id"] is None:
         return None
-    return LockedBooking(*(row[k] for k in LockedBooking.__slots__))
+    booking = booking_row(row)
+    locked = LockedBooking(
+        id=booking.id,
+        status=booking.status,
+        customer_id=booking.customer_id,
+        provider_id=booking.provider_id,
+        provider_service_id=booking.provider_service_id,
+        viewed_by_customer=booking.viewed_by_customer,
+        viewed_by_provider=booking.viewed_by_provider,
+        service_name=row["l_service_name"],
+        customer_name=row["l_customer_name"],
+        provider_name=row["l_provider_name"],
+        appointment_at=booking.appointment_at,
+    )
+    return ForChange(locked, booking, row["next_notification_id"])
+
+
+def with_status(
+    booking: BookingRow, status: str, *, actor: Side, reason: str | None, now: datetime
+) -> BookingRow:
+    """The booking after a change to ``status`` by ``actor`` (``reason`` of a rejection
+    or cancellation): viewed by the actor, unviewed by the other side. What
+    :func:`apply_status` stores."""
+    return dataclasses.replace(
+        booking,
+        status=status,
+        updated_at=now,
+        rejection_reason=(
+            reason
+            if status == "rejected"
+            else None
+            if status == "accepted"
+            else booking.rejection_reason
+        ),
+        cancellation_reason=reason if status == "cancelled" else booking.cancellation_reason,
+        completed_at=now if status == "completed" else booking.completed_at,
+        viewed_by_customer=actor == "customer",
+        viewed_by_provider=actor == "provider",
+    )
 
 
 @functools.cache
-def _set_status_sql(with_earnings: bool) -> str:
+def _apply_status_sql(with_earnings: bool, with_answer: bool) -> str:
+    columns = list(_STAND_INS) if with_earnings else ["unread_customer", "unread_provider"]
+    fill = "i.payload"
+    for column in columns:
+        fill = f"replace({fill}, '{_STAND_INS[column]}', (SELECT {column} FROM c)::text)"
+    first = 15 if with_earnings else 14  # $14: the time zone of the earnings
+    events, seqs = append_each_sql(first, fill)
+    earnings_cte = f", {_EARNINGS_AFTER}" if with_earnings else ""
     sql = f"""
         WITH b AS (
             UPDATE bookings SET
-                status = $2, updated_at = $NOW,
-                rejection_reason = CASE $2 WHEN 'rejected' THEN $4
-                                           WHEN 'accepted' THEN NULL
-                                           ELSE rejection_reason END,
-                cancellation_reason = CASE $2 WHEN 'cancelled' THEN $4
-                                              ELSE cancellation_reason END,
-                completed_at = CASE $2 WHEN 'completed' THEN $NOW ELSE completed_at END,
-                viewed_by_customer = ($5::text = 'customer'),
-                viewed_by_provider = ($5::text = 'provider')
+                status = $2, updated_at = $3, rejection_reason = $4, cancellation_reason = $5,
+                completed_at = $6, viewed_by_customer = $7, viewed_by_provider = $8
             WHERE id = $1
             RETURNING *
-        ), {_NOTIFY}{", " + _EARNINGS_AFTER if with_earnings else ""}
-        SELECT {_COLUMNS}, {_N_OUT}, {_UNREAD_AFTER}{", e.*" if with_earnings else ""}
-        FROM b {_JOINS} LEFT JOIN n ON true{" CROSS JOIN e" if with_earnings else ""}
+        ), n AS (
+            INSERT INTO notifications (id, user_id, type, title, body, booking_id, created_at)
+            OVERRIDING SYSTEM VALUE
+            SELECT $9, $10, $11, $12, $13, $1, $3 WHERE $9::bigint IS NOT NULL
+        ){earnings_cte}, c AS (
+            SELECT {_UNREAD_AFTER}{", e.*" if with_earnings else ""}
+            FROM b{" CROSS JOIN e" if with_earnings else ""}
+        ), {events}{", " + answer_sql(first + 5) if with_answer else ""}
+        SELECT {seqs}, c.* FROM c
     """
-    sql = _with_notification(sql.replace("$NOW", "$3").replace("$TZ", "$10"), 6)
-    return sql
+    return sql.replace("$NOW", "$3").replace("$TZ", "$14")
 
 
-async def set_status(
+async def apply_status(
     conn: Executor,
-    booking_id: int,
+    booking: BookingRow,
+    notification: NotificationRow | None,
+    events: Sequence[NewEvent],
+    answer: Answer | None,
     *,
-    status: str,
-    actor: Side,
-    reason: str | None,
-    now: datetime,
-    notification: NewNotification,
     with_earnings: bool,
     timezone: str,
-) -> tuple[BookingRow, NotificationRow | None, Counts]:
-    """Move the booking locked by :func:`lock_for_change` to ``status`` (``reason`` of a
-    rejection or cancellation), viewed by the actor and unviewed by the other side;
-    insert the other side's notification. Returns the booking as read and the counts
-    after the change (the earnings only ``with_earnings``)."""
-    sql = _set_status_sql(with_earnings)
-    args = [booking_id, status, now, reason, actor, *_notification_args(notification)]
-    row = await conn.fetchrow(sql, *args, *((timezone,) if with_earnings else ()))
-    note = notification_row(row, "n_") if row["n_id"] is not None else None
-    return booking_row(row), note, _counts_after(row, with_earnings=with_earnings)
+) -> tuple[list[int], Counts]:
+    """Store ``booking`` (:func:`with_status` of the row :func:`lock_for_change` read)
+    and the other side's ``notification`` (its id from :func:`lock_for_change`), count
+    both sides' badges and, ``with_earnings``, the provider's earnings after the change,
+    and store ``events`` (those flagged ``fill`` get the counts for :data:`FILL_COUNTS`)
+    and ``answer``: one statement. Returns the events' seqs and the counts."""
+    note: tuple[Any, ...] = (None,) * 5
+    if notification is not None:
+        n = notification
+        note = (n.id, n.user_id, n.type, n.title, n.body)
+    row = await conn.fetchrow(
+        _apply_status_sql(with_earnings, answer is not None),
+        booking.id,
+        booking.status,
+        booking.updated_at,
+        booking.rejection_reason,
+        booking.cancellation_reason,
+        booking.completed_at,
+        booking.viewed_by_customer,
+        booking.viewed_by_provider,
+        *note,
+        *((timezone,) if with_earnings else ()),
+        *event_args(events, with_fill=True),
+        *(answer.args() if answer is not None else ()),
+    )
+    return list(row["seqs"] or []), _counts_after(row, with_earnings=with_earnings)
 
 
 # --- Reading -----------------------------------------------------------------------------
@@ -707,3 +792,41 @@ async def counts(
         row = await conn.fetchrow(f"SELECT {unread.replace('$4', '$2')}", provider_id, customer_id)
         money = None
     return Counts({"customer": row["customer"], "provider": row["provider"]}, money)
+
+
+# Stand-ins for the counts in the events of a change, replaced by the statement that
+# counts them (:func:`apply_status`) and, in the copies sent live, by the caller
+# (:func:`fills`); only in events flagged ``fill``, whose payloads hold no user text.
+_STAND_INS = {
+    "unread_customer": -9_000_000_000_000_001,
+    "unread_provider": -9_000_000_000_000_002,
+    "e_month": -9_000_000_000_000_003,
+    "e_today": -9_000_000_000_000_004,
+    "e_pending": -9_000_000_000_000_005,
+}
+FILL_COUNTS = Counts(
+    {"customer": _STAND_INS["unread_customer"], "provider": _STAND_INS["unread_provider"]},
+    EarningsRow(_STAND_INS["e_month"], _STAND_INS["e_today"], _STAND_INS["e_pending"]),
+)
+
+
+def _count_values(counts: Counts) -> dict[str, int]:
+    values = {
+        "unread_customer": counts.unread["customer"],
+        "unread_provider": counts.unread["provider"],
+    }
+    if counts.earnings is not None:
+        values |= {
+            "e_month": counts.earnings.this_month_paise,
+            "e_today": counts.earnings.today_paise,
+            "e_pending": counts.earnings.pending_paise,
+        }
+    return values
+
+
+def fills(counts: Counts) -> dict[bytes, bytes]:
+    """Stand-in -> value, for the live copies of the events :func:`apply_status` filled."""
+    return {
+        str(_STAND_INS[column]).encode(): str(value).encode()
+        for column, value in _count_values(counts).items()
+    }

@@ -175,32 +175,68 @@ async def lock_cursors(conn: Executor, user_ids: Sequence[int]) -> None:
     await conn.execute(lock_cursors_sql("$1::bigint[]"), list(user_ids))
 
 
-_APPEND_EACH = """
-WITH input AS (
-    SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::timestamptz[])
-        WITH ORDINALITY AS t (user_id, event, payload, push_due, ord)
-), counts AS (
-    SELECT user_id, count(*) AS n FROM input GROUP BY user_id
-), seqs AS (
-    INSERT INTO user_event_cursors AS c (user_id, last_seq)
-    SELECT user_id, n FROM counts ORDER BY user_id
-    ON CONFLICT (user_id) DO UPDATE SET last_seq = c.last_seq + EXCLUDED.last_seq
-    RETURNING user_id, last_seq
-), numbered AS (
-    -- A user's events get the seqs just reserved for them, in the order given.
-    SELECT i.user_id, i.event, i.payload, i.push_due, i.ord,
-           s.last_seq - count(*) OVER w + row_number() OVER (w ORDER BY i.ord) AS seq
-    FROM input i JOIN seqs s USING (user_id)
-    WINDOW w AS (PARTITION BY i.user_id)
-), stored AS (
-    INSERT INTO user_events (user_id, seq, event, payload)
-    SELECT user_id, seq, event, payload::json FROM numbered
-), pushed AS (
-    INSERT INTO push_intents (user_id, seq, event, due_at)
-    SELECT user_id, seq, event, push_due FROM numbered WHERE push_due IS NOT NULL
-)
-SELECT array_agg(seq ORDER BY ord) AS seqs FROM numbered
-"""
+def append_each_sql(first: int, fill: str | None = None) -> tuple[str, str]:
+    """The CTEs that store events, each for its own user (parameters from ``first``:
+    users, events, payloads, push due times, then with ``fill`` a boolean per event),
+    and the expression of their seqs in order, for a statement of the caller's.
+
+    ``fill`` is an SQL expression of ``i.payload``: it replaces the payload of the
+    events flagged for it, so that a statement can put into an event a value it reads
+    itself (the counts of storage.bookings)."""
+    payload = "i.payload"
+    types = ("bigint[]", "text[]", "text[]", "timestamptz[]")
+    unnest = ", ".join(f"${first + i}::{t}" for i, t in enumerate(types))
+    columns = "user_id, event, payload, push_due, ord"
+    if fill is not None:
+        unnest += f", ${first + 4}::boolean[]"
+        columns = "user_id, event, payload, push_due, fill, ord"
+        payload = f"CASE WHEN i.fill THEN {fill} ELSE i.payload END"
+    ctes = f"""
+    input AS (
+        SELECT * FROM unnest({unnest}) WITH ORDINALITY AS t ({columns})
+    ), counts AS (
+        SELECT user_id, count(*) AS n FROM input GROUP BY user_id
+    ), seqs AS (
+        INSERT INTO user_event_cursors AS c (user_id, last_seq)
+        SELECT user_id, n FROM counts ORDER BY user_id
+        ON CONFLICT (user_id) DO UPDATE SET last_seq = c.last_seq + EXCLUDED.last_seq
+        RETURNING user_id, last_seq
+    ), numbered AS (
+        -- A user's events get the seqs just reserved for them, in the order given.
+        SELECT i.user_id, i.event, {payload} AS payload, i.push_due, i.ord,
+               s.last_seq - count(*) OVER w + row_number() OVER (w ORDER BY i.ord) AS seq
+        FROM input i JOIN seqs s USING (user_id)
+        WINDOW w AS (PARTITION BY i.user_id)
+    ), stored AS (
+        INSERT INTO user_events (user_id, seq, event, payload)
+        SELECT user_id, seq, event, payload::json FROM numbered
+    ), pushed AS (
+        INSERT INTO push_intents (user_id, seq, event, due_at)
+        SELECT user_id, seq, event, push_due FROM numbered WHERE push_due IS NOT NULL
+    )"""
+    return ctes, "(SELECT array_agg(seq ORDER BY ord) FROM numbered) AS seqs"
+
+
+def answer_sql(first: int) -> str:
+    """A CTE storing the method's result for its idempotency key (parameters from
+    ``first``: :meth:`Answer.args`)."""
+    return f"""
+    answered AS (
+        UPDATE idempotency_keys SET result = ${first + 2}::json
+        WHERE user_id = ${first} AND key = ${first + 1}
+    )"""
+
+
+def event_args(events: Sequence[NewEvent], *, with_fill: bool = False) -> list[Any]:
+    args: list[Any] = [
+        [e.user_id for e in events],
+        [e.event for e in events],
+        [e.payload for e in events],
+        [e.push_due for e in events],
+    ]
+    if with_fill:
+        args.append([e.fill for e in events])
+    return args
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,11 +247,8 @@ class Answer:
     key: str
     result: str  # JSON text
 
-
-_ANSWER = """, answered AS (
-    UPDATE idempotency_keys SET result = $7::json WHERE user_id = $5 AND key = $6
-)
-"""
+    def args(self) -> tuple[int, str, str]:
+        return (self.user_id, self.key, self.result)
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,11 +257,12 @@ class NewEvent:
     event: str
     payload: str  # JSON text
     push_due: datetime | None = None  # push it then unless a device acknowledged it
+    fill: bool = False  # its payload is completed by the statement (append_each_sql)
 
 
-_APPEND_EACH_ANSWERED = _APPEND_EACH.replace(
-    "\nSELECT array_agg(seq ORDER BY ord)", _ANSWER + "SELECT array_agg(seq ORDER BY ord)"
-)
+_APPEND_CTES, _SEQS = append_each_sql(1)
+_APPEND_EACH = f"WITH {_APPEND_CTES}\nSELECT {_SEQS}"
+_APPEND_EACH_ANSWERED = f"WITH {_APPEND_CTES}, {answer_sql(5)}\nSELECT {_SEQS}"
 
 
 async def append_each(
@@ -240,17 +274,11 @@ async def append_each(
     caused them). An event with ``push_due`` is also recorded in ``push_intents``;
     ``answer`` is stored as the result of its idempotency key by the same statement.
     """
-    args: list[Any] = [
-        [e.user_id for e in events],
-        [e.event for e in events],
-        [e.payload for e in events],
-        [e.push_due for e in events],
-    ]
+    args = event_args(events)
     if answer is None:
         if not events:
             return []
         row = await conn.fetchrow(_APPEND_EACH, *args)
     else:
-        args += [answer.user_id, answer.key, answer.result]
-        row = await conn.fetchrow(_APPEND_EACH_ANSWERED, *args)
+        row = await conn.fetchrow(_APPEND_EACH_ANSWERED, *args, *answer.args())
     return list(row["seqs"] or [])

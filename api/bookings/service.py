@@ -55,10 +55,16 @@ from rtc_server.rpc.cursors import decode_cursor, next_cursor
 from rtc_server.rpc.registry import Caller, Empty, MethodRegistry
 from rtc_server.rpc.text import invalid
 from storage import bookings
-from storage.bookings import BookingRow, Counts, LockedBooking, NewNotification
+from storage.bookings import (
+    BookingRow,
+    Counts,
+    LockedBooking,
+    NewNotification,
+    NotificationRow,
+)
 from storage.database import Database
 from storage.errors import UniqueViolation
-from storage.events import Executor
+from storage.events import Answer, Executor, NewEvent
 
 CUSTOMERS = frozenset({"customer"})
 PROVIDERS = frozenset({"provider"})
@@ -335,27 +341,47 @@ class BookingService:
         action: Action,
         reason: str | None,
     ) -> Booking:
-        """Inside the transaction: lock, decide, change, count, stage the events."""
+        """Inside the transaction: lock, decide, then one statement for the change, its
+        counts, its events and the answer (computed here from the locked row)."""
         now = self._clock.now()
-        locked = await bookings.lock_for_change(conn, booking_id, user_id, key_claim())
-        if locked is None or party(locked, actor) != user_id:
+        found = await bookings.lock_for_change(conn, booking_id, user_id, key_claim())
+        if found is None or party(found.booking, actor) != user_id:
             raise NotFound("no such booking", field="bookingId")
+        locked = found.locked
         transition = self._decide(locked, actor, action)
-        row, note_row, counts = await bookings.set_status(
-            conn,
-            booking_id,
-            status=transition.after,
-            actor=actor.value,
-            reason=reason,
-            now=now,
-            notification=self._notification(transition, locked, reason),
-            with_earnings=transition.moves_earnings,
-            timezone=self._timezone,
+        row = bookings.with_status(
+            found.booking, transition.after.value, actor=actor.value, reason=reason, now=now
         )
-        self._stage_change(staged, row, locked, transition, note_row, counts, now)
+        note_row = None
+        told = party(locked, transition.notify)
+        if told is not None:
+            note = self._notification(transition, locked, reason)
+            note_row = NotificationRow(
+                found.notification_id, told, note.type, note.title, note.body, row.id, now, None
+            )
+        # The counts go into the events as stand-ins the statement fills in.
+        stand_ins = bookings.FILL_COUNTS
+        if not transition.moves_earnings:
+            stand_ins = Counts(stand_ins.unread, None)
+        self._stage_change(staged, row, locked, transition, note_row, stand_ins, now)
         answer = booking_view(row, actor)
         staged.answer(answer)  # stored for the idempotencyKey with the change
-        await staged.write(conn)
+
+        async def store(
+            events: list[NewEvent], stored_answer: Answer | None
+        ) -> tuple[list[int], dict[bytes, bytes]]:
+            seqs, counts = await bookings.apply_status(
+                conn,
+                row,
+                note_row,
+                events,
+                stored_answer,
+                with_earnings=transition.moves_earnings,
+                timezone=self._timezone,
+            )
+            return seqs, bookings.fills(counts)
+
+        await staged.write_by(store)
         return answer
 
     def _decide(self, locked: LockedBooking, actor: Side, action: Action) -> rules.Transition:
@@ -429,14 +455,14 @@ class BookingService:
 
     def _stage_badge(self, staged: StagedEvents, user_id: int, side: Side, counts: Counts) -> None:
         badge = UnreadBookings(as_=side.value, count=counts.unread[side.value])
-        staged.add(user_id, "booking.unreadCount", badge)
+        staged.add(user_id, "booking.unreadCount", badge, fill=True)
 
     def _stage_earnings(
         self, staged: StagedEvents, provider_id: int, counts: Counts, now: datetime
     ) -> None:
         if counts.earnings is not None:
             money = earnings(counts.earnings, self._timezone, now)
-            staged.add(provider_id, "earnings.updated", money)
+            staged.add(provider_id, "earnings.updated", money, fill=True)
 
     # --- Reading -----------------------------------------------------------------------
 
