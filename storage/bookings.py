@@ -7,14 +7,14 @@ number. A transaction that writes events about bookings locks the users' event
 cursors (:func:`storage.events.lock_cursors_sql`) before it counts badges or earnings,
 so the counts in a user's events follow their ``seq`` order.
 
-A change runs in few statements inside its transaction. The first claims the call's
-idempotency key (:class:`storage.idempotency.KeyClaim`, optional) and takes the locks
-(:func:`bookable`, :func:`lock_for_change`). Creating: the second inserts the booking
-and its notification and counts badges and earnings (:func:`insert_booking`), the
-third writes the events (:func:`storage.events.append_each`). A status change: the
-caller computes the changed row from the locked one (:func:`with_status`) and builds
-the events; one statement stores the change, the notification, the events with the
-counts filled in, and the answer (:func:`apply_status`).
+A change is two statements between BEGIN and COMMIT. The first claims the call's
+idempotency key (:class:`storage.idempotency.KeyClaim`, optional), takes the locks and
+reads what the change needs, reserving the ids of new rows (:func:`bookable`,
+:func:`lock_for_change`). The caller then computes the new row (:func:`with_status`,
+or a new booking) and builds its events from it, with stand-ins for the counts
+(:data:`FILL_COUNTS`). The second statement stores the row, the notification, the
+events with the counts filled in (counted after the first statement locked the
+cursors) and the call's answer (:func:`apply_create`, :func:`apply_status`).
 """
 
 from __future__ import annotations
@@ -163,6 +163,9 @@ class Bookable:
     provider_name: str | None
     items: list[dict[str, Any]]  # {subServiceId, slug, name, pricePaise}, the ones priced
     customer_name: str | None
+    address: dict[str, Any] | None  # the customer's address asked for (None: not theirs)
+    booking_id: int  # reserved for the booking
+    notification_id: int  # reserved for the provider's notification
 
 
 def _claiming(with_claim: bool, first: int) -> tuple[str, str, str]:
@@ -180,7 +183,7 @@ def _claiming(with_claim: bool, first: int) -> tuple[str, str, str]:
 
 @functools.cache
 def _bookable_sql(with_claim: bool) -> str:
-    claim_cte, after_claim, claimed = _claiming(with_claim, 5)
+    claim_cte, after_claim, claimed = _claiming(with_claim, 6)
     return f"""
         WITH {claim_cte} r AS (
             SELECT ps.id, ps.provider_id, ps.service_id, s.slug, s.name,
@@ -204,6 +207,14 @@ def _bookable_sql(with_claim: bool) -> str:
             {lock_cursors_sql("(SELECT ARRAY[$4::bigint, provider_id] FROM r)")}
         )
         SELECT {claimed}, r.*, (SELECT full_name FROM users WHERE id = $4) AS customer_name,
+               (SELECT jsonb_build_object('type', a.type, 'state', a.state, 'city', a.city,
+                                          'fullAddress', a.full_address, 'pincode', a.pincode)
+                FROM addresses a WHERE a.id = $5 AND a.user_id = $4)::text AS address,
+               CASE WHEN r.id IS NOT NULL
+                    THEN nextval(pg_get_serial_sequence('bookings', 'id')) END AS booking_id,
+               CASE WHEN r.id IS NOT NULL
+                    THEN nextval(pg_get_serial_sequence('notifications', 'id')) END
+                   AS notification_id,
                (SELECT count(*) FROM locked) AS locked
         FROM (SELECT) one LEFT JOIN r ON true
         """
@@ -215,19 +226,23 @@ async def bookable(
     provider_service_id: int,
     sub_service_ids: list[int],
     now: datetime,
+    address_id: int,
     claim: KeyClaim | None = None,
 ) -> Bookable | None:
     """The registration if it is listed (active, not past its end, of an active account
-    and service), with the prices of those of ``sub_service_ids`` it offers; None if
-    not listed. Also locks the customer's and provider's event cursors (see the module
-    docstring): the customer's creations are counted one after another. With ``claim``,
-    claims the idempotency key first (:class:`KeyTaken` if it is taken)."""
+    and service), with the prices of those of ``sub_service_ids`` it offers and the
+    customer's address ``address_id``; None if not listed. Also locks the customer's
+    and provider's event cursors (see the module docstring): the customer's creations
+    are counted one after another. With ``claim``, claims the idempotency key first
+    (:class:`KeyTaken` if it is taken). Reserves the ids of the booking and of its
+    notification (:func:`apply_create`)."""
     row = await conn.fetchrow(
         _bookable_sql(claim is not None),
         provider_service_id,
         sub_service_ids,
         now,
         customer_id,
+        address_id,
         *(claim.args() if claim is not None else ()),
     )
     if not row["claimed"]:
@@ -243,6 +258,9 @@ async def bookable(
         provider_name=row["provider_name"],
         items=orjson.loads(row["items"]) if row["items"] else [],
         customer_name=row["customer_name"],
+        address=orjson.loads(row["address"]) if row["address"] else None,
+        booking_id=row["booking_id"],
+        notification_id=row["notification_id"],
     )
 
 
@@ -258,15 +276,14 @@ class CustomerContext:
     address: dict[str, Any] | None  # None: not an address of the customer's
 
 
-# Read after bookable() locked the customer's event cursor: a customer's creations are
-# counted one after another. $1: the customer.
-_CUSTOMER_CONTEXT = """
-    ctx AS (
-        SELECT w.last_minute, w.oldest_in_minute, w.last_hour, w.oldest_in_hour,
-               (SELECT jsonb_build_object('type', a.type, 'state', a.state, 'city', a.city,
-                                          'fullAddress', a.full_address, 'pincode', a.pincode)
-                FROM addresses a WHERE a.id = $ADDR AND a.user_id = $1) AS address
-        FROM (
+@functools.cache
+def _apply_create_sql(with_answer: bool) -> str:
+    fill = "i.payload"
+    for column in _STAND_INS:
+        fill = f"replace({fill}, '{_STAND_INS[column]}', (SELECT {column} FROM c)::text)"
+    events, seqs = append_each_sql(24, fill, only_if="EXISTS (SELECT FROM b)")
+    sql = f"""
+        WITH ctx AS (
             SELECT count(*) FILTER (WHERE created_at > $NOW::timestamptz - interval '1 minute')
                        AS last_minute,
                    min(created_at) FILTER (
@@ -274,116 +291,89 @@ _CUSTOMER_CONTEXT = """
                        AS oldest_in_minute,
                    count(*) AS last_hour, min(created_at) AS oldest_in_hour
             FROM bookings
-            WHERE customer_id = $1 AND created_at > $NOW::timestamptz - interval '1 hour'
-        ) w
-    )
-"""
-
-
-_NOTIFY = f"""
-    n AS (
-        INSERT INTO notifications (user_id, type, title, body, booking_id, created_at)
-        SELECT CASE $NSIDE::text WHEN 'customer' THEN b.customer_id ELSE b.provider_id END,
-               $NTYPE::text, $NTITLE::text, $NBODY::text, b.id, $NOW::timestamptz
-        FROM b
-        WHERE CASE $NSIDE::text WHEN 'customer' THEN b.customer_id ELSE b.provider_id END
-              IS NOT NULL
-        RETURNING {_NOTIFICATION_COLUMNS}
-    )
-"""
-_N_OUT = ", ".join(f"n.{c} AS n_{c}" for c in _NOTIFICATION_COLUMNS.split(", "))
-
-
-def _with_notification(sql: str, first: int) -> str:
-    """Number the notification's placeholders from ``first``: $NSIDE .. $NBODY."""
-    for i, name in enumerate(("$NSIDE", "$NTYPE", "$NTITLE", "$NBODY"), start=first):
-        sql = sql.replace(name, f"${i}")
-    return sql
-
-
-def _notification_args(n: NewNotification) -> tuple[str, str, str, str]:
-    return (n.side, n.type, n.title, n.body)
-
-
-@functools.cache
-def _insert_sql() -> str:
-    sql = f"""
-        WITH {_CUSTOMER_CONTEXT}, b AS (
-            INSERT INTO bookings (customer_id, provider_id, provider_service_id, service_id,
+            WHERE customer_id = $2 AND created_at > $NOW::timestamptz - interval '1 hour'
+        ), b AS (
+            INSERT INTO bookings (id, customer_id, provider_id, provider_service_id, service_id,
                                   service_slug, service_name, customer_name, provider_name,
                                   items, charge_paise, appointment_at, address_id, address,
                                   description, created_at, updated_at)
-            SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11, $ADDR, ctx.address,
-                   $13, $NOW, $NOW
-            FROM ctx
-            WHERE ctx.address IS NOT NULL AND ctx.last_minute < $15 AND ctx.last_hour < $16
+            OVERRIDING SYSTEM VALUE
+            SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11, $12, $13, $14::jsonb,
+                   $15, $NOW, $NOW
+            FROM ctx WHERE ctx.last_minute < $17 AND ctx.last_hour < $18
             ON CONFLICT (customer_id, provider_service_id, appointment_at)
                 WHERE status IN ('pending', 'accepted', 'in_progress') DO NOTHING
             RETURNING *
-        ), {_NOTIFY}, {_EARNINGS_AFTER}
-        SELECT ctx.last_minute, ctx.oldest_in_minute, ctx.last_hour, ctx.oldest_in_hour,
-               ctx.address::text AS customer_address, {_COLUMNS}, {_N_OUT}, {_UNREAD_AFTER}, e.*
-        FROM ctx LEFT JOIN b ON true {_JOINS} LEFT JOIN n ON true CROSS JOIN e
+        ), n AS (
+            INSERT INTO notifications (id, user_id, type, title, body, booking_id, created_at)
+            OVERRIDING SYSTEM VALUE
+            SELECT $19, b.provider_id, $20, $21, $22, b.id, $NOW FROM b
+        ), {_EARNINGS_AFTER}, c AS (
+            SELECT {_UNREAD_AFTER}, e.* FROM b CROSS JOIN e
+        ), {events}{", " + answer_sql(29) if with_answer else ""}
+        SELECT ctx.*, (SELECT count(*) FROM b) AS inserted, {seqs}, c.*
+        FROM ctx LEFT JOIN c ON true
     """
-    sql = sql.replace("$TZ", "$21")
-    sql = _with_notification(sql.replace("$NOW", "$14").replace("$ADDR", "$12"), 17)
-    return sql
+    return sql.replace("$NOW", "$16").replace("$TZ", "$23")
 
 
-async def insert_booking(
+async def apply_create(
     conn: Executor,
+    booking: BookingRow,
+    notification: NotificationRow,
+    events: Sequence[NewEvent],
+    answer: Answer | None,
     *,
-    customer_id: int,
-    place: Bookable,
-    charge_paise: int,
-    appointment_at: datetime,
     address_id: int,
-    description: str | None,
-    now: datetime,
     max_per_minute: int,
     max_per_hour: int,
-    notification: NewNotification,
     timezone: str,
-) -> tuple[CustomerContext, tuple[BookingRow, NotificationRow | None, Counts] | None]:
-    """Check the customer's limits and address and insert a pending booking with its
-    provider's notification, in one statement, after :func:`bookable` locked the event
-    cursors. Returns the customer's context and the booking with the counts after it
-    (badges, the provider's earnings), None when it was not inserted: a limit reached,
-    not the customer's address, or an open booking of that registration for that slot
-    already."""
+) -> tuple[CustomerContext, tuple[list[int], Counts] | None]:
+    """After :func:`bookable` (the locks, the reserved ids): check the customer's limits
+    and insert ``booking`` (as the caller built it, pending) with the provider's
+    ``notification``, count the badges and earnings after it, and store ``events``
+    (those flagged ``fill`` get the counts for :data:`FILL_COUNTS`) and ``answer``: one
+    statement. Returns the customer's context and, if the booking was inserted, the
+    events' seqs and the counts; None when a limit is reached or the customer has an
+    open booking of that registration for that slot already (roll back then)."""
     row = await conn.fetchrow(
-        _insert_sql(),
-        customer_id,
-        place.provider_id,
-        place.provider_service_id,
-        place.service_id,
-        place.service_slug,
-        place.service_name,
-        place.customer_name,
-        place.provider_name,
-        orjson.dumps(place.items).decode(),
-        charge_paise,
-        appointment_at,
+        _apply_create_sql(answer is not None),
+        booking.id,
+        booking.customer_id,
+        booking.provider_id,
+        booking.provider_service_id,
+        booking.service_id,
+        booking.service_slug,
+        booking.service_name,
+        booking.customer_name,
+        booking.provider_name,
+        orjson.dumps(booking.items).decode(),
+        booking.charge_paise,
+        booking.appointment_at,
         address_id,
-        description,
-        now,
+        orjson.dumps(booking.address).decode(),
+        booking.description,
+        booking.created_at,
         max_per_minute,
         max_per_hour,
-        *_notification_args(notification),
+        notification.id,
+        notification.type,
+        notification.title,
+        notification.body,
         timezone,
+        *event_args(events, with_fill=True),
+        *(answer.args() if answer is not None else ()),
     )
-    address = row["customer_address"]
     context = CustomerContext(
         last_minute=row["last_minute"],
         oldest_in_minute=row["oldest_in_minute"],
         last_hour=row["last_hour"],
         oldest_in_hour=row["oldest_in_hour"],
-        address=orjson.loads(address) if address else None,
+        address=booking.address,
     )
-    if row["id"] is None:
+    if not row["inserted"]:
         return context, None
-    note = notification_row(row, "n_") if row["n_id"] is not None else None
-    return context, (booking_row(row), note, _counts_after(row, with_earnings=True))
+    return context, (list(row["seqs"] or []), _counts_after(row, with_earnings=True))
 
 
 # --- Changing the status -----------------------------------------------------------------
@@ -764,34 +754,6 @@ def _counts_after(row: Any, *, with_earnings: bool) -> Counts:
     if with_earnings:
         money = EarningsRow(int(row["e_month"]), int(row["e_today"]), int(row["e_pending"]))
     return Counts({"customer": row["unread_customer"], "provider": row["unread_provider"]}, money)
-
-
-async def counts(
-    conn: Executor,
-    *,
-    customer_id: int | None,
-    provider_id: int | None,
-    with_earnings: bool,
-    now: datetime,
-    timezone: str,
-) -> Counts:
-    """Both sides' unread badges and, if asked, the provider's earnings: read after the
-    transaction locked the users' event cursors."""
-    unread = """
-        (SELECT count(*) FROM bookings WHERE customer_id = $4 AND NOT viewed_by_customer)
-            AS customer,
-        (SELECT count(*) FROM bookings WHERE provider_id = $1 AND NOT viewed_by_provider)
-            AS provider
-    """
-    if with_earnings and provider_id is not None:  # one statement for both
-        row = await conn.fetchrow(
-            f"SELECT e.*, {unread} FROM ({_EARNINGS}) e", provider_id, now, timezone, customer_id
-        )
-        money = EarningsRow(int(row["month"]), int(row["today"]), int(row["pending"]))
-    else:
-        row = await conn.fetchrow(f"SELECT {unread.replace('$4', '$2')}", provider_id, customer_id)
-        money = None
-    return Counts({"customer": row["customer"], "provider": row["provider"]}, money)
 
 
 # Stand-ins for the counts in the events of a change, replaced by the statement that

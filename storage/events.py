@@ -175,14 +175,17 @@ async def lock_cursors(conn: Executor, user_ids: Sequence[int]) -> None:
     await conn.execute(lock_cursors_sql("$1::bigint[]"), list(user_ids))
 
 
-def append_each_sql(first: int, fill: str | None = None) -> tuple[str, str]:
+def append_each_sql(
+    first: int, fill: str | None = None, only_if: str | None = None
+) -> tuple[str, str]:
     """The CTEs that store events, each for its own user (parameters from ``first``:
     users, events, payloads, push due times, then with ``fill`` a boolean per event),
     and the expression of their seqs in order, for a statement of the caller's.
 
     ``fill`` is an SQL expression of ``i.payload``: it replaces the payload of the
     events flagged for it, so that a statement can put into an event a value it reads
-    itself (the counts of storage.bookings)."""
+    itself (the counts of storage.bookings). With ``only_if`` (an SQL condition), no
+    event is stored unless it holds."""
     payload = "i.payload"
     types = ("bigint[]", "text[]", "text[]", "timestamptz[]")
     unnest = ", ".join(f"${first + i}::{t}" for i, t in enumerate(types))
@@ -194,6 +197,7 @@ def append_each_sql(first: int, fill: str | None = None) -> tuple[str, str]:
     ctes = f"""
     input AS (
         SELECT * FROM unnest({unnest}) WITH ORDINALITY AS t ({columns})
+        {"WHERE " + only_if if only_if else ""}
     ), counts AS (
         SELECT user_id, count(*) AS n FROM input GROUP BY user_id
     ), seqs AS (

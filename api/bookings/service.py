@@ -11,13 +11,15 @@ conflicting changes (an accept and a cancel), the second to get the lock finds t
 booking changed and gets ``state_conflict``.
 
 The ``idempotencyKey`` is claimed by the transaction's first statement
-(:func:`rtc_server.idempotency.key_claim`) and its answer stored by the last: a change
-costs three statements between BEGIN and COMMIT (see :mod:`storage.bookings`).
+(:func:`rtc_server.idempotency.key_claim`), which also locks and reads; the new row,
+the events and the answer are computed here from what it read, and the second
+statement stores them all: two statements between BEGIN and COMMIT (see
+:mod:`storage.bookings`).
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from api.bookings import rules
@@ -186,6 +188,7 @@ class BookingService:
                 params.provider_service_id,
                 list(params.sub_service_ids),
                 now,
+                params.address_id,
                 key_claim(),
             )
             # Checked after the key's claim: a retry gets the first answer even once
@@ -197,36 +200,20 @@ class BookingService:
             for i, sub in enumerate(params.sub_service_ids):
                 if sub not in offered:
                     raise invalid((f"subServiceIds.{i}", "not offered by this provider"))
-            note = NewNotification(
-                "provider",
+            if place.address is None:
+                raise NotFound("no such address", field="addressId")
+            row = self._new_booking(place, customer_id, params, now)
+            note_row = NotificationRow(
+                place.notification_id,
+                place.provider_id,
                 NotificationType.BOOKING_REQUEST,
                 "New booking request",
                 f"{place.customer_name or 'A customer'} booked {place.service_name}"
                 f" for {self._when(params.appointment_at)}.",
+                row.id,
+                now,
+                None,
             )
-            context, created = await bookings.insert_booking(
-                conn,
-                customer_id=customer_id,
-                place=place,
-                charge_paise=sum(int(item["pricePaise"]) for item in place.items),
-                appointment_at=params.appointment_at,
-                address_id=params.address_id,
-                description=params.description,
-                now=now,
-                max_per_minute=self._settings.max_per_minute,
-                max_per_hour=self._settings.max_per_hour,
-                notification=note,
-                timezone=self._timezone,
-            )
-            if created is None:
-                self._check_limits(context, now)
-                if context.address is None:
-                    raise NotFound("no such address", field="addressId")
-                raise Conflict(
-                    "you have an open booking of this provider for this time already",
-                    reason="duplicate_booking",
-                )
-            row, note_row, counts = created
             provider_id = place.provider_id
             staged.add(
                 provider_id,
@@ -235,23 +222,81 @@ class BookingService:
                 push_after=self._settings.offer_push_after,
                 now=now,
             )
-            if note_row is not None:
-                staged.add(
-                    provider_id,
-                    "notification.created",
-                    NotificationCreated(notification=notification(note_row)),
-                )
-            self._stage_badge(staged, provider_id, Side.PROVIDER, counts)
-            self._stage_earnings(staged, provider_id, counts, now)
+            staged.add(
+                provider_id,
+                "notification.created",
+                NotificationCreated(notification=notification(note_row)),
+            )
+            # The counts go into the events as stand-ins the statement fills in.
+            self._stage_badge(staged, provider_id, Side.PROVIDER, bookings.FILL_COUNTS)
+            self._stage_earnings(staged, provider_id, bookings.FILL_COUNTS, now)
             mine = booking_view(row, Side.CUSTOMER)
             staged.add(
                 customer_id, "booking.updated", BookingUpdated(booking=mine, change="created")
             )
             staged.answer(mine)  # stored for the idempotencyKey with the booking
-            await staged.write(conn)
+
+            async def store(
+                events: list[NewEvent], answer: Answer | None
+            ) -> tuple[list[int], dict[bytes, bytes]]:
+                context, stored = await bookings.apply_create(
+                    conn,
+                    row,
+                    note_row,
+                    events,
+                    answer,
+                    address_id=params.address_id,
+                    max_per_minute=self._settings.max_per_minute,
+                    max_per_hour=self._settings.max_per_hour,
+                    timezone=self._timezone,
+                )
+                if stored is None:
+                    self._check_limits(context, now)
+                    raise Conflict(
+                        "you have an open booking of this provider for this time already",
+                        reason="duplicate_booking",
+                    )
+                seqs, counts = stored
+                return seqs, bookings.fills(counts)
+
+            await staged.write_by(store)
         await staged.deliver()
         self._metrics.bookings_created.inc()
         return mine
+
+    @staticmethod
+    def _new_booking(
+        place: bookings.Bookable, customer_id: int, params: CreateBooking, now: datetime
+    ) -> BookingRow:
+        """The booking as :func:`storage.bookings.apply_create` will store it: pending,
+        viewed by the customer who made it, not yet by the provider."""
+        assert place.address is not None
+        return BookingRow(
+            id=place.booking_id,
+            status=Status.PENDING.value,
+            customer_id=customer_id,
+            provider_id=place.provider_id,
+            provider_service_id=place.provider_service_id,
+            service_id=place.service_id,
+            service_slug=place.service_slug,
+            service_name=place.service_name,
+            customer_name=place.customer_name,
+            provider_name=place.provider_name,
+            items=place.items,
+            charge_paise=sum(int(item["pricePaise"]) for item in place.items),
+            appointment_at=params.appointment_at.astimezone(UTC),  # as read back
+            address=place.address,
+            description=params.description,
+            rejection_reason=None,
+            cancellation_reason=None,
+            viewed_by_customer=True,
+            viewed_by_provider=False,
+            created_at=now,
+            updated_at=now,
+            completed_at=None,
+            customer_rating=None,
+            provider_rating=None,
+        )
 
     def _check_appointment(self, at: datetime, now: datetime) -> None:
         if at <= now:

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 # bookings.create: BEGIN, the claim with the locks, the insert with its counts, the
 # events with the answer, COMMIT. A status change: BEGIN, the claim with the locks, the
 # change with its counts, events and answer, COMMIT.
-CREATE_ROUND_TRIPS = 5
+CREATE_ROUND_TRIPS = 4
 CHANGE_ROUND_TRIPS = 4
 
 
