@@ -10,6 +10,7 @@ import pytest
 
 from rtc_server.app import App
 from rtc_server.client import RtcClient
+from storage.bookings import FILL_COUNTS
 
 from .conftest import Clients
 from .market import Market, key, later, market
@@ -74,3 +75,29 @@ async def test_counts_in_events_equal_a_recount_after_every_change(
         charge,
         second["chargePaise"],
     )
+
+
+async def test_only_the_count_events_are_filled_in(clients: Clients, app: App) -> None:
+    """The statement fills the counts into stand-ins; text a user wrote that looks like
+    one stays as written, in the log and live."""
+    m = await market(clients, app)
+    stand_in = str(FILL_COUNTS.unread["provider"])
+    booked = await m.customer.call(
+        "bookings.create", m.booking(later(app), description=f"gate code {stand_in}")
+    )
+    assert booked["description"] == f"gate code {stand_in}"
+    events = await received(app, m.provider, m.provider_id)
+    offer = last(events, "booking.offered")
+    assert offer["booking"]["description"] == f"gate code {stand_in}"
+    assert last(events, "booking.unreadCount") == {"as": "provider", "count": 1}
+    assert app.db is not None
+    stored = await app.db.fetchval(
+        "SELECT payload::text FROM user_events WHERE user_id = $1 AND event = 'booking.offered'",
+        m.provider_id,
+    )
+    assert stand_in in stored
+    counted = await app.db.fetch(
+        "SELECT payload::text AS p FROM user_events"
+        " WHERE event IN ('booking.unreadCount', 'earnings.updated')"
+    )
+    assert len(counted) == 2 and not any("-9000" in r["p"] for r in counted)
