@@ -214,55 +214,76 @@ class BookingService:
                 now,
                 None,
             )
-            provider_id = place.provider_id
-            staged.add(
-                provider_id,
-                "booking.offered",
-                BookingOffered(booking=booking_view(row, Side.PROVIDER)),
-                push_after=self._settings.offer_push_after,
-                now=now,
-            )
-            staged.add(
-                provider_id,
-                "notification.created",
-                NotificationCreated(notification=notification(note_row)),
-            )
-            # The counts go into the events as stand-ins the statement fills in.
-            self._stage_badge(staged, provider_id, Side.PROVIDER, bookings.FILL_COUNTS)
-            self._stage_earnings(staged, provider_id, bookings.FILL_COUNTS, now)
-            mine = booking_view(row, Side.CUSTOMER)
-            staged.add(
-                customer_id, "booking.updated", BookingUpdated(booking=mine, change="created")
-            )
-            staged.answer(mine)  # stored for the idempotencyKey with the booking
-
-            async def store(
-                events: list[NewEvent], answer: Answer | None
-            ) -> tuple[list[int], dict[bytes, bytes]]:
-                context, stored = await bookings.apply_create(
-                    conn,
-                    row,
-                    note_row,
-                    events,
-                    answer,
-                    address_id=params.address_id,
-                    max_per_minute=self._settings.max_per_minute,
-                    max_per_hour=self._settings.max_per_hour,
-                    timezone=self._timezone,
-                )
-                if stored is None:
-                    self._check_limits(context, now)
-                    raise Conflict(
-                        "you have an open booking of this provider for this time already",
-                        reason="duplicate_booking",
-                    )
-                seqs, counts = stored
-                return seqs, bookings.fills(counts)
-
-            await staged.write_by(store)
+            mine = self._stage_offer(staged, row, note_row, now)
+            await self._insert(conn, staged, row, note_row, params.address_id, now)
         await staged.deliver()
         self._metrics.bookings_created.inc()
         return mine
+
+    def _stage_offer(
+        self, staged: StagedEvents, row: BookingRow, note_row: NotificationRow, now: datetime
+    ) -> Booking:
+        """Stage a new booking's events and answer; returns the customer's view."""
+        assert row.provider_id is not None and row.customer_id is not None
+        provider_id = row.provider_id
+        staged.add(
+            provider_id,
+            "booking.offered",
+            BookingOffered(booking=booking_view(row, Side.PROVIDER)),
+            push_after=self._settings.offer_push_after,
+            now=now,
+        )
+        staged.add(
+            provider_id,
+            "notification.created",
+            NotificationCreated(notification=notification(note_row)),
+        )
+        # The counts go into the events as stand-ins the statement fills in.
+        self._stage_badge(staged, provider_id, Side.PROVIDER, bookings.FILL_COUNTS)
+        self._stage_earnings(staged, provider_id, bookings.FILL_COUNTS, now)
+        mine = booking_view(row, Side.CUSTOMER)
+        staged.add(
+            row.customer_id, "booking.updated", BookingUpdated(booking=mine, change="created")
+        )
+        staged.answer(mine)  # stored for the idempotencyKey with the booking
+        return mine
+
+    async def _insert(
+        self,
+        conn: Executor,
+        staged: StagedEvents,
+        row: BookingRow,
+        note_row: NotificationRow,
+        address_id: int,
+        now: datetime,
+    ) -> None:
+        """One statement: the customer's limits, the booking, its notification, the
+        counts and the staged events and answer."""
+
+        async def store(
+            events: list[NewEvent], answer: Answer | None
+        ) -> tuple[list[int], dict[bytes, bytes]]:
+            context, stored = await bookings.apply_create(
+                conn,
+                row,
+                note_row,
+                events,
+                answer,
+                address_id=address_id,
+                max_per_minute=self._settings.max_per_minute,
+                max_per_hour=self._settings.max_per_hour,
+                timezone=self._timezone,
+            )
+            if stored is None:
+                self._check_limits(context, now)
+                raise Conflict(
+                    "you have an open booking of this provider for this time already",
+                    reason="duplicate_booking",
+                )
+            seqs, counts = stored
+            return seqs, bookings.fills(counts)
+
+        await staged.write_by(store)
 
     @staticmethod
     def _new_booking(
