@@ -267,13 +267,12 @@ async def bookable(
 @dataclass(frozen=True, slots=True)
 class CustomerContext:
     """What creating a booking checks of its customer: the bookings they created in the
-    minute and the hour before now (and the oldest of each), and the address asked for."""
+    minute and the hour before now (and the oldest of each)."""
 
     last_minute: int
     oldest_in_minute: datetime | None
     last_hour: int
     oldest_in_hour: datetime | None
-    address: dict[str, Any] | None  # None: not an address of the customer's
 
 
 @functools.cache
@@ -369,7 +368,6 @@ async def apply_create(
         oldest_in_minute=row["oldest_in_minute"],
         last_hour=row["last_hour"],
         oldest_in_hour=row["oldest_in_hour"],
-        address=booking.address,
     )
     if not row["inserted"]:
         return context, None
