@@ -361,5 +361,5 @@ def _parse_candidate(candidate: str) -> RTCIceCandidate:
     text = candidate.removeprefix("a=").removeprefix("candidate:")
     try:
         return candidate_from_sdp(text)
-    except (ValueError, IndexError) as exc:
+    except (ValueError, IndexError, KeyError, AssertionError) as exc:  # aiortc asserts
         raise ValueError(f"not an ICE candidate: {candidate!r}") from exc

@@ -52,7 +52,8 @@ class EncodedToneTrack(MediaStreamTrack):
     """Sends ``count`` pre-encoded Opus packets of a tone, paced in real time, then
     nothing (the track stays live, so the connection stays up).
 
-    ``sent`` counts the packets handed to the sender; ``done`` is set after the last.
+    ``sent`` counts the packets handed to the sender; ``done`` is set after the last;
+    ``first_sent`` and ``last_sent`` are when the first and last left (monotonic).
     """
 
     kind = "audio"
@@ -63,6 +64,8 @@ class EncodedToneTrack(MediaStreamTrack):
         self._count = count
         self._started: float | None = None
         self.sent = 0
+        self.first_sent: float | None = None
+        self.last_sent: float | None = None
         self.done = asyncio.Event()
 
     async def recv(self) -> av.Packet[Any]:
@@ -81,6 +84,9 @@ class EncodedToneTrack(MediaStreamTrack):
         packet.pts = self.sent * FRAME
         packet.time_base = TIME_BASE
         self.sent += 1
+        self.last_sent = time.monotonic()
+        if self.first_sent is None:
+            self.first_sent = self.last_sent
         return packet
 
 

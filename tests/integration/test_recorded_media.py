@@ -5,6 +5,8 @@ what was sent (within 60 ms) and holds its own party's tone, with and without lo
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import re
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +69,10 @@ class ClientPeer:
     async def close(self) -> None:
         await self.pc.close()
         if self._listening is not None:
-            await self._listening
+            # A track that never received media is not ended by close().
+            self._listening.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listening
 
 
 async def until(predicate: Any, *, timeout: float, what: str) -> None:
@@ -139,3 +144,109 @@ async def test_a_recording_keeps_its_timeline_through_packet_loss(tmp_path: Path
             trailing += 1
         assert result.lost == len(peer.dropped) - trailing
         assert_recording(result, leg, PACKETS)
+
+
+async def connect(call: RecordedCall, leg: Leg, peer: ClientPeer) -> None:
+    await peer.accept(await call.answer(leg, await peer.offer()))
+
+
+async def test_a_full_disk_stops_that_recording_only(tmp_path: Path) -> None:
+    (tmp_path / "caller.ogg").symlink_to("/dev/full")
+    failures: list[tuple[Leg, str]] = []
+    call = RecordedCall(
+        2,
+        leg_path=lambda leg: tmp_path / f"{leg}.ogg",
+        on_failure=lambda leg, reason: failures.append((leg, reason)),
+    )
+    peers = {leg: ClientPeer(TONES[leg], 100) for leg in TONES}
+    try:
+        for leg, peer in peers.items():
+            await connect(call, leg, peer)
+        async with asyncio.timeout(12):
+            for peer in peers.values():
+                await peer.track.done.wait()
+        await until(lambda: call.packets() == {"caller": 100, "callee": 100}, timeout=2, what="")
+        results = await call.close()
+    finally:
+        await call.close()
+        for peer in peers.values():
+            await peer.close()
+
+    assert failures == [("caller", "disk full")]  # once, though every packet failed
+    assert results["caller"].error == "disk full" and results["caller"].path is None
+    assert results["caller"].packets == 100  # the leg was still received...
+    heard = frames_to_samples(peers["callee"].heard)  # ...and forwarded
+    assert dominant_frequency(heard) == pytest.approx(TONES["caller"], abs=5)
+    assert_recording(results["callee"], "callee", 100)
+
+
+async def test_a_new_offer_replaces_the_connection_and_keeps_the_recording(
+    tmp_path: Path,
+) -> None:
+    call = RecordedCall(3, leg_path=lambda leg: tmp_path / f"{leg}.ogg")
+    first, second = ClientPeer(440.0, 50), ClientPeer(440.0, 50)
+    try:
+        await connect(call, "caller", first)
+        async with asyncio.timeout(10):
+            await first.track.done.wait()
+        started = first.track.first_sent
+        await first.close()  # the party's network went away; it comes back with an offer
+        await asyncio.sleep(0.5)  # the time it was away (a scenario, not a wait for a state)
+        await connect(call, "caller", second)
+        async with asyncio.timeout(10):
+            await second.track.done.wait()
+        ended = second.track.last_sent
+        await until(lambda: call.packets()["caller"] == 100, timeout=2, what="")
+        results = await call.close()
+    finally:
+        await call.close()
+        await first.close()
+        await second.close()
+
+    result = results["caller"]
+    assert result.packets == 100 and result.error is None and result.path is not None
+    assert started is not None and ended is not None
+    wall_ms = (ended - started) * 1000 + 20
+    assert wall_ms > 2500  # the time away is kept in the recording
+    assert abs(result.duration_ms - wall_ms) <= 60, (result.duration_ms, wall_ms)
+    assert abs(len(decode_ogg(result.path)) / 48 - result.duration_ms) <= 1
+    assert results["callee"].path is None and results["callee"].packets == 0
+
+
+async def test_offers_and_candidates_it_cannot_use_are_refused(tmp_path: Path) -> None:
+    call = RecordedCall(4, leg_path=lambda leg: tmp_path / f"{leg}.ogg")
+    peer = ClientPeer(440.0, 1)
+    video = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    video.addTransceiver("video")
+    try:
+        offer = await peer.offer()
+        with pytest.raises(ValueError, match="'caller' or 'callee'"):
+            await call.answer("host", offer)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="not valid SDP|one audio stream"):
+            await call.answer("caller", "hello")
+        await video.setLocalDescription(await video.createOffer())
+        assert video.localDescription is not None
+        with pytest.raises(ValueError, match="one audio stream"):
+            await call.answer("caller", video.localDescription.sdp)
+        without_opus = re.sub(r"a=rtpmap:\d+ opus/48000/2\r\n", "", offer)
+        with pytest.raises(ValueError, match="Opus"):
+            await call.answer("caller", without_opus)
+        with pytest.raises(ValueError, match="not an ICE candidate"):
+            await call.add_candidate("caller", "candidate:nonsense", "0", 0)
+        with pytest.raises(ValueError, match="sdpMid"):
+            await call.add_candidate("caller", "", None, None)
+        assert call.state() == {"caller": "new", "callee": "new"}  # nothing changed
+
+        # A candidate before the offer is kept and applied with it.
+        await call.add_candidate(
+            "caller", "candidate:1 1 udp 2130706431 127.0.0.1 9 typ host", "0", 0
+        )
+        await peer.accept(await call.answer("caller", offer))
+        await call.add_candidate("caller", "", "0", 0)  # end of candidates
+        await call.close()
+        with pytest.raises(RuntimeError, match="closed"):
+            await call.answer("caller", offer)
+    finally:
+        await call.close()
+        await peer.close()
+        await video.close()
