@@ -268,6 +268,13 @@ class RecordedCall:
             for leg, media in self._legs.items()
         }
 
+    def dropped(self) -> dict[Leg, int]:
+        """Packets to each leg dropped because its sender fell behind (queue full)."""
+        return {
+            leg: sum(track.dropped for track in media.sent_tracks)
+            for leg, media in self._legs.items()
+        }
+
     async def close(self) -> dict[Leg, LegResult]:
         """Hang up both connections, flush everything received (nothing clipped at the
         end), finish both files. Idempotent: later calls return the same results."""

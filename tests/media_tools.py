@@ -50,7 +50,8 @@ def opus_tone(hz: float, seconds: float = 1.0, *, bitrate: int = 32_000) -> tupl
 
 class EncodedToneTrack(MediaStreamTrack):
     """Sends ``count`` pre-encoded Opus packets of a tone, paced in real time, then
-    nothing (the track stays live, so the connection stays up).
+    nothing (the track stays live, so the connection stays up). With ``start``, the
+    first packet waits for that event (so many tracks can start together).
 
     ``sent`` counts the packets handed to the sender; ``done`` is set after the last;
     ``first_sent`` and ``last_sent`` are when the first and last left (monotonic).
@@ -58,8 +59,16 @@ class EncodedToneTrack(MediaStreamTrack):
 
     kind = "audio"
 
-    def __init__(self, hz: float, count: int, *, loop_seconds: float = 1.0) -> None:
+    def __init__(
+        self,
+        hz: float,
+        count: int,
+        *,
+        loop_seconds: float = 1.0,
+        start: asyncio.Event | None = None,
+    ) -> None:
         super().__init__()
+        self._start = start
         self._packets = opus_tone(hz, loop_seconds)
         self._count = count
         self._started: float | None = None
@@ -75,6 +84,8 @@ class EncodedToneTrack(MediaStreamTrack):
             self.done.set()
             await asyncio.Future()  # nothing more to send; cancelled when the sender stops
         if self._started is None:
+            if self._start is not None:
+                await self._start.wait()
             self._started = time.monotonic()
         # Media pacing (a microphone's clock), not a wait for a state.
         ahead = self._started + self.sent * FRAME / RATE - time.monotonic()
