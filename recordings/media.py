@@ -23,6 +23,7 @@ import errno
 import fractions
 import logging
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -313,8 +314,10 @@ class RecordedCall:
         media = self._legs[leg]
         timeline = media.timeline
         taken = timeline.packets
+        # The monotonic clock, not aiortc's wall-clock arrival time: a reconnect's pause
+        # is measured with it, and the wall clock can be stepped.
         position, ready = timeline.receive(
-            packet.ssrc, packet.sequence_number, packet.timestamp, packet.payload, arrival_ms / 1000
+            packet.ssrc, packet.sequence_number, packet.timestamp, packet.payload, time.monotonic()
         )
         if timeline.packets != taken:  # not a duplicate or a malformed packet
             other = self._legs[OTHER[leg]]

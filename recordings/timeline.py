@@ -20,6 +20,9 @@ from recordings.ogg import RATE, opus_filler, opus_packet_samples
 
 # Packets more than this many sequence numbers behind the newest one are not waited for.
 REORDER_WINDOW = 5
+# After this many packets in a row that look too late, the sender has restarted its
+# numbering without a new SSRC (or sent one wild sequence number): start over.
+RESYNC_AFTER = 25
 # A gap longer than this is not filled with concealment (a paused or broken sender):
 # the recording would grow by about 100 bytes a second of filler, unbounded.
 MAX_GAP_SAMPLES = 60 * RATE
@@ -35,6 +38,7 @@ class _Stream:
     origin_ts: int  # extended timestamp that maps to ``offset`` on the timeline
     offset: int  # timeline position (samples) of ``origin_ts``
     next_seq: int  # next extended sequence number to release
+    late_run: int = 0  # packets in a row that came after their turn
     buffer: dict[int, tuple[int, bytes]] = field(default_factory=dict)  # seq -> (ts, payload)
 
     def extend_seq(self, seq: int) -> int:
@@ -101,9 +105,17 @@ class LegTimeline:
             self.discarded += 1
             return position, out
         ext = stream.extend_seq(seq)
-        if ext < stream.next_seq or ext in stream.buffer:
+        if ext in stream.buffer:
             self.discarded += 1
             return position, out
+        if ext < stream.next_seq:
+            stream.late_run += 1
+            if stream.late_run < RESYNC_AFTER:
+                self.discarded += 1
+                return position, out
+            stream = self._new_stream(ssrc, seq, timestamp, arrival, out)
+            ext, ext_ts, position = seq, timestamp, stream.offset
+        stream.late_run = 0
         self.packets += 1
         if ext > stream.highest_seq:
             stream.highest_seq, stream.highest_ts = ext, ext_ts

@@ -19,7 +19,7 @@ from recordings.ogg import (
     opus_head,
     opus_packet_samples,
 )
-from recordings.timeline import LegTimeline
+from recordings.timeline import RESYNC_AFTER, LegTimeline
 from tests.media_tools import decode_ogg, dominant_frequency, opus_tone
 
 TONE = opus_tone(440.0, 1.0)  # 50 real Opus packets of 20 ms
@@ -279,3 +279,19 @@ def test_malformed_packets_are_discarded() -> None:
     assert out == [] and timeline.discarded == 1 and timeline.packets == 0
     with pytest.raises(ValueError):
         LegTimeline(window=-1)
+
+
+def test_a_sender_that_restarts_its_numbering_is_followed_after_a_while() -> None:
+    timeline = LegTimeline()
+    out = play(timeline, [(1000 + i, 960 * i) for i in range(10)])
+    # One wild sequence number, then the sender goes on from a numbering far behind.
+    _, ready = timeline.receive(1, 1000 + 30_000, 960 * 10, TONE[10], 0.2)
+    out += ready
+    restarted = [(i, 555 + 960 * i) for i in range(RESYNC_AFTER + 10)]
+    out += play(timeline, restarted, arrival=0.22)
+    out += timeline.flush()
+    assert timeline.discarded == RESYNC_AFTER - 1  # dropped until it started over
+    assert timeline.packets == 11 + 11  # the ten before, the wild one, then 11 after
+    assert [p for p, _ in out if len(p) > 1][-11:] == [
+        TONE[(RESYNC_AFTER - 1 + i) % 50] for i in range(11)
+    ]
