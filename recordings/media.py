@@ -192,19 +192,22 @@ class RecordedCall:
     async def _negotiate(
         self, media: _LegMedia, pc: RTCPeerConnection, outgoing: ForwardTrack, offer_sdp: str
     ) -> str:
+        # The transceiver exists before the offer is applied: aiortc picks the codecs
+        # when it applies the offer, from the preferences set by then (Opus only).
+        transceiver = pc.addTransceiver(outgoing, direction="sendrecv")
+        capabilities = RTCRtpReceiver.getCapabilities("audio")
+        assert capabilities is not None
+        transceiver.setCodecPreferences(
+            [codec for codec in capabilities.codecs if codec.name.lower() == "opus"]
+        )
         try:
             await pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
         except ValueError:
             raise
         except Exception as exc:
             raise ValueError(f"the offer cannot be used: {exc}") from exc
-        (transceiver,) = pc.getTransceivers()
-        capabilities = RTCRtpReceiver.getCapabilities("audio")
-        assert capabilities is not None
-        transceiver.setCodecPreferences(
-            [codec for codec in capabilities.codecs if codec.name.lower() == "opus"]
-        )
-        pc.addTrack(outgoing)
+        if pc.getTransceivers() != [transceiver]:
+            raise ValueError("a recorded call carries one audio stream")
         leg = media.leg
         bypass_decoding(transceiver.receiver, lambda packet, ms: self._received(leg, packet, ms))
         for candidate in media.early_candidates:

@@ -14,6 +14,7 @@ import av
 import pytest
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
+from aiortc.sdp import SessionDescription
 
 from recordings.media import Leg, LegResult, RecordedCall
 from tests.media_tools import (
@@ -90,6 +91,9 @@ async def recorded_call(
     try:
         for seed, (leg, peer) in enumerate(peers.items()):
             answer = await call.answer(leg, await peer.offer(loss=loss, seed=seed))
+            (audio,) = SessionDescription.parse(answer).media
+            assert [codec.name for codec in audio.rtp.codecs] == ["opus"]
+            assert audio.ice_candidates  # the server's own, in the answer
             await peer.accept(answer)
         async with asyncio.timeout(SECONDS + 10):
             for peer in peers.values():
