@@ -26,8 +26,8 @@ RATE = 48_000
 OPUS_HEAD_VERSION = 1
 VENDOR = b"buildxpert-rtc"
 
-# A page is flushed when it holds this much audio (1 s of 20 ms packets) or when the
-# lacing table would overflow: a crash loses at most about a second.
+# A page is written when it holds this much audio (1 s of 20 ms packets) or when the
+# lacing table would overflow: a crash or a full disk loses about a second at most.
 PAGE_SAMPLES = RATE
 MAX_SEGMENTS = 255
 
@@ -142,14 +142,16 @@ class OggOpusPager:
         if segments > MAX_SEGMENTS:
             raise ValueError(f"an audio packet of {len(packet)} bytes does not fit one page")
         out = b""
-        if self._segments + segments > MAX_SEGMENTS:
+        # A full page goes out only when the next packet comes, so that the last page
+        # (end-of-stream) always carries packets and a granule position of its own.
+        if self._packets and (
+            self._page_samples >= PAGE_SAMPLES or self._segments + segments > MAX_SEGMENTS
+        ):
             out = self._flush()
         self._packets.append(packet)
         self._segments += segments
         self._granule += samples
         self._page_samples += samples
-        if self._page_samples >= PAGE_SAMPLES:
-            out += self._flush()
         return out
 
     def finish(self) -> bytes:

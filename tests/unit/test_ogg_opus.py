@@ -98,7 +98,8 @@ def test_a_filler_is_one_empty_frame_of_the_same_mode() -> None:
 def test_headers_then_pages_with_granule_positions() -> None:
     pager = OggOpusPager(0x1234)
     data = pager.headers()
-    for packet in TONE:
+    packets = (list(TONE) * 3)[:120]
+    for packet in packets:
         data += pager.add(packet, 960)
     data += pager.finish()
     assert pager.finish() == b""
@@ -112,12 +113,9 @@ def test_headers_then_pages_with_granule_positions() -> None:
     assert tags.flags == 0 and tags.packets[0].startswith(b"OpusTags")
     # A page is cut at one second of audio; the last one carries end-of-stream.
     assert [page.flags for page in audio] == [0] * (len(audio) - 1) + [0x04]
-    assert [packet for page in audio for packet in page.packets] == list(TONE)
-    written = 0
-    for page in audio:
-        written += 960 * len(page.packets)
-        assert page.granule == written
-    assert audio[0].granule == 48_000 and audio[-1].granule == 50 * 960
+    assert [packet for page in audio for packet in page.packets] == packets
+    assert [len(page.packets) for page in audio] == [50, 50, 20]
+    assert [page.granule for page in audio] == [50 * 960, 100 * 960, 120 * 960]
 
 
 def test_a_page_never_holds_more_than_255_lacing_values() -> None:
@@ -295,3 +293,18 @@ def test_a_sender_that_restarts_its_numbering_is_followed_after_a_while() -> Non
     assert [p for p, _ in out if len(p) > 1][-11:] == [
         TONE[(RESYNC_AFTER - 1 + i) % 50] for i in range(11)
     ]
+
+
+def test_a_file_cut_short_still_decodes_up_to_its_last_whole_page(tmp_path: Path) -> None:
+    # What a disk full leaves behind: the pages written before the error, maybe a torn one.
+    path = tmp_path / "cut.ogg"
+    file = OggOpusFile(path, serial=3)
+    for _ in range(3):
+        for packet in TONE:
+            file.write(packet, 960)
+    file.close()
+    data = path.read_bytes()
+    starts = [i for i in range(len(data)) if data.startswith(b"OggS", i)]
+    assert len(starts) == 2 + 3  # headers, three 1 s pages (the last marked end-of-stream)
+    path.write_bytes(data[: starts[4] + 40])  # two whole audio pages and a torn third
+    assert len(decode_ogg(path)) == 2 * 48_000
