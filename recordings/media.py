@@ -209,7 +209,14 @@ class RecordedCall:
         if pc.getTransceivers() != [transceiver]:
             raise ValueError("a recorded call carries one audio stream")
         leg = media.leg
-        bypass_decoding(transceiver.receiver, lambda packet, ms: self._received(leg, packet, ms))
+
+        def received(packet: RtpPacket, arrival_ms: int) -> None:
+            # A replaced connection may still deliver a few packets: only the leg's
+            # current connection feeds its timeline (one SSRC at a time).
+            if media.pc is pc:
+                self._received(leg, packet)
+
+        bypass_decoding(transceiver.receiver, received)
         for candidate in media.early_candidates:
             await self._add_candidate(pc, *candidate)
         media.early_candidates.clear()
@@ -312,7 +319,7 @@ class RecordedCall:
             error=media.error,
         )
 
-    def _received(self, leg: Leg, packet: RtpPacket, arrival_ms: int) -> None:
+    def _received(self, leg: Leg, packet: RtpPacket) -> None:
         """One RTP packet from a party (called by the aiortc hook, on the loop)."""
         media = self._legs[leg]
         timeline = media.timeline
