@@ -10,6 +10,8 @@ several times more CPU per call and clips the end of recordings. Here nothing is
 decoded or encoded on the hot path: the encoded Opus packets are forwarded as they
 are and written to Ogg as they are.
 
+The media path (no database, no wire; the host drives it):
+
     media.py        RecordedCall: answers both parties, forwards, records; LegResult
     timeline.py     LegTimeline: a leg's RTP packets back on the call's timeline
                     (reordering, loss concealed in place, wraparound, reconnects)
@@ -18,6 +20,14 @@ are and written to Ogg as they are.
                     the jitter buffer and the decoder; checked at import against the
                     pinned aiortc release (tests/unit/test_aiortc_hook.py)
 
-Files are written under the name the caller gives (``leg_path``); renaming them into
-place, metadata and downloads belong to the recording store, not to this package.
+Around it:
+
+    host.py         the recorded calls whose media this instance carries
+    store.py        RecordingStore: files appear under their key only once complete
+    links.py        HMAC-signed, expiring download links
+    service.py      recordings.* methods, the download on the HTTP port, retention
+    models.py       their wire models
+
+RecordedCall writes each leg under the temporary name it is given (``leg_path``) and
+never renames: the store does, once the file is complete.
 """
