@@ -39,6 +39,8 @@ class _Stream:
     offset: int  # timeline position (samples) of ``origin_ts``
     next_seq: int  # next extended sequence number to release
     late_run: int = 0  # packets in a row that came after their turn
+    started: bool = False  # whether a packet was released (until then, the stream's
+    # first packet is not known: an earlier one may still come within the window)
     buffer: dict[int, tuple[int, bytes]] = field(default_factory=dict)  # seq -> (ts, payload)
 
     def extend_seq(self, seq: int) -> int:
@@ -108,7 +110,10 @@ class LegTimeline:
         if ext in stream.buffer:
             self.discarded += 1
             return position, out
-        if ext < stream.next_seq:
+        too_late = (
+            ext < stream.next_seq if stream.started else ext <= stream.highest_seq - self._window
+        )
+        if too_late:
             stream.late_run += 1
             if stream.late_run < RESYNC_AFTER:
                 self.discarded += 1
@@ -154,6 +159,11 @@ class LegTimeline:
 
     def _release(self, stream: _Stream, out: list[tuple[bytes, int]], *, final: bool) -> None:
         buffer = stream.buffer
+        if not stream.started and buffer:
+            first = min(buffer)
+            if not final and stream.highest_seq - first < self._window:
+                return
+            stream.next_seq, stream.started = first, True
         while buffer:
             if stream.next_seq not in buffer:
                 first = min(buffer)

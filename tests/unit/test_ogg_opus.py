@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from recordings.ogg import (
     OggOpusFile,
@@ -19,7 +21,7 @@ from recordings.ogg import (
     opus_head,
     opus_packet_samples,
 )
-from recordings.timeline import RESYNC_AFTER, LegTimeline
+from recordings.timeline import REORDER_WINDOW, RESYNC_AFTER, LegTimeline
 from tests.media_tools import decode_ogg, dominant_frequency, opus_tone
 
 TONE = opus_tone(440.0, 1.0)  # 50 real Opus packets of 20 ms
@@ -308,3 +310,44 @@ def test_a_file_cut_short_still_decodes_up_to_its_last_whole_page(tmp_path: Path
     assert len(starts) == 2 + 3  # headers, three 1 s pages (the last marked end-of-stream)
     path.write_bytes(data[: starts[4] + 40])  # two whole audio pages and a torn third
     assert len(decode_ogg(path)) == 2 * 48_000
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    start_seq=st.integers(0, 65_535),
+    start_ts=st.integers(0, 2**32 - 1),
+    count=st.integers(2, 120),
+    lost=st.sets(st.integers(1, 118), max_size=20),
+    swaps=st.lists(st.integers(1, 118), max_size=20),
+    duplicates=st.lists(st.integers(0, 119), max_size=10),
+)
+def test_any_reordering_within_the_window_and_any_loss_keep_the_timeline(
+    start_seq: int,
+    start_ts: int,
+    count: int,
+    lost: set[int],
+    swaps: list[int],
+    duplicates: list[int],
+) -> None:
+    # Packet i carries frame i; the last packet arrives (the end is never lost).
+    order = [i for i in range(count) if i not in lost or i == count - 1]
+    for at in swaps:  # neighbours swapped: reordering by one, well within the window
+        if at < len(order) - 1:
+            order[at - 1], order[at] = order[at], order[at - 1]
+    for at in duplicates:
+        if at < len(order):
+            order.insert(at, order[at])
+    timeline = LegTimeline(window=REORDER_WINDOW)
+    out: list[tuple[bytes, int]] = []
+    for i in order:
+        seq, ts = (start_seq + i) % 65_536, (start_ts + 960 * i) % 2**32
+        out += timeline.receive(7, seq, ts, TONE[i % 50], i * 0.02)[1]
+    out += timeline.flush()
+
+    first = min(order)
+    assert sum(samples for _, samples in out) == (count - first) * 960
+    audio = [payload for payload, _ in out]
+    expected = [TONE[i % 50] if i in order else None for i in range(first, count)]
+    assert [None if len(p) == 1 else p for p in audio] == expected
+    assert timeline.packets == len(set(order))
+    assert timeline.lost == sum(1 for i in range(first, count) if i not in order)
