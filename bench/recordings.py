@@ -47,7 +47,6 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from bench.procfs import cpu_seconds, raise_fd_limit, rss_kib
 from recordings.aiortc_hook import bypass_decoding
 from recordings.media import LEGS, Leg, RecordedCall
-from tests.media_tools import EncodedToneTrack
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -109,6 +108,9 @@ async def serve(socket_path: Path, folder: Path) -> None:
 
 class Party:
     def __init__(self, leg: Leg, count: int, start: asyncio.Event) -> None:
+        # Imported here: numpy (for encoding the tone once) stays out of the server's RSS.
+        from tests.media_tools import EncodedToneTrack
+
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.track = EncodedToneTrack(TONES[leg], count, start=start)
         self.pc.addTrack(self.track)
@@ -140,6 +142,7 @@ async def parties(spec: dict[str, Any]) -> dict[str, Any]:
                 answer = await request(index, {"op": "answer", "leg": leg, "sdp": offer.sdp})
                 await party.pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
 
+    idle_rss = rss_kib(spec["server_pid"])
     for _ in calls:
         streams.append(await asyncio.open_unix_connection(spec["socket"], limit=2**20))
     set_up = time.monotonic()
@@ -194,6 +197,7 @@ async def parties(spec: dict[str, Any]) -> dict[str, Any]:
         "server_cpu": (cpu1 - cpu0) / window,
         "parties_cpu": (parties1 - parties0) / window,
         "server_rss_kib": rss,
+        "server_idle_rss_kib": idle_rss,
         "legs": legs,
     }
 
@@ -281,6 +285,7 @@ def summarise(level: dict[str, Any]) -> dict[str, Any]:
         "dropped": dropped,
         "complete": complete * 100,
         "rss": level["server_rss_kib"] / 1024,
+        "rss_per_call": (level["server_rss_kib"] - level["server_idle_rss_kib"]) / level["calls"],
         "parties_cpu": level["parties_cpu"] * 100,
         "set_up": level["set_up_s"],
         "clean": "yes" if clean else "NO",
@@ -291,7 +296,7 @@ def table(rows: list[dict[str, Any]], load: str, duration: float) -> str:
     head = (
         "| calls | server CPU (% of a core) | CPU per call | packets sent | lost on the way"
         " in | forwarded | lost on the way out | queue drops | completeness (min leg)"
-        " | server RSS | parties' CPU | set-up | clean |"
+        " | server RSS (per call) | parties' CPU | set-up | clean |"
     )
     lines = [
         f"Recorded calls, {duration:g} s of audio each way per call; load before the run: {load}",
@@ -303,7 +308,8 @@ def table(rows: list[dict[str, Any]], load: str, duration: float) -> str:
         lines.append(
             f"| {r['calls']} | {r['cpu']:.1f} % | {r['per_call']:.2f} % | {r['sent']}"
             f" | {r['lost_in']} | {r['forwarded']} | {r['lost_out']} | {r['dropped']}"
-            f" | {r['complete']:.2f} % | {r['rss']:.0f} MiB | {r['parties_cpu']:.0f} %"
+            f" | {r['complete']:.2f} % | {r['rss']:.0f} MiB ({r['rss_per_call']:.0f} KiB)"
+            f" | {r['parties_cpu']:.0f} %"
             f" | {r['set_up']:.1f} s | {r['clean']} |"
         )
     return "\n".join(lines)
