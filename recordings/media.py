@@ -351,9 +351,12 @@ class RecordedCall:
                 media.file.write(payload, samples)
         except OSError as exc:
             self._fail(media, exc)
+        except Exception as exc:  # a bug: stop this recording once rather than log each packet
+            logger.exception("call %s: writing the %s leg failed", self.call_id, media.leg)
+            self._fail(media, exc)
 
-    def _fail(self, media: _LegMedia, exc: OSError) -> None:
-        reason = _failure_reason(exc)
+    def _fail(self, media: _LegMedia, exc: Exception) -> None:
+        reason = _failure_reason(exc) if isinstance(exc, OSError) else "internal error"
         logger.warning("call %s: recording of the %s leg stopped: %s", self.call_id, media.leg, exc)
         if media.file is not None:
             media.file.abandon()
