@@ -185,6 +185,10 @@ class RecordedCall:
                 raise
             previous, media.pc, media.outgoing = media.pc, pc, outgoing
             media.sent_tracks.append(outgoing)
+            # Candidates trickled while the offer was being answered belong to it.
+            early, media.early_candidates = media.early_candidates, []
+            for candidate in early:
+                await self._add_candidate(pc, *candidate)
             if previous is not None:
                 await previous.close()
             return answer_sdp
@@ -217,9 +221,6 @@ class RecordedCall:
                 self._received(leg, packet)
 
         bypass_decoding(transceiver.receiver, received)
-        for candidate in media.early_candidates:
-            await self._add_candidate(pc, *candidate)
-        media.early_candidates.clear()
         await pc.setLocalDescription(await pc.createAnswer())
         local = pc.localDescription
         assert local is not None
@@ -230,12 +231,15 @@ class RecordedCall:
     ) -> None:
         """A remote candidate trickled by the party ("" = end of candidates).
 
-        Candidates that come before the leg's offer is answered are kept (up to
-        ``MAX_EARLY_CANDIDATES``) and applied with the offer: signalling may deliver
-        them in any order. A candidate that cannot be parsed raises ``ValueError``.
+        Candidates that come before the leg's offer is answered (or while it is being
+        answered) are kept, up to ``MAX_EARLY_CANDIDATES``, and applied with the
+        answer: signalling may deliver them in any order. After ``close()`` they are
+        ignored (a late trickle is normal). A candidate that cannot be parsed raises
+        ``ValueError`` and changes nothing.
         """
         media = self._leg(leg)
-        self._check_open()
+        if self._closing is not None:
+            return
         if candidate:
             _parse_candidate(candidate)
         if sdp_mid is None and sdp_mline_index is None:

@@ -254,3 +254,35 @@ async def test_offers_and_candidates_it_cannot_use_are_refused(tmp_path: Path) -
         await call.close()
         await peer.close()
         await video.close()
+
+
+async def test_trickled_candidates_reach_the_leg_connection(tmp_path: Path) -> None:
+    call = RecordedCall(5, leg_path=lambda leg: tmp_path / f"{leg}.ogg")
+    peer = ClientPeer(440.0, 1)
+    try:
+        offer = await peer.offer()
+        lines = offer.split("\r\n")
+        candidates = [line[2:] for line in lines if line.startswith("a=candidate:")]
+        assert candidates
+        # A browser's offer carries no candidates: they come one by one, in any order
+        # with the offer (here: one before it is answered, the others after).
+        bare = "\r\n".join(
+            line for line in lines if not line.startswith(("a=candidate:", "a=end-of-candidates"))
+        )
+        await call.add_candidate("caller", candidates[0], "0", None)
+        await peer.accept(await call.answer("caller", bare))
+        for candidate in candidates[1:]:
+            await call.add_candidate("caller", candidate, None, 0)
+        await call.add_candidate("caller", "", "0", 0)
+
+        pc = call._legs["caller"].pc  # the server's own connection (no public handle)
+        assert pc is not None
+        (transceiver,) = pc.getTransceivers()
+        remote = transceiver.receiver.transport.transport.getRemoteCandidates()
+        expected = {(c.split()[4], int(c.split()[5])) for c in candidates}
+        assert {(c.ip, c.port) for c in remote} == expected
+        await call.close()
+        await call.add_candidate("caller", candidates[0], "0", 0)  # late: ignored
+    finally:
+        await call.close()
+        await peer.close()
