@@ -9,7 +9,8 @@ Every RTP packet a leg receives goes, still encoded, to two places:
   encoded packet as is; no transcoding), once the other leg is connected. Packets that
   arrive before that are recorded but not forwarded;
 - the leg's :class:`~recordings.timeline.LegTimeline` (reordering, loss concealment)
-  and then its :class:`~recordings.ogg.OggOpusFile`.
+  and then its :class:`~recordings.writer.LegWriter`, which writes the Ogg/Opus file
+  off the event loop.
 
 A write error (disk full, I/O error) stops that leg's recording only: the file ends
 there, ``on_failure(leg, reason)`` is called once, the call and the forwarding go on.
@@ -44,8 +45,9 @@ from aiortc.rtp import RtpPacket
 from aiortc.sdp import SessionDescription, candidate_from_sdp
 
 from recordings.aiortc_hook import bypass_decoding
-from recordings.ogg import RATE, OggOpusFile
+from recordings.ogg import RATE
 from recordings.timeline import LegTimeline
+from recordings.writer import DiskTooSlow, LegWriter
 
 logger = logging.getLogger(__name__)
 
@@ -111,8 +113,7 @@ class _LegMedia:
     pc: RTCPeerConnection | None = None
     outgoing: ForwardTrack | None = None
     sent_tracks: list[ForwardTrack] = field(default_factory=list)  # one per connection
-    file: OggOpusFile | None = None
-    path: Path | None = None
+    writer: LegWriter | None = None
     error: str | None = None
     early_candidates: list[tuple[str, str | None, int | None]] = field(default_factory=list)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -134,6 +135,8 @@ def _parse_offer(offer_sdp: str) -> None:
 def _failure_reason(exc: OSError) -> str:
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return "disk full"
+    if isinstance(exc, DiskTooSlow):
+        return "disk too slow"
     return f"I/O error: {exc.strerror or exc}"
 
 
@@ -302,20 +305,18 @@ class RecordedCall:
             async with media.lock:
                 if media.pc is not None:
                     await media.pc.close()
-        return {leg: self._finish(media) for leg, media in self._legs.items()}
+        return {leg: await self._finish(media) for leg, media in self._legs.items()}
 
-    def _finish(self, media: _LegMedia) -> LegResult:
+    async def _finish(self, media: _LegMedia) -> LegResult:
         self._write(media, media.timeline.flush())
-        if media.file is not None:
-            try:
-                media.file.close()
-            except OSError as exc:
-                self._fail(media, exc)
+        writer = media.writer
+        if writer is not None:
+            await writer.close()
         timeline = media.timeline
         return LegResult(
             leg=media.leg,
-            path=media.path if media.file is not None else None,
-            bytes=media.file.bytes if media.file is not None else 0,
+            path=writer.path if writer is not None and writer.size else None,
+            bytes=writer.size if writer is not None else 0,
             duration_ms=timeline.samples * 1000 // RATE,
             packets=timeline.packets,
             lost=timeline.lost,
@@ -347,25 +348,36 @@ class RecordedCall:
     def _write(self, media: _LegMedia, packets: list[tuple[bytes, int]]) -> None:
         if media.error is not None or not packets:
             return
-        try:
-            if media.file is None:
-                media.path = self._leg_path(media.leg)
-                media.file = OggOpusFile(media.path, serial=random.getrandbits(32))
-            for payload, samples in packets:
-                media.file.write(payload, samples)
-        except OSError as exc:
-            self._fail(media, exc)
-        except Exception as exc:  # a bug: stop this recording once rather than log each packet
-            logger.exception("call %s: writing the %s leg failed", self.call_id, media.leg)
-            self._fail(media, exc)
+        writer = media.writer
+        if writer is None:
+            try:
+                path = self._leg_path(media.leg)
+            except Exception as exc:
+                logger.exception("call %s: no file for the %s leg", self.call_id, media.leg)
+                self._fail(media, exc)
+                return
+            writer = media.writer = LegWriter(
+                path,
+                serial=random.getrandbits(32),
+                on_error=lambda exc: self._fail(media, exc),
+            )
+        for payload, samples in packets:
+            writer.write(payload, samples)
 
     def _fail(self, media: _LegMedia, exc: Exception) -> None:
-        reason = _failure_reason(exc) if isinstance(exc, OSError) else "internal error"
-        logger.warning("call %s: recording of the %s leg stopped: %s", self.call_id, media.leg, exc)
-        if media.file is not None:
-            media.file.abandon()
+        """Stop recording a leg (once): called on the loop, also by the writer."""
         if media.error is not None:
             return
+        if isinstance(exc, OSError):
+            reason = _failure_reason(exc)
+            logger.warning(
+                "call %s: recording of the %s leg stopped: %s", self.call_id, media.leg, exc
+            )
+        else:  # a bug
+            reason = "internal error"
+            logger.error(
+                "call %s: recording of the %s leg failed", self.call_id, media.leg, exc_info=exc
+            )
         media.error = reason
         if self._on_failure is not None:
             try:
