@@ -232,7 +232,8 @@ class RecordedCall:
     async def add_candidate(
         self, leg: Leg, candidate: str, sdp_mid: str | None, sdp_mline_index: int | None
     ) -> None:
-        """A remote candidate trickled by the party ("" = end of candidates).
+        """A remote candidate trickled by the party ("" = end of candidates, with or
+        without ``sdp_mid`` / ``sdp_mline_index``: browsers send both forms).
 
         Candidates that come before the leg's offer is answered (or while it is being
         answered) are kept, up to ``MAX_EARLY_CANDIDATES``, and applied with the
@@ -245,8 +246,8 @@ class RecordedCall:
             return
         if candidate:
             _parse_candidate(candidate)
-        if sdp_mid is None and sdp_mline_index is None:
-            raise ValueError("a candidate needs its sdpMid or its sdpMLineIndex")
+            if sdp_mid is None and sdp_mline_index is None:
+                raise ValueError("a candidate needs its sdpMid or its sdpMLineIndex")
         if media.pc is None or media.lock.locked():
             if len(media.early_candidates) >= MAX_EARLY_CANDIDATES:
                 raise ValueError("too many candidates before the offer")

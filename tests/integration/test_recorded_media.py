@@ -238,7 +238,9 @@ async def test_offers_and_candidates_it_cannot_use_are_refused(tmp_path: Path) -
         with pytest.raises(ValueError, match="not an ICE candidate"):
             await call.add_candidate("caller", "candidate:nonsense", "0", 0)
         with pytest.raises(ValueError, match="sdpMid"):
-            await call.add_candidate("caller", "", None, None)
+            await call.add_candidate(
+                "caller", "candidate:1 1 udp 2130706431 127.0.0.1 9 typ host", None, None
+            )
         assert call.state() == {"caller": "new", "callee": "new"}  # nothing changed
 
         # A candidate before the offer is kept and applied with it.
@@ -246,7 +248,7 @@ async def test_offers_and_candidates_it_cannot_use_are_refused(tmp_path: Path) -
             "caller", "candidate:1 1 udp 2130706431 127.0.0.1 9 typ host", "0", 0
         )
         await peer.accept(await call.answer("caller", offer))
-        await call.add_candidate("caller", "", "0", 0)  # end of candidates
+        await call.add_candidate("caller", "", None, None)  # end of candidates, as Chromium
         await call.close()
         with pytest.raises(RuntimeError, match="closed"):
             await call.answer("caller", offer)
