@@ -334,11 +334,6 @@ async def answered(answering: asyncio.Future[int], call_id: int, peer: Peer) -> 
     await peer.next_event("call.accepted")
 
 
-@pytest.mark.skip(
-    reason="recordings/media.py add_candidate refuses the end of candidates "
-    "{candidate: ''} without sdpMid/sdpMLineIndex (a ValueError: -32603 internal_error); "
-    "the page sends it as Chromium reports it and as docs/protocol.md allows"
-)
 @pytest.mark.parametrize("browser_role", ["caller", "callee"])
 async def test_browser_in_a_recorded_call(
     make_app: AppFactory,
