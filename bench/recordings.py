@@ -331,6 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parties", metavar="SPEC", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
+        raise_fd_limit()
         uvloop.run(serve(Path(args.serve[0]), Path(args.serve[1])))
         return 0
     if args.parties:
