@@ -340,8 +340,9 @@ class RecordingSettings(_Section):
     # Tell both parties the call is recorded (recordingNotice in calls.start's answer
     # and in call.incoming), so the apps can announce it.
     notice: bool = True
-    # Packets queued per leg between the network and the file before the oldest are
-    # dropped (a stalled disk never grows memory).
+    # Packets queued per leg and direction on the way to the other party before the
+    # oldest are dropped (a slow peer never grows memory; the files have their own bound:
+    # a leg whose writer falls about 10 s behind stops recording, "disk too slow").
     max_queue: int = Field(50, ge=4, le=10000)
     # STUN servers the server's own peer connections use to learn their public
     # address (behind NAT), e.g. ["stun:stun.example.com:3478"].
