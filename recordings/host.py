@@ -28,7 +28,8 @@ from datetime import datetime
 from typing import Any
 
 from recordings.media import Leg, LegResult, RecordedCall
-from recordings.models import LegView, RecordingFailed, RecordingReady
+from recordings.models import RecordingFailed, RecordingReady
+from recordings.service import leg_view
 from recordings.store import RecordingStore
 from rtc_server.bus import Signal
 from rtc_server.clock import Clock
@@ -323,7 +324,7 @@ class MediaHost:
                 state="failed" if error_text else "ready",
                 error=error_text,
                 duration_ms=duration,
-                legs=[_leg_view(leg) for leg in legs],
+                legs=[leg_view(leg) for leg in legs],
             )
             data = ready.model_dump(mode="json", by_alias=True, exclude={"call_id"})
             event = await call_store.insert_event(
@@ -444,19 +445,6 @@ def _as_leg(value: str) -> Leg:
     if value in LEGS:
         return value
     raise ValueError(f"not a leg: {value!r}")
-
-
-def _leg_view(leg: LegRow) -> LegView:
-    return LegView(
-        leg=leg.leg,
-        duration_ms=leg.duration_ms,
-        bytes=leg.bytes,
-        codec=leg.codec,
-        sha256=leg.sha256,
-        packets=leg.packets,
-        lost=leg.lost,
-        error=leg.error,
-    )
 
 
 def _ice_servers(stun_urls: tuple[str, ...]) -> list[Any] | None:

@@ -37,7 +37,7 @@ from rtc_server.rpc.cursors import decode_cursor, next_cursor
 from rtc_server.rpc.registry import Access, Caller, MethodRegistry
 from storage import recordings as rows
 from storage.database import Database
-from storage.recordings import RecordingRow
+from storage.recordings import LegRow, RecordingRow
 
 log = logging.getLogger("rtc.recordings")
 
@@ -219,17 +219,18 @@ def recording_view(row: RecordingRow) -> RecordingView:
         duration_ms=row.duration_ms,
         started_at=row.started_at,
         ended_at=row.ended_at,
-        legs=[
-            LegView(
-                leg=leg.leg,
-                duration_ms=leg.duration_ms,
-                bytes=leg.bytes,
-                codec=leg.codec,
-                sha256=leg.sha256,
-                packets=leg.packets,
-                lost=leg.lost,
-                error=leg.error,
-            )
-            for leg in row.legs
-        ],
+        legs=[leg_view(leg) for leg in row.legs],
+    )
+
+
+def leg_view(leg: LegRow) -> LegView:
+    return LegView(
+        leg=leg.leg,
+        duration_ms=leg.duration_ms,
+        bytes=leg.bytes,
+        codec=leg.codec,
+        sha256=leg.sha256,
+        packets=leg.packets,
+        lost=leg.lost,
+        error=leg.error,
     )
