@@ -178,6 +178,8 @@ class MediaHost:
             if request.description is not None:
                 try:
                     answer = await hosted.media.answer(request.leg, request.description["sdp"])
+                except RuntimeError:  # the call ended while this offer waited
+                    raise NotFound("this call's media has ended", field="callId") from None
                 except (ValueError, AssertionError, KeyError) as bad:
                     raise Unprocessable(
                         f"the server could not use this offer: {bad}",
@@ -211,17 +213,20 @@ class MediaHost:
         if hosted is not None:
             return hosted
         lock = self._opening.setdefault(request.call_id, asyncio.Lock())
-        async with lock:
-            hosted = self._calls.get(request.call_id)
-            if hosted is not None:
+        try:
+            async with lock:
+                hosted = self._calls.get(request.call_id)
+                if hosted is not None:
+                    return hosted
+                if self._closed or request.call_id in self._finishing:
+                    raise NotFound("this call's media has ended", field="callId")
+                hosted = await self._open(request.call_id)
+                self._calls[request.call_id] = hosted
+                self._metrics.recordings_active.set(len(self._calls))
                 return hosted
-            if self._closed or request.call_id in self._finishing:
-                raise NotFound("this call's media has ended", field="callId")
-            hosted = await self._open(request.call_id)
-            self._calls[request.call_id] = hosted
-            self._metrics.recordings_active.set(len(self._calls))
-        self._opening.pop(request.call_id, None)
-        return hosted
+        finally:
+            if not lock.locked():
+                self._opening.pop(request.call_id, None)
 
     async def _open(self, call_id: int) -> _Hosted:
         now = self._clock.now()
