@@ -269,12 +269,20 @@ class MediaHost:
             try:
                 async with hosted.lock:
                     results = await hosted.media.close()
+                self._count_packets(hosted.media, results)
             finally:
                 self._calls.pop(call_id, None)
                 self._metrics.recordings_active.set(len(self._calls))
             await self._write_out(hosted, results)
         finally:
             self._finishing.pop(call_id, None)
+
+    def _count_packets(self, media: RecordedCall, results: dict[Leg, LegResult]) -> None:
+        packets = self._metrics.recording_packets
+        packets.labels("received").inc(sum(r.packets for r in results.values()))
+        packets.labels("lost").inc(sum(r.lost for r in results.values()))
+        packets.labels("forwarded").inc(sum(media.forwarded().values()))
+        packets.labels("dropped").inc(sum(media.dropped().values()))
 
     async def _write_out(self, hosted: _Hosted, results: dict[Leg, LegResult]) -> None:
         legs: list[LegRow] = []

@@ -145,6 +145,13 @@ class Metrics:
             "Legs whose file could not be written (disk full, I/O error)",
             registry=r,
         )
+        self.recording_packets = Counter(
+            "rtc_recording_packets_total",
+            "RTP packets of finished recorded calls, by outcome: received from a party, "
+            "lost on the way in, forwarded to the other party, dropped (its sender fell behind)",
+            ["outcome"],
+            registry=r,
+        )
         self.recording_downloads = Counter(
             "rtc_recording_downloads_total",
             "Recording download requests, by outcome (ok, refused, gone)",

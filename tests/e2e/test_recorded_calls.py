@@ -129,6 +129,13 @@ async def test_a_recorded_call_forwards_both_ways_and_records_each_leg_completel
         check_leg(path, hz)
         assert hashlib.sha256(path.read_bytes()).hexdigest() == legs[leg]["sha256"]
 
+    # The operator's counters saw the call's packets.
+    packets = app.metrics.recording_packets
+    received = packets.labels("received")._value.get()
+    assert received >= 2 * PACKETS
+    assert packets.labels("forwarded")._value.get() >= 2 * PACKETS - 10
+    assert packets.labels("lost")._value.get() == packets.labels("dropped")._value.get() == 0
+
     # Admins see the trail: the call's events end with recording.ready.
     admin, _ = await login_admin(clients)
     detail = await admin.call("admin.calls.get", {"callId": call_id})
