@@ -36,6 +36,7 @@ from rtc_server.clock import Clock
 from rtc_server.config import RecordingSettings
 from rtc_server.devices import Devices
 from rtc_server.errors import InvalidParams, NotFound, Unprocessable
+from rtc_server.jobs import JobQueue
 from rtc_server.metrics import Metrics
 from rtc_server.outbox import Outbox
 from rtc_server.rpc.text import invalid
@@ -90,9 +91,11 @@ class MediaHost:
         settings: RecordingSettings,
         metrics: Metrics,
         *,
+        jobs: JobQueue,
         publish_event: Callable[[CallEventRow], Awaitable[None]],
         connected: Callable[[int], Awaitable[None]],
     ) -> None:
+        self._jobs = jobs  # the mixed file is made by a job (recordings.mix)
         self._db = db
         self.store = store
         self._outbox = outbox
@@ -313,6 +316,7 @@ class MediaHost:
                     lost=result.lost,
                     sha256=stored.sha256,
                     error=error,
+                    offset_ms=result.offset_ms,
                 )
             )
         duration = max((leg.duration_ms for leg in legs), default=0)
@@ -343,6 +347,10 @@ class MediaHost:
             event = await call_store.insert_event(
                 conn, hosted.call_id, "recording.ready", "server", data, now
             )
+            if len(legs) == len(LEGS):  # both legs in one file, later, off the call path
+                await self._jobs.enqueue(
+                    "recordings.mix", {"recordingId": hosted.recording_id}, conn=conn
+                )
             if self._settings.parties_may_download and row is not None:
                 for user_id in {row.caller_id, row.callee_id} - {None}:
                     assert user_id is not None

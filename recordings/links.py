@@ -16,7 +16,7 @@ import hmac
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
-LEGS = ("caller", "callee")
+LEGS = ("caller", "callee", "mixed")  # "mixed": both legs in one file
 
 
 @dataclass(frozen=True, slots=True)

@@ -69,6 +69,9 @@ class LegResult:
     lost: int  # packets never received (concealed so the timeline keeps its place)
     codec: str  # "opus"
     error: str | None  # e.g. "disk full" if writing failed (the file is cut there)
+    # When the leg's first packet arrived, ms after the call's media began: where its
+    # file starts on the call's timeline (for mixing the legs into one file).
+    offset_ms: int = 0
 
 
 class ForwardTrack(MediaStreamTrack):
@@ -115,6 +118,7 @@ class _LegMedia:
     sent_tracks: list[ForwardTrack] = field(default_factory=list)  # one per connection
     writer: LegWriter | None = None
     error: str | None = None
+    first_at: float | None = None  # time.monotonic() of the first packet received
     early_candidates: list[tuple[str, str | None, int | None]] = field(default_factory=list)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -166,6 +170,7 @@ class RecordedCall:
         self._ice_servers = list(ice_servers or [])
         self._max_queue = max_queue
         self._legs = {leg: _LegMedia(leg) for leg in LEGS}
+        self._began = time.monotonic()
         self._closing: asyncio.Task[dict[Leg, LegResult]] | None = None
 
     async def answer(self, leg: Leg, offer_sdp: str) -> str:
@@ -323,11 +328,16 @@ class RecordedCall:
             lost=timeline.lost,
             codec="opus",
             error=media.error,
+            offset_ms=0
+            if media.first_at is None
+            else max(0, round((media.first_at - self._began) * 1000)),
         )
 
     def _received(self, leg: Leg, packet: RtpPacket) -> None:
         """One RTP packet from a party (called by the aiortc hook, on the loop)."""
         media = self._legs[leg]
+        if media.first_at is None:
+            media.first_at = time.monotonic()
         timeline = media.timeline
         taken = timeline.packets
         # The monotonic clock, not aiortc's wall-clock arrival time: a reconnect's pause

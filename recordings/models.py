@@ -22,7 +22,10 @@ class RecordingRef(Params):
 
 class LinkParams(Params):
     recording_id: Id
-    leg: LegName = Field(description="whose audio: the caller's or the callee's")
+    leg: Literal["caller", "callee", "mixed"] = Field(
+        description="whose audio: the caller's, the callee's, or \"mixed\": both in one "
+        "file (once made, after the call)"
+    )
 
 
 class ListRecordings(Params):
@@ -40,6 +43,15 @@ class LegView(Result):
     packets: int = Field(description="RTP packets received from this party")
     lost: int = Field(description="packets that never arrived (silence keeps their time)")
     error: str | None = None
+    offset_ms: int = Field(0, description="where the leg starts on the call's timeline")
+
+
+class MixedView(Result):
+    """Both legs in one file, made by a job after the call."""
+
+    duration_ms: int
+    bytes: int
+    sha256: str
 
 
 class RecordingView(Result):
@@ -52,6 +64,7 @@ class RecordingView(Result):
     started_at: datetime
     ended_at: datetime | None
     legs: list[LegView]
+    mixed: MixedView | None = Field(None, description="null until the job made it")
 
 
 class RecordingPage(Result):
@@ -62,7 +75,7 @@ class RecordingPage(Result):
 class RecordingLink(Result):
     url: str = Field(description="GET it (Range requests welcome) before expiresAt")
     expires_at: datetime
-    leg: LegName
+    leg: Literal["caller", "callee", "mixed"]
 
 
 class RecordingReady(Result):

@@ -11,16 +11,19 @@ else is refused: a bad or expired link 403, a deleted recording 410.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 
 from recordings.links import Grant, LinkRefused, LinkSigner
+from recordings.mix import mix_legs
 from recordings.models import (
     LegView,
     LinkParams,
     ListRecordings,
+    MixedView,
     RecordingFailed,
     RecordingLink,
     RecordingPage,
@@ -32,6 +35,7 @@ from recordings.store import RecordingStore
 from rtc_server.clock import Clock
 from rtc_server.config import RecordingSettings
 from rtc_server.errors import Forbidden, NotFound, StateConflict
+from rtc_server.jobs import Job
 from rtc_server.metrics import Metrics
 from rtc_server.rpc.cursors import decode_cursor, next_cursor
 from rtc_server.rpc.registry import Access, Caller, MethodRegistry
@@ -94,7 +98,9 @@ class RecordingService:
         )
 
     def add_routes(self, app: web.Application) -> None:
-        app.router.add_get(r"/recordings/{recording_id:\d+}/{leg:caller|callee}.ogg", self.download)
+        app.router.add_get(
+            r"/recordings/{recording_id:\d+}/{leg:caller|callee|mixed}.ogg", self.download
+        )
 
     # --- Methods -----------------------------------------------------------------------------
 
@@ -119,9 +125,7 @@ class RecordingService:
         """A signed link to download one leg (Ogg/Opus), valid ``recordings.link_ttl``
         seconds, for the asking user only."""
         row = await self._readable(caller, params.recording_id)
-        if row.state not in ("ready", "failed") or not any(
-            leg.leg == params.leg for leg in row.legs
-        ):
+        if row.state not in ("ready", "failed") or _key_of(row, params.leg) is None:
             raise StateConflict(
                 "this leg's file is not available" + (" yet" if row.state == "recording" else ""),
                 recordingId=row.id,
@@ -165,8 +169,8 @@ class RecordingService:
             self._metrics.recording_downloads.labels("refused").inc()
             return web.json_response({"error": str(refused)}, status=403)
         row = await rows.get(self._db, grant.recording_id)
-        leg = next((x for x in row.legs if x.leg == grant.leg), None) if row else None
-        path = self.store.local_path(leg.storage_key) if leg is not None else None
+        key = _key_of(row, grant.leg) if row is not None else None
+        path = self.store.local_path(key) if key is not None else None
         if row is None or row.state == "deleted" or path is None:
             self._metrics.recording_downloads.labels("gone").inc()
             return web.json_response({"error": "this recording is gone"}, status=410)
@@ -186,6 +190,43 @@ class RecordingService:
             },
         )
 
+    # --- The mixed file (job recordings.mix) ---------------------------------------------
+
+    async def mix(self, job: Job) -> None:
+        """Mix a recording's two legs into one file (enqueued when both were stored)."""
+        recording_id = int(job.payload["recordingId"])
+        row = await rows.get(self._db, recording_id)
+        if row is None or row.state == "deleted" or row.mixed_key is not None:
+            return  # gone, or made by an earlier attempt
+        legs = []
+        for leg in row.legs:
+            path = self.store.local_path(leg.storage_key)
+            if path is None:
+                log.warning(
+                    "recording leg missing: not mixed",
+                    extra={"recording": row.id, "leg": leg.leg},
+                )
+                return
+            legs.append((path, leg.offset_ms))
+        key = f"{row.started_at:%Y/%m/%d}/{row.call_id}/mixed.ogg"
+        temp = self.store.temp_path(key)
+        try:
+            duration = await asyncio.to_thread(mix_legs, legs, temp)
+            stored = await self.store.commit(temp, key)
+        finally:
+            temp.unlink(missing_ok=True)
+        if not await rows.set_mixed(
+            self._db,
+            row.id,
+            key=stored.key,
+            size=stored.bytes,
+            sha256=stored.sha256,
+            duration_ms=duration,
+        ):
+            await self.store.delete(stored.key)  # deleted by retention meanwhile
+            return
+        log.info("recording mixed", extra={"recording": row.id, "duration_ms": duration})
+
     # --- Retention -----------------------------------------------------------------------
 
     async def enforce_retention(self) -> int:
@@ -202,6 +243,8 @@ class RecordingService:
             for recording in batch:
                 for leg in recording.legs:
                     await self.store.delete(leg.storage_key)
+                if recording.mixed_key is not None:
+                    await self.store.delete(recording.mixed_key)
             deleted += await rows.mark_deleted(self._db, [r.id for r in batch], now)
         removed = await self.store.sweep_temp(_TEMP_MAX_AGE)
         if deleted or removed:
@@ -220,7 +263,21 @@ def recording_view(row: RecordingRow) -> RecordingView:
         started_at=row.started_at,
         ended_at=row.ended_at,
         legs=[leg_view(leg) for leg in row.legs],
+        mixed=None
+        if row.mixed_key is None
+        else MixedView(
+            duration_ms=row.mixed_duration_ms or 0,
+            bytes=row.mixed_bytes or 0,
+            sha256=row.mixed_sha256 or "",
+        ),
     )
+
+
+def _key_of(row: RecordingRow, leg: str) -> str | None:
+    """The storage key of a leg's file, or of the mixed file; None if there is none."""
+    if leg == "mixed":
+        return row.mixed_key
+    return next((x.storage_key for x in row.legs if x.leg == leg), None)
 
 
 def leg_view(leg: LegRow) -> LegView:
@@ -233,4 +290,5 @@ def leg_view(leg: LegRow) -> LegView:
         packets=leg.packets,
         lost=leg.lost,
         error=leg.error,
+        offset_ms=leg.offset_ms,
     )

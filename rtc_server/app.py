@@ -223,6 +223,7 @@ class App:
             self.clock,
             s.recordings,
             self.metrics,
+            jobs=self.jobs,
             publish_event=lambda event: self.calls.publish_event(event),
             connected=lambda call_id: self.calls.connect_call(call_id),
         )
@@ -253,6 +254,7 @@ class App:
         )
         self.recordings.register(self.registry)
         self.job_handlers["recordings.retention"] = self._recordings_retention
+        self.job_handlers["recordings.mix"] = self.recordings.mix
         self.periodic_jobs.append(Periodic("recordings.retention", 3600.0, "recordings.retention"))
         if self.calls.policy.value == "open":
             log.warning(

@@ -29,6 +29,7 @@ class LegRow:
     lost: int
     sha256: str
     error: str | None
+    offset_ms: int = 0  # where the leg starts on the call's timeline
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +43,11 @@ class RecordingRow:
     started_at: datetime
     ended_at: datetime | None
     deleted_at: datetime | None
+    # Both legs in one file, made by a job after the call (None until then).
+    mixed_key: str | None
+    mixed_bytes: int | None
+    mixed_sha256: str | None
+    mixed_duration_ms: int | None
     # The call's parties (who may get a link when parties may download).
     caller_id: int | None
     callee_id: int | None
@@ -107,9 +113,10 @@ async def finish(
     if legs:
         await conn.execute(
             """INSERT INTO recording_legs (recording_id, leg, user_id, storage_key, codec,
-                   bytes, duration_ms, packets, lost, sha256, error)
+                   bytes, duration_ms, packets, lost, sha256, error, offset_ms)
                SELECT $1, * FROM unnest($2::text[], $3::bigint[], $4::text[], $5::text[],
-                   $6::bigint[], $7::int[], $8::int[], $9::int[], $10::text[], $11::text[])""",
+                   $6::bigint[], $7::int[], $8::int[], $9::int[], $10::text[], $11::text[],
+                   $12::int[])""",
             recording_id,
             [leg.leg for leg in legs],
             [leg.user_id for leg in legs],
@@ -121,8 +128,26 @@ async def finish(
             [leg.lost for leg in legs],
             [leg.sha256 for leg in legs],
             [leg.error for leg in legs],
+            [leg.offset_ms for leg in legs],
         )
     return True
+
+
+async def set_mixed(
+    conn: Executor, recording_id: int, *, key: str, size: int, sha256: str, duration_ms: int
+) -> bool:
+    """Record the mixed file of a recording not deleted meanwhile."""
+    done = await conn.fetchval(
+        """UPDATE recordings SET mixed_key = $2, mixed_bytes = $3, mixed_sha256 = $4,
+               mixed_duration_ms = $5
+           WHERE id = $1 AND state <> 'deleted' RETURNING true""",
+        recording_id,
+        key,
+        size,
+        sha256,
+        duration_ms,
+    )
+    return bool(done)
 
 
 async def get(conn: Executor, recording_id: int) -> RecordingRow | None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import numpy as np
 import pytest
 
 from recordings.store import LocalStore
@@ -129,6 +130,25 @@ async def test_a_recorded_call_forwards_both_ways_and_records_each_leg_completel
         check_leg(path, hz)
         assert hashlib.sha256(path.read_bytes()).hexdigest() == legs[leg]["sha256"]
 
+    # After the call a job mixes both legs into one file, each at its place in time.
+    async with asyncio.timeout(15):
+        while (
+            mixed := (
+                await b.customer.call("recordings.get", {"recordingId": ready["recordingId"]})
+            )["mixed"]
+        ) is None:
+            await asyncio.sleep(0.05)  # the job runs after the recording is ready
+    path = await fetch_leg(b.customer, ready["recordingId"], "mixed", tmp_path)
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == mixed["sha256"]
+    samples = decode_ogg(path)
+    expected = max(leg["offsetMs"] + leg["durationMs"] for leg in legs.values())
+    assert abs(len(samples) / 48 - expected) <= TOLERANCE_MS
+    assert abs(mixed["durationMs"] - expected) <= TOLERANCE_MS
+    spectrum = np.abs(np.fft.rfft(samples * np.hanning(len(samples))))
+    freqs = np.fft.rfftfreq(len(samples), 1 / 48_000)
+    for hz in (CALLER_HZ, CALLEE_HZ):  # both parties, about equally loud
+        assert spectrum[np.abs(freqs - hz) < 5].max() > 0.5 * spectrum.max()
+
     # The operator's counters saw the call's packets.
     packets = app.metrics.recording_packets
     received = packets.labels("received")._value.get()
@@ -212,7 +232,11 @@ async def test_links_are_signed_expire_and_serve_ranges_and_retention_deletes(
     status, body, _ = await download(url)
     assert (status, body) == (403, b'{"error": "link expired"}')
 
-    # Retention: past 30 days the files go and the rows say so.
+    # Retention: past 30 days the files go, the mixed one too, and the rows say so.
+    async with asyncio.timeout(15):
+        while (await admin.call("recordings.get", {"recordingId": recording_id}))["mixed"] is None:
+            await asyncio.sleep(0.05)  # the mixing job runs after the recording is ready
+    assert len(list((app.settings.data_dir / "recordings").glob("**/*.ogg"))) == 3
     fresh = await admin.call("recordings.link", {"recordingId": recording_id, "leg": "callee"})
     clock.advance(31 * 86400)
     fresh = await admin.call("recordings.link", {"recordingId": recording_id, "leg": "callee"})
