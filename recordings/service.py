@@ -202,11 +202,9 @@ class RecordingService:
         for leg in row.legs:
             path = self.store.local_path(leg.storage_key)
             if path is None:
-                log.warning(
-                    "recording leg missing: not mixed",
-                    extra={"recording": row.id, "leg": leg.leg},
-                )
-                return
+                # Not on this machine (recordings.dir not shared): another instance's
+                # attempt may find it; the job queue retries with backoff.
+                raise FileNotFoundError(f"recording {row.id}: the {leg.leg} leg is not here")
             legs.append((path, leg.offset_ms))
         key = f"{row.started_at:%Y/%m/%d}/{row.call_id}/mixed.ogg"
         temp = self.store.temp_path(key)
