@@ -133,6 +133,11 @@ class MediaHost:
         """Recorded calls whose media is on this instance now."""
         return len(self._calls)
 
+    def packets(self, call_id: int) -> dict[Leg, int] | None:
+        """RTP packets received so far from each party of a call whose media is here."""
+        hosted = self._calls.get(call_id)
+        return None if hosted is None else hosted.media.packets()
+
     async def signal(
         self,
         *,

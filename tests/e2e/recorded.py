@@ -63,6 +63,10 @@ class RecordedParty:
         )
         return relayed
 
+    def sent(self) -> int:
+        """Packets of this party that left its machine (its seeded loss excluded)."""
+        return self.tone.sent - len(self.dropped or [])
+
     def heard(self) -> np.ndarray[Any, Any]:
         return frames_to_samples(self.frames)
 
