@@ -23,11 +23,6 @@ TOKEN = "ab" * 32
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(datetime.now(UTC))
-
-
-@pytest.fixture
 async def apns() -> AsyncIterator[FakeApns]:
     server = await FakeApns().start()
     yield server

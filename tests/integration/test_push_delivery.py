@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import orjson
@@ -25,18 +25,6 @@ from storage import push as push_store
 from tests.fakes.fcm import FakeFcm, fcm_error
 
 from .push_env import PushEnv, offer_policy
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(datetime.now(UTC))
-
-
-@pytest.fixture
-async def fcm() -> AsyncIterator[FakeFcm]:
-    server = await FakeFcm().start()
-    yield server
-    await server.close()
 
 
 def fcm_provider(fcm: FakeFcm, clock: FakeClock, tmp_path: Path) -> FcmProvider:

@@ -23,18 +23,6 @@ from .push_env import PushEnv, offer_policy
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(datetime.now(UTC))
-
-
-@pytest.fixture
-async def fcm() -> AsyncIterator[FakeFcm]:
-    server = await FakeFcm().start()
-    yield server
-    await server.close()
-
-
-@pytest.fixture
 async def provider(fcm: FakeFcm, clock: FakeClock, tmp_path: Path) -> AsyncIterator[FcmProvider]:
     account = ServiceAccount.from_file(fcm.credentials_file(tmp_path))
     client = FcmProvider(account, clock, endpoint=fcm.url)

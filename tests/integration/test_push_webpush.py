@@ -4,7 +4,7 @@ service, which verifies VAPID and decrypts every payload as the browser would.""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -17,11 +17,6 @@ from tests.fakes.fcm import Reply
 from tests.fakes.webpush import Browser, FakeWebPush
 
 from .push_env import PushEnv, offer_policy
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(datetime.now(UTC))
 
 
 @pytest.fixture
