@@ -27,6 +27,7 @@ from rtc_server.dispatch import Dispatcher
 from rtc_server.errors import CloseCode, RpcError
 from rtc_server.events import EventDelivery
 from rtc_server.hub import Hub
+from rtc_server.keepalive import KeepaliveSchedule
 from rtc_server.metrics import Metrics
 from rtc_server.rpc.codec import encode_notification
 from rtc_server.session_state import session_state
@@ -62,6 +63,9 @@ class SocketServer:
         ] = weakref.WeakKeyDictionary()
         self._background: list[asyncio.Task[None]] = []
         self._port: int | None = None
+        self._pings: KeepaliveSchedule[Connection] | None = None
+        if settings.ping_interval:
+            self._pings = KeepaliveSchedule(settings.ping_interval, settings.ping_timeout)
 
     @property
     def port(self) -> int:
@@ -87,7 +91,7 @@ class SocketServer:
         self._port = int(self._server.sockets[0].getsockname()[1])
         loop = asyncio.get_running_loop()
         self._background = [loop.create_task(self._sweep_expired())]
-        if s.ping_interval:
+        if self._pings is not None:
             self._background.append(loop.create_task(self._keepalive()))
         log.info("socket server listening", extra={"port": self.port, "path": s.path})
 
@@ -140,6 +144,8 @@ class SocketServer:
             auth_timeout=s.auth_timeout,
         )
         self.hub.add(conn)
+        if self._pings is not None:
+            self._pings.add(conn, asyncio.get_running_loop().time())
         try:
             handshake = self._handshake.pop(ws, None)
             if handshake is not None:
@@ -194,24 +200,23 @@ class SocketServer:
     async def _keepalive(self) -> None:
         """Ping every socket each ``ping_interval``; close those silent ``ping_timeout``.
 
-        One task for all sockets: websockets' own keepalive costs a task per socket.
+        One task for all sockets (websockets' own keepalive costs a task per socket),
+        with the pings spread evenly over the interval (:mod:`rtc_server.keepalive`).
         """
-        s = self.settings
+        schedule = self._pings
+        assert schedule is not None
         loop = asyncio.get_running_loop()
-        # Fine enough that a ping is at most a quarter late.
-        tick = max(0.05, min(s.ping_interval, s.ping_timeout) / 4)
+        # Fine enough that a ping is at most 2% of an interval late, and that each
+        # tick pings about 2% of the sockets.
+        tick = max(0.05, min(schedule.interval, schedule.timeout) / 50)
         pinging: set[asyncio.Task[None]] = set()
         while True:
             await asyncio.sleep(tick)
             now = loop.time()
-            for conn in list(self.hub.connections):
-                waiter = conn.pong_waiter
-                if waiter is not None and not waiter.done():
-                    if now - conn.ping_sent_at >= s.ping_timeout:
-                        conn.close(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
-                    continue
-                if now - conn.ping_sent_at < s.ping_interval or conn.closing:
-                    continue
+            ping, silent = schedule.due(now)
+            for conn in silent:
+                conn.close(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
+            for conn in ping:
                 conn.ping_sent_at = now
                 # ws.ping() waits while the socket's write buffer is full: one task
                 # per ping, so one stuck client cannot hold up the others.
