@@ -149,8 +149,8 @@ class EventSettings(_Section):
     max_per_user: int = Field(1000, ge=10)
     prune_interval: float = Field(300.0, gt=0)
     replay_batch: int = Field(500, ge=1)
-    # A fan-out writes this many recipients per statement, delivering each chunk
-    # while the next one is written.
+    # A fan-out writes at most this many recipients per statement (the first chunk
+    # is 50, then they double), delivering each chunk while the next are written.
     fanout_chunk: int = Field(250, ge=1)
     # A live event that arrives ahead of one still missing waits this long for it
     # before the gap is read from the log.

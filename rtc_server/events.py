@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
@@ -40,6 +41,25 @@ def encode_payload(data: BaseModel | Mapping[str, Any]) -> bytes:
     if isinstance(data, BaseModel):
         return data.__pydantic_serializer__.to_json(data, by_alias=True)
     return orjson.dumps(data)
+
+
+# Fan-out writes in flight while a chunk is delivered: two, so that a write that
+# waits for its core does not leave PostgreSQL idle while the delivery runs out.
+WRITES_AHEAD = 2
+# The first chunk of a fan-out: small, so the first recipients wait for a small write.
+FIRST_CHUNK = 50
+
+
+def chunk_sizes(users: int, most: int) -> list[int]:
+    """How a fan-out to ``users`` is cut: FIRST_CHUNK, then doubling up to ``most``."""
+    sizes: list[int] = []
+    size = min(FIRST_CHUNK, most)
+    left = users
+    while left > 0:
+        sizes.append(min(size, left))
+        left -= sizes[-1]
+        size = min(size * 2, most)
+    return sizes
 
 
 class PushScheduler(Protocol):
@@ -99,21 +119,27 @@ class EventPublisher:
         *,
         push: PushPolicy | None = None,
     ) -> dict[int, int]:
-        """One event to many users: one statement per ``chunk`` users, not one per user.
+        """One event to many users: one statement per chunk of users, not one per user.
 
         Writing and delivering overlap: while the users of one chunk get the event,
-        PostgreSQL (another process, another core) already stores the next chunk. The
-        first sockets have it after one small write, and the whole fan-out takes about
-        the longer of writing and delivering instead of their sum. Every user's event
-        is durable before that user can see it. If a write fails, the users of the
-        chunks before it have the event and the error reaches the caller. With ``push``,
-        each chunk's push jobs commit with its events (one transaction).
+        PostgreSQL (another process, another core) already stores the next ones
+        (:func:`chunk_sizes`: a small first chunk, so the first sockets have it after
+        one small write, then larger ones up to ``chunk``). The whole fan-out takes
+        about the longer of writing and delivering instead of their sum. Every user's
+        event is durable before that user can see it. If a write fails, the error
+        reaches the caller; users whose chunk was stored get the event from the log
+        (gap fill, or when they resume). With ``push``, each chunk's push jobs commit
+        with its events (one transaction).
         """
         started = time.time()
         payload = encode_payload(data)
         text = payload.decode()
         users = sorted(set(user_ids))
-        chunks = [users[i : i + self._chunk] for i in range(0, len(users), self._chunk)]
+        chunks: list[list[int]] = []
+        at = 0
+        for size in chunk_sizes(len(users), self._chunk):
+            chunks.append(users[at : at + size])
+            at += size
         seqs: dict[int, int] = {}
         if not chunks:
             return seqs
@@ -121,24 +147,33 @@ class EventPublisher:
         if push is not None and self.push is not None:
             online = await self.push.online(users)
 
-        def write(chunk: list[int]) -> asyncio.Future[dict[int, int]]:
-            return asyncio.ensure_future(self._append(chunk, event, text, push, online))
+        writing: deque[asyncio.Future[dict[int, int]]] = deque()
+        queued = iter(chunks)
 
-        writing = write(chunks[0])
+        def write_ahead() -> bool:
+            """Keep WRITES_AHEAD writes in flight; True if one was started."""
+            started_one = False
+            while len(writing) < WRITES_AHEAD and (chunk := next(queued, None)) is not None:
+                writing.append(
+                    asyncio.ensure_future(self._append(chunk, event, text, push, online))
+                )
+                started_one = True
+            return started_one
+
+        write_ahead()
         try:
-            for index in range(len(chunks)):
-                written = await writing
-                if index + 1 < len(chunks):
-                    writing = write(chunks[index + 1])
-                    # Let the write send its statement before delivery (synchronous)
+            while writing:
+                written = await writing.popleft()
+                if write_ahead():
+                    # Let the new write send its statement before delivery (synchronous)
                     # occupies the loop: PostgreSQL works on it meanwhile.
                     await asyncio.sleep(0)
                 seqs.update(written)
                 self._metrics.events_published.inc(len(written))
                 await self._deliver(EventBatch(event, payload, written, started))
         finally:
-            if not writing.done():  # the caller was cancelled mid-way
-                writing.cancel()
+            for pending in writing:  # a write failed, or the caller was cancelled
+                pending.cancel()
         return seqs
 
     async def _append(

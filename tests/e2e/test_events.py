@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from rtc_server.app import App
 from rtc_server.client import RtcClient
 from storage import events as event_log
+from storage.errors import StorageError
 
 from .conftest import AppFactory, Clients
 
@@ -193,6 +196,32 @@ async def test_fan_out_in_chunks_reaches_everyone_once(
     for client, _ in logged_in:
         await client.call("system.ping")
     assert all(len([e for e in c.received if e.seq]) == 1 for c, _ in logged_in)
+    await opened.close()
+
+
+async def test_fan_out_whose_write_fails_mid_way_tells_the_caller(
+    make_app: AppFactory, code_log: object
+) -> None:
+    """Chunks written before the failed one are delivered; the failed one stores nothing."""
+    app = await make_app(events={"fanout_chunk": 2})
+    opened = Clients(app, code_log)  # type: ignore[arg-type]
+    logged_in = [await opened.login() for _ in range(5)]
+    users = [tokens["user"]["id"] for _, tokens in logged_in]
+    missing = max(users) + 1_000_000  # no such user: its chunk (the third) fails
+    with pytest.raises(StorageError):
+        await app.publisher.publish_many([*users, missing], "catalog.changed", {"v": 4})
+    for client, _ in logged_in[:4]:
+        event = await client.next_event()
+        assert event.data == {"v": 4}
+    last, tokens = logged_in[4]
+    await last.call("system.ping")  # an event sent before this answer would be here
+    assert not [e for e in last.received if e.seq]
+    assert app.db is not None
+    stored = await app.db.fetchval(
+        "SELECT count(*) FROM user_events WHERE user_id = ANY($1::bigint[])",
+        [tokens["user"]["id"], missing],
+    )
+    assert stored == 0
     await opened.close()
 
 

@@ -6,6 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rtc_server.delivery import DeliveryCursor
+from rtc_server.events import chunk_sizes
 
 
 def f(seq: int) -> bytes:
@@ -111,3 +112,11 @@ def test_events_dropped_from_a_full_pending_are_still_owed() -> None:
     assert cursor.has_gap and cursor.gap() == (2, 4)
     assert cursor.fill([(3, f(3)), (4, f(4))], 4) == [f(3), f(4)]
     assert not cursor.has_gap
+
+
+def test_fan_out_chunks_start_small_and_grow_to_the_limit() -> None:
+    assert chunk_sizes(5000, 250) == [50, 100, 200] + [250] * 18 + [150]
+    assert sum(chunk_sizes(5000, 250)) == 5000
+    assert chunk_sizes(30, 250) == [30]
+    assert chunk_sizes(7, 2) == [2, 2, 2, 1]
+    assert chunk_sizes(0, 250) == []
