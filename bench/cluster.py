@@ -160,6 +160,11 @@ class Load:
             if b'"error"' in payload:
                 self.step.errors += 1
 
+    async def _snapshot(self) -> tuple[dict[str, float], dict[float, float]]:
+        """CPU so far per component, and the servers' delivery-lag buckets."""
+        cpu = self.cpu()
+        return cpu, await asyncio.to_thread(lag_buckets, self.instances)
+
     async def run(self, rate: int, warmup: float, duration: float) -> Step:
         users = len(self.tokens)
         count = len(self.instances)
@@ -169,12 +174,22 @@ class Load:
         measuring_from = started + warmup
         until = measuring_from + duration
         sent = 0
-        while (now := loop.time()) < until:
-            if now >= measuring_from and self.step is not step:
-                self.step = step
+        snapshot: asyncio.Task[tuple[dict[str, float], dict[float, float]]] | None = None
+        step_start = sent_at_start = 0.0
+        while True:
+            now = loop.time()
+            if self.step is step and now >= until:
+                break
+            if now >= measuring_from and snapshot is None:
+                # The servers' counters are read while the sender keeps its pace: a
+                # sender that paused for the reading would catch up with a burst,
+                # and the window would measure that burst rather than the rate.
+                snapshot = asyncio.ensure_future(self._snapshot())
+            if snapshot is not None and snapshot.done() and self.step is not step:
+                cpu_start, lag_start = snapshot.result()
+                self.step = step  # the window starts: latencies count from here
                 step_start, sent_at_start = now, sent
-                cpu_start = self.cpu()
-                lag_start = await asyncio.to_thread(lag_buckets, self.instances)
+                until = now + duration
             due = int((now - started) * rate)
             while sent < due:
                 index = random.randrange(users)
@@ -192,14 +207,17 @@ class Load:
                 control.write(text_frame(orjson.dumps(request)))
                 sent += 1
             await asyncio.sleep(0.001)
-        step.sent = sent - sent_at_start
+        step.sent = int(sent - sent_at_start)
         step.seconds = loop.time() - step_start
-        cpu_end = self.cpu()
-        step.cpu = {name: cpu_end[name] - cpu_start[name] for name in cpu_end}
-        lag_end = await asyncio.to_thread(lag_buckets, self.instances)
-        step.server_p99_ms = bucket_percentile(lag_start, lag_end, 99)
-        await asyncio.sleep(0.5)  # the last events in flight
+        # The events of the window still on their way: until they have all arrived
+        # (or 0.5 s), then the window closes before the servers' counters are read.
+        drain_until = loop.time() + 0.5
+        while len(step.latencies) < step.sent and loop.time() < drain_until:
+            await asyncio.sleep(0.005)
         self.step = None
+        cpu_end, lag_end = await self._snapshot()
+        step.cpu = {name: cpu_end[name] - cpu_start[name] for name in cpu_end}
+        step.server_p99_ms = bucket_percentile(lag_start, lag_end, 99)
         return step
 
 
