@@ -39,7 +39,7 @@ import orjson
 from api.auth.tokens import AccessTokens
 from bench import report, scenario
 from bench.load import PHASE_TIMEOUT, LoadClient, own_cpu_seconds, percentile
-from bench.procfs import core_seconds, cpu_split
+from bench.procfs import core_seconds, cpu_split, postgres_cpu
 from bench.run import (
     CLIENT_CPU,
     RATE,
@@ -48,7 +48,6 @@ from bench.run import (
     say,
 )
 from bench.scenario import Measured
-from bench.search import postgres_cpu
 from bench.seed import TOKEN_TTL, connect, start_postgres
 from bench.wire import WsSocket, text_frame
 from storage.migrate import apply_migrations

@@ -39,10 +39,9 @@ import orjson
 from bench import report, scenario
 from bench.bookings import seed_market
 from bench.load import PHASE_TIMEOUT, LoadClient, own_cpu_seconds, percentile
-from bench.procfs import cpu_split
+from bench.procfs import cpu_split, postgres_cpu
 from bench.run import CLIENT_CPU, RATE, SERVER_CPU, Runner, say
 from bench.scenario import Measured
-from bench.search import postgres_cpu
 from bench.seed import start_postgres
 from bench.wire import WsSocket, text_frame
 

@@ -45,9 +45,8 @@ import uvloop
 
 from bench import seed
 from bench.load import own_cpu_seconds, percentile
-from bench.procfs import cpu_seconds, raise_fd_limit
+from bench.procfs import cpu_seconds, postgres_cpu, raise_fd_limit
 from bench.run import ROOT, environment, free_port, save_results, say, tail
-from bench.search import postgres_cpu
 from bench.wire import HandshakeFailed, WsSocket, text_frame
 from rtc_server.scaleout.local_redis import RedisServer
 

@@ -31,7 +31,14 @@ from typing import Any
 import orjson
 import uvloop
 
-from bench.procfs import core_seconds, cpu_seconds, cpu_split, raise_fd_limit, rss_kib
+from bench.procfs import (
+    core_seconds,
+    cpu_seconds,
+    cpu_split,
+    postgres_cpu,
+    raise_fd_limit,
+    rss_kib,
+)
 from bench.wire import HandshakeFailed, WsSocket, text_frame
 
 OPEN_TIMEOUT = 30.0  # one socket: connect, handshake, session.ready
@@ -75,6 +82,7 @@ class LoadClient:
         self.path: str = spec["path"]
         self.pid: int = spec["pid"]
         self.server_cpu: int = spec["server_cpu"]
+        self.postmaster: int | None = spec.get("postmaster")
         self.concurrency: int = spec["concurrency"]
         self.browser_headers: bool = spec.get("browser_headers", False)
         self._ids = 0
@@ -217,7 +225,7 @@ class LoadClient:
     async def fanout(
         self, control: WsSocket, sockets: list[WsSocket], rounds: int, warmup: int
     ) -> dict[str, Any]:
-        run = FanoutRound(sockets)
+        run = FanoutRound(sockets, self.postmaster)
         measured = []
         for number in range(warmup + rounds):
             outcome = await run.once(self, control, number)
@@ -235,6 +243,8 @@ class LoadClient:
             "first_ms_median": statistics.median(m["first_ms"] for m in kept),
             "server_ms_median": statistics.median(m["server_ms"] for m in kept),
             "deliver_ms_median": statistics.median(m["deliver_ms"] for m in kept),
+            "client_cpu_ms_median": statistics.median(m["client_cpu_ms"] for m in kept),
+            "postgres_cpu_ms_median": statistics.median(m["postgres_cpu_ms"] for m in kept),
         }
 
     async def ping(self, spec: dict[str, Any]) -> dict[str, Any]:
@@ -262,8 +272,9 @@ def _on_open_text(sock: WsSocket, payload: bytes, now: float) -> None:
 class FanoutRound:
     """One trigger; the time from sending it until each socket has the event."""
 
-    def __init__(self, sockets: list[WsSocket]) -> None:
+    def __init__(self, sockets: list[WsSocket], postmaster: int | None) -> None:
         self.sockets = sockets
+        self.postmaster = postmaster
         self.waiting = 0
         self.all_received: asyncio.Future[None] | None = None
         for sock in sockets:
@@ -281,11 +292,15 @@ class FanoutRound:
             sock.received_at = 0.0
         self.waiting = len(self.sockets)
         self.all_received = asyncio.get_running_loop().create_future()
+        pg_before = self._postgres_cpu()
+        cpu_before = time.process_time()
         answer, sent_at, answered_at = await client.call(
             control, "bench.publishMany", {"round": number}
         )
         async with asyncio.timeout(FANOUT_TIMEOUT):
             await self.all_received
+        client_cpu = time.process_time() - cpu_before
+        postgres = self._postgres_cpu() - pg_before
         times = sorted(s.received_at - sent_at for s in self.sockets)
         return {
             "recipients": answer["users"],
@@ -296,7 +311,15 @@ class FanoutRound:
             "answer_ms": (answered_at - sent_at) * 1000,
             "server_ms": answer["serverMs"],
             "deliver_ms": answer["deliverMs"],
+            # This process (core 1), and PostgreSQL (all its processes; 0 without it).
+            "client_cpu_ms": client_cpu * 1000,
+            "postgres_cpu_ms": postgres * 1000,
         }
+
+    def _postgres_cpu(self) -> float:
+        if self.postmaster is None:
+            return 0.0
+        return sum(postgres_cpu(self.postmaster).values())
 
 
 class PingRun:

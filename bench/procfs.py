@@ -61,6 +61,24 @@ def core_seconds(cpu: int) -> dict[str, float]:
     raise RuntimeError(f"no cpu{cpu} in /proc/stat")
 
 
+def postgres_cpu(postmaster: int) -> dict[int, float]:
+    """CPU seconds of the postmaster and each of its children, by pid."""
+    out: dict[int, float] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        pid = int(entry.name)
+        try:
+            with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+                text = f.read()
+        except OSError:
+            continue
+        fields = text[text.rindex(")") + 2 :].split()
+        if pid == postmaster or int(fields[1]) == postmaster:
+            out[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return out
+
+
 def raise_fd_limit() -> int:
     """Raise this process's open-file limit to its hard limit; returns the limit."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

@@ -184,7 +184,7 @@ def ping_table(ping: dict[str, Any], rate_note: str) -> str:
     )
 
 
-def fanout_table(fanout: dict[str, Any]) -> str:
+def fanout_table(fanout: dict[str, Any], postgres_cpu: str = "0") -> str:
     first = next(iter(fanout.values()))
     n = first["sockets"]
     rounds = len([r for r in first["rounds"] if not r["warmup"]])
@@ -203,7 +203,12 @@ def fanout_table(fanout: dict[str, Any]) -> str:
         Row(n, "to first socket, median, ms", *_pair(fanout, "first_ms_median"), 1),
         Row(n, "server: whole call, median, ms", *_pair(fanout, "server_ms_median"), 1),
         Row(n, "server: live delivery, median, ms", *_pair(fanout, "deliver_ms_median"), 1),
+        Row(n, "load client CPU per round, ms", *_pair(fanout, "client_cpu_ms_median"), 1),
+        Row(n, "PostgreSQL CPU per round, ms", *_pair(fanout, "postgres_cpu_ms_median"), 1),
     ]
+    where = (
+        "the server's core" if postgres_cpu == "0" else f"core {postgres_cpu}, the load client's"
+    )
     return render(
         f"Figure 3. One event to {n:,} users (one socket each), {rounds} rounds after a warm-up",
         [
@@ -213,7 +218,8 @@ def fanout_table(fanout: dict[str, Any]) -> str:
             "next is written); bare: websockets.broadcast of one pre-encoded frame. 'server'",
             "rows are timed inside the server process; for ours, live delivery is the sum",
             "over chunks, and whole call - live delivery = waiting for PostgreSQL, which runs",
-            "on the server's core.",
+            f"on {where}. CPU per round: this process's and PostgreSQL's (all its processes)",
+            "from sending the trigger until the last socket has the event.",
         ],
         rows,
     )

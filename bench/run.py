@@ -250,6 +250,11 @@ class Runner:
         if process in self.children:
             self.children.remove(process)
 
+    def _postmaster(self) -> int | None:
+        if self.postgres is None:
+            return None
+        return int((self.postgres.pgdata / "postmaster.pid").read_text().split()[0])
+
     def load(self, server: ServerProcess, spec: dict[str, Any]) -> dict[str, Any]:
         self._steps += 1
         spec = {
@@ -258,6 +263,7 @@ class Runner:
             "path": "/ws",
             "pid": server.process.pid,
             "server_cpu": int(SERVER_CPU),
+            "postmaster": self._postmaster(),
             "concurrency": self.plan.concurrency,
             "browser_headers": self.plan.browser_headers,
             **spec,
@@ -528,7 +534,7 @@ def tables(plan: Plan, results: dict[str, Any]) -> str:
             )
         )
     if results["fanout"]:
-        out.append(report.fanout_table(results["fanout"]))
+        out.append(report.fanout_table(results["fanout"], plan.postgres_cpu))
     return "\n\n".join(out)
 
 

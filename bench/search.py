@@ -29,7 +29,7 @@ import orjson
 
 from bench import report, scenario, seed
 from bench.load import PHASE_TIMEOUT, LoadClient, own_cpu_seconds, percentile
-from bench.procfs import core_seconds, cpu_split
+from bench.procfs import core_seconds, cpu_split, postgres_cpu
 from bench.run import (
     CLIENT_CPU,
     RATE,
@@ -140,24 +140,6 @@ async def seed_providers(dsn: str, count: int, services: int) -> dict[str, Any]:
 
 
 # --- load client (core 1) ----------------------------------------------------------------
-
-
-def postgres_cpu(postmaster: int) -> dict[int, float]:
-    """CPU seconds of the postmaster and each of its children, by pid."""
-    out: dict[int, float] = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        pid = int(entry.name)
-        try:
-            with open(f"/proc/{pid}/stat", encoding="ascii") as f:
-                text = f.read()
-        except OSError:
-            continue
-        fields = text[text.rindex(")") + 2 :].split()
-        if pid == postmaster or int(fields[1]) == postmaster:
-            out[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return out
 
 
 class SearchRun:
