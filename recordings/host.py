@@ -27,10 +27,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-from recordings.media import Leg, LegResult, RecordedCall
+from recordings.media import LEGS, Leg, LegResult, RecordedCall
 from recordings.models import RecordingFailed, RecordingReady
 from recordings.service import leg_view
-from recordings.store import RecordingStore
+from recordings.store import RecordingStore, file_key
 from rtc_server.bus import Signal
 from rtc_server.clock import Clock
 from rtc_server.config import RecordingSettings
@@ -38,19 +38,19 @@ from rtc_server.devices import Devices
 from rtc_server.errors import InvalidParams, NotFound, Unprocessable
 from rtc_server.jobs import JobQueue
 from rtc_server.metrics import Metrics
-from rtc_server.outbox import Outbox
+from rtc_server.outbox import Outbox, StagedEvents
 from rtc_server.rpc.text import invalid
 from rtc_server.signals import Signals
 from storage import calls as call_store
 from storage import recordings as store_rows
 from storage.calls import CallEventRow
 from storage.database import Database
+from storage.errors import StorageError
 from storage.recordings import LegRow
 
 log = logging.getLogger("rtc.recordings")
 
 _TOPIC = "media.signal"
-LEGS: tuple[Leg, Leg] = ("caller", "callee")
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +103,9 @@ class MediaHost:
         self._clock = clock
         self._settings = settings
         self._metrics = metrics
+        # Seconds between attempts to write a finished recording's rows (its files
+        # are stored already): about half a minute of database outage is ridden out.
+        self.finish_retry_delays: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
         self._publish_event = publish_event  # to watching admins (signalling)
         self._connected = connected  # the call's CONNECT transition (signalling)
         self.instance_id = devices.instance_id
@@ -243,7 +246,7 @@ class MediaHost:
             if row is None or row.state == "ended":
                 raise NotFound("this call has ended", field="callId")
             recording_id = await store_rows.start(conn, call_id, self.instance_id, now)
-        keys = {leg: f"{now:%Y/%m/%d}/{call_id}/{leg}.ogg" for leg in LEGS}
+        keys = {leg: file_key(now, call_id, leg) for leg in LEGS}
         media = RecordedCall(
             call_id,
             leg_path=lambda leg: self.store.temp_path(keys[leg]),
@@ -326,6 +329,49 @@ class MediaHost:
             )
         duration = max((leg.duration_ms for leg in legs), default=0)
         error_text = "; ".join(errors) or None
+        # The files are stored: their rows must follow. A database that is away for
+        # a moment (a failover, a restart) is waited for; one that stays away leaves
+        # the recording open, to be marked failed, and its files removed at the end
+        # of retention (MediaHost never leaves them unaccounted for).
+        for delay in (*self.finish_retry_delays, None):
+            try:
+                finished = await self._record_finish(hosted, legs, error_text, duration)
+                break
+            except StorageError as failed:
+                if delay is None or not failed.retryable:
+                    log.error(
+                        "recording stored but its rows could not be written: it will be "
+                        "marked failed, and its files removed at the end of retention",
+                        extra={"call": hosted.call_id, "recording": hosted.recording_id},
+                    )
+                    self._metrics.recording_failures.inc()
+                    raise
+                log.warning(
+                    "recording rows not written yet: retrying",
+                    extra={"call": hosted.call_id, "retry_in": delay},
+                )
+                await asyncio.sleep(delay)
+        if finished is None:
+            return
+        staged, event = finished
+        await staged.deliver()
+        self._metrics.recordings_finished.labels("failed" if error_text else "ready").inc()
+        log.info(
+            "recording finished",
+            extra={
+                "call": hosted.call_id,
+                "recording": hosted.recording_id,
+                "duration_ms": duration,
+                "error": error_text,
+            },
+        )
+        await self._publish(event)
+
+    async def _record_finish(
+        self, hosted: _Hosted, legs: list[LegRow], error_text: str | None, duration: int
+    ) -> tuple[StagedEvents, CallEventRow] | None:
+        """One transaction: the recording's rows, its ready event, the mix job and the
+        parties' events. None if the recording was finished already."""
         now = self._clock.now()
         staged = self._outbox.stage()
         async with self._db.transaction() as conn:
@@ -338,7 +384,7 @@ class MediaHost:
                 now=now,
             )
             if not finished:
-                return
+                return None
             row = await call_store.get_call(conn, hosted.call_id)
             ready = RecordingReady(
                 call_id=hosted.call_id,
@@ -361,18 +407,7 @@ class MediaHost:
                     assert user_id is not None
                     staged.add(user_id, "recording.ready", ready)
             await staged.write(conn)
-        await staged.deliver()
-        self._metrics.recordings_finished.labels("failed" if error_text else "ready").inc()
-        log.info(
-            "recording finished",
-            extra={
-                "call": hosted.call_id,
-                "recording": hosted.recording_id,
-                "duration_ms": duration,
-                "error": error_text,
-            },
-        )
-        await self._publish(event)
+        return staged, event
 
     async def _leg_failed(self, call_id: int, leg: Leg, reason: str) -> None:
         """A leg's file could not be written: say so now (the call goes on)."""

@@ -31,7 +31,7 @@ from recordings.models import (
     RecordingRef,
     RecordingView,
 )
-from recordings.store import RecordingStore
+from recordings.store import RecordingStore, file_key
 from rtc_server.clock import Clock
 from rtc_server.config import RecordingSettings
 from rtc_server.errors import Forbidden, NotFound, StateConflict
@@ -50,6 +50,7 @@ _RETENTION_BATCH = 200
 _TEMP_MAX_AGE = 86400.0
 # A recording still open this long after its call ended lost its media instance.
 _ABANDONED_AFTER = timedelta(minutes=10)
+_FILE_NAMES = ("caller", "callee", "mixed")
 
 
 class RecordingService:
@@ -206,7 +207,7 @@ class RecordingService:
                 # attempt may find it; the job queue retries with backoff.
                 raise FileNotFoundError(f"recording {row.id}: the {leg.leg} leg is not here")
             legs.append((path, leg.offset_ms))
-        key = f"{row.started_at:%Y/%m/%d}/{row.call_id}/mixed.ogg"
+        key = file_key(row.started_at, row.call_id, "mixed")
         temp = self.store.temp_path(key)
         try:
             duration = await asyncio.to_thread(mix_legs, legs, temp)
@@ -239,15 +240,24 @@ class RecordingService:
         deleted = 0
         while batch := await rows.expired(self._db, cutoff, _RETENTION_BATCH):
             for recording in batch:
-                for leg in recording.legs:
-                    await self.store.delete(leg.storage_key)
-                if recording.mixed_key is not None:
-                    await self.store.delete(recording.mixed_key)
+                for file in _files_of(recording):
+                    await self.store.delete(file)
             deleted += await rows.mark_deleted(self._db, [r.id for r in batch], now)
         removed = await self.store.sweep_temp(_TEMP_MAX_AGE)
         if deleted or removed:
             log.info("recordings pruned", extra={"deleted": deleted, "temp_files": removed})
         return deleted
+
+
+def _files_of(row: RecordingRow) -> set[str]:
+    """Every file a recording may have: those its rows name, and those at its derived
+    keys. A recording whose rows were never written (the database stayed away after
+    its files were stored) has files that only the derived keys find."""
+    files = {leg.storage_key for leg in row.legs}
+    if row.mixed_key is not None:
+        files.add(row.mixed_key)
+    files.update(file_key(row.started_at, row.call_id, name) for name in _FILE_NAMES)
+    return files
 
 
 def recording_view(row: RecordingRow) -> RecordingView:

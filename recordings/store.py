@@ -20,11 +20,19 @@ import re
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
 _KEY = re.compile(r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_.-]+)*$")
 _TEMP_SUFFIX = ".partial"
+
+
+def file_key(started_at: datetime, call_id: int, name: str) -> str:
+    """The key of a recording's file ``name`` (a leg, or ``mixed``): by the UTC day the
+    recording started, then the call. Derived, not only stored: retention finds the
+    files of a recording whose rows were never written (see ``enforce_retention``)."""
+    return f"{started_at.astimezone(UTC):%Y/%m/%d}/{call_id}/{name}.ogg"
 
 
 @dataclass(frozen=True, slots=True)

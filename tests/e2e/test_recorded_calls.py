@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +20,12 @@ import aiohttp
 import numpy as np
 import pytest
 
-from recordings.store import LocalStore
+from recordings import host as host_module
+from recordings.media import LEGS
+from recordings.store import LocalStore, file_key
 from rtc_server.client import RpcCallError, RtcClient
 from rtc_server.clock import FakeClock
+from storage.errors import DatabaseUnavailable
 from tests.media_tools import decode_ogg, dominant_frequency
 
 from .admins import login_admin
@@ -408,3 +412,67 @@ async def test_a_recorded_call_across_instances_has_its_media_where_it_started(
         "SELECT instance_id FROM recordings WHERE call_id = $1", call_id
     )
     assert instance == a.app.devices.instance_id != b.app.devices.instance_id
+
+
+async def test_recording_rows_wait_out_a_database_outage_and_no_file_outlives_retention(
+    clients: Clients, make_app: AppFactory, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The files of a finished call are stored before its rows are written. A database
+    away for a moment is waited for; one that stays away leaves a recording that is
+    marked failed, and whose files retention still finds and removes."""
+    app = await make_app(recordings={"retention_days": 30})
+    clients.app = app
+    assert app.media is not None and app.recordings is not None
+    app.media.finish_retry_delays = (0.01, 0.01)
+    store = app.recordings.store
+    real_finish = host_module.store_rows.finish
+    outage = {"attempts": 0, "failing": 2}
+
+    async def finish_in_outage(*args: Any, **kwargs: Any) -> bool:
+        outage["attempts"] += 1
+        if outage["failing"]:
+            outage["failing"] -= 1
+            raise DatabaseUnavailable("connection lost")
+        return await real_finish(*args, **kwargs)
+
+    monkeypatch.setattr(host_module.store_rows, "finish", finish_in_outage)
+    admin, _ = await login_admin(clients)
+    b = await booked(clients, app)
+
+    async def recording_of(call_id: int) -> dict[str, Any]:
+        listed = await admin.call("admin.recordings.list", {"callId": call_id})
+        (recording,) = listed["recordings"]
+        return recording  # type: ignore[no-any-return]
+
+    # Two failed attempts, then the database is back: the recording is complete.
+    first_call, _, _ = await recorded_call(b, packets=SHORT)
+    async with asyncio.timeout(10):
+        while (first := await recording_of(first_call))["state"] == "recording":
+            await asyncio.sleep(0.1)
+    assert (first["state"], outage["attempts"]) == ("ready", 3)
+    await mixed_of(admin, first["recordingId"])
+
+    # The database stays away past every retry: the files are stored, no rows say so.
+    outage.update(attempts=0, failing=1_000)
+    failures = app.metrics.recording_failures._value.get()
+    second_call, _, _ = await recorded_call(b, packets=SHORT)
+    async with asyncio.timeout(10):
+        while app.metrics.recording_failures._value.get() == failures:
+            await asyncio.sleep(0.02)
+    assert outage["attempts"] == 3
+    second = await recording_of(second_call)
+    assert second["state"] == "recording" and second["legs"] == []
+    started = datetime.fromisoformat(second["startedAt"])
+    orphans = [store.local_path(file_key(started, second_call, leg)) for leg in LEGS]
+    assert all(path is not None and path.exists() for path in orphans)
+
+    # Retention marks it failed once its call has been over for a while; at the end of
+    # retention the files of both recordings go, the orphans included.
+    clock.advance(11 * 60)
+    assert await app.recordings.enforce_retention() == 0
+    got = await admin.call("recordings.get", {"recordingId": second["recordingId"]})
+    assert got["state"] == "failed"
+    assert all(path is not None and path.exists() for path in orphans)
+    clock.advance(31 * 86400)
+    assert await app.recordings.enforce_retention() == 2
+    assert not list((app.settings.data_dir / "recordings").glob("**/*.ogg"))
