@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -180,13 +181,20 @@ async def test_events_survive_a_server_restart(make_app: AppFactory, code_log: o
     await opened.close()
 
 
-async def test_fan_out_in_chunks_reaches_everyone_once(
+async def five_users_in_chunks_of_two(
     make_app: AppFactory, code_log: object
-) -> None:
+) -> tuple[App, Clients, list[tuple[RtcClient, Any]], list[int]]:
+    """A server whose fan-outs write two users per statement, and five logged-in users."""
     app = await make_app(events={"fanout_chunk": 2})
     opened = Clients(app, code_log)  # type: ignore[arg-type]
     logged_in = [await opened.login() for _ in range(5)]
-    users = [tokens["user"]["id"] for _, tokens in logged_in]
+    return app, opened, logged_in, [tokens["user"]["id"] for _, tokens in logged_in]
+
+
+async def test_fan_out_in_chunks_reaches_everyone_once(
+    make_app: AppFactory, code_log: object
+) -> None:
+    app, opened, logged_in, users = await five_users_in_chunks_of_two(make_app, code_log)
     seqs = await app.publisher.publish_many(users + users[:2], "catalog.changed", {"v": 3})
     assert sorted(seqs) == sorted(users)
     for client, tokens in logged_in:
@@ -203,10 +211,7 @@ async def test_fan_out_whose_write_fails_mid_way_tells_the_caller(
     make_app: AppFactory, code_log: object
 ) -> None:
     """Chunks written before the failed one are delivered; the failed one stores nothing."""
-    app = await make_app(events={"fanout_chunk": 2})
-    opened = Clients(app, code_log)  # type: ignore[arg-type]
-    logged_in = [await opened.login() for _ in range(5)]
-    users = [tokens["user"]["id"] for _, tokens in logged_in]
+    app, opened, logged_in, users = await five_users_in_chunks_of_two(make_app, code_log)
     missing = max(users) + 1_000_000  # no such user: its chunk (the third) fails
     with pytest.raises(StorageError):
         await app.publisher.publish_many([*users, missing], "catalog.changed", {"v": 4})
