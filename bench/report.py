@@ -204,7 +204,7 @@ def fanout_table(fanout: dict[str, Any], postgres_cpu: str = "0") -> str:
         Row(n, "server: whole call, median, ms", *_pair(fanout, "server_ms_median"), 1),
         Row(n, "server: live delivery, median, ms", *_pair(fanout, "deliver_ms_median"), 1),
         Row(n, "load client CPU per round, ms", *_pair(fanout, "client_cpu_ms_median"), 1),
-        Row(n, "PostgreSQL CPU per round, ms", *_pair(fanout, "postgres_cpu_ms_median"), 1),
+        Row(n, "PostgreSQL CPU per round, mean, ms", *_pair(fanout, "postgres_cpu_ms_mean"), 1),
     ]
     where = (
         "the server's core" if postgres_cpu == "0" else f"core {postgres_cpu}, the load client's"
@@ -218,7 +218,7 @@ def fanout_table(fanout: dict[str, Any], postgres_cpu: str = "0") -> str:
             "next is written); bare: websockets.broadcast of one pre-encoded frame. 'server'",
             "rows are timed inside the server process; for ours, live delivery is the sum",
             "over chunks, and whole call - live delivery = waiting for PostgreSQL, which runs",
-            f"on {where}. CPU per round: this process's and PostgreSQL's (all its processes)",
+            f"on {where}. CPU per round: the load client's and PostgreSQL's (all its processes)",
             "from sending the trigger until the last socket has the event.",
         ],
         rows,
