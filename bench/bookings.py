@@ -38,8 +38,8 @@ import orjson
 
 from api.auth.tokens import AccessTokens
 from bench import report, scenario
-from bench.load import PHASE_TIMEOUT, LoadClient, own_cpu_seconds, percentile
-from bench.procfs import core_seconds, cpu_split, postgres_cpu
+from bench.load import PHASE_TIMEOUT, LoadClient, percentile
+from bench.procfs import CpuMeter, CpuSpent
 from bench.run import (
     CLIENT_CPU,
     RATE,
@@ -48,7 +48,7 @@ from bench.run import (
     say,
 )
 from bench.scenario import Measured
-from bench.seed import TOKEN_TTL, connect, start_postgres
+from bench.seed import TOKEN_TTL, connect
 from bench.wire import WsSocket, text_frame
 from storage.migrate import apply_migrations
 
@@ -154,9 +154,7 @@ class BookingLoop:
     ) -> None:
         self.customers = customers
         self.providers = providers
-        self.pid: int = spec["pid"]
-        self.postmaster: int = spec["postmaster"]
-        self.server_cpu: int = spec["server_cpu"]
+        self.cpu = CpuMeter(spec["pid"], spec["postmaster"], spec["server_cpu"])
         self.listings: list[int] = spec["listings"]
         self.addresses: list[int] = spec["addresses"]
         self.subs: list[int] = spec["sub_service_ids"]
@@ -296,18 +294,13 @@ class BookingLoop:
         offers: list[float] = []
         for _ in range(windows):
             self.reset()
-            (user0, system0), client0 = cpu_split(self.pid), own_cpu_seconds()
-            pg0, core0 = postgres_cpu(self.postmaster), core_seconds(self.server_cpu)
+            start = self.cpu.read()
             self.window_start = time.monotonic()
             self.window_end = math.inf
             await asyncio.sleep(duration)
             self.window_end = time.monotonic()
-            (user1, system1), client1 = cpu_split(self.pid), own_cpu_seconds()
-            pg1, core1 = postgres_cpu(self.postmaster), core_seconds(self.server_cpu)
+            spent = self.cpu.since(start)
             window = self.window_end - self.window_start
-            done = max(1, self.completed)
-            server = (user1 + system1) - (user0 + system0)
-            pg = sum(pg1[p] - pg0.get(p, 0.0) for p in pg1)
             offer = sorted(self.offer_latencies)
             offers += offer
             create = sorted(self.create_latencies)
@@ -325,15 +318,7 @@ class BookingLoop:
                     "create_p99_ms": percentile(create, 99) * 1000,
                     "loop_p50_ms": percentile(loop, 50) * 1000,
                     "loop_p99_ms": percentile(loop, 99) * 1000,
-                    "server_cpu_us_per_booking": server / done * 1e6,
-                    "server_user_us_per_booking": (user1 - user0) / done * 1e6,
-                    "server_system_us_per_booking": (system1 - system0) / done * 1e6,
-                    "postgres_cpu_us_per_booking": pg / done * 1e6,
-                    "server_cpu_busy": server / window,
-                    "postgres_cpu_busy": pg / window,
-                    "client_cpu_busy": (client1 - client0) / window,
-                    "core_busy": (core1["tasks"] - core0["tasks"]) / window,
-                    "core_irq": (core1["irq"] - core0["irq"]) / window,
+                    **spent.figures(self.completed, "booking", window),
                 }
             )
         self.running = False
@@ -370,15 +355,7 @@ class BookingLoop:
                     "create_p99_ms",
                     "loop_p50_ms",
                     "loop_p99_ms",
-                    "server_cpu_us_per_booking",
-                    "server_user_us_per_booking",
-                    "server_system_us_per_booking",
-                    "postgres_cpu_us_per_booking",
-                    "server_cpu_busy",
-                    "postgres_cpu_busy",
-                    "client_cpu_busy",
-                    "core_busy",
-                    "core_irq",
+                    *CpuSpent.keys("booking"),
                 )
             },
         }
@@ -488,12 +465,7 @@ def table(args: argparse.Namespace, r: dict[str, Any]) -> str:
     ]
     if args.rate:
         rows.append(("starts skipped (every pair busy)", f"{r['skipped_starts']:,}", ""))
-    width = max(len(a) for a, _, _ in rows)
-    vwidth = max(len(b) for _, b, _ in rows)
-    rule = "-" * (width + vwidth + 44)
-    lines += [rule, f"{'metric':<{width}}  {'median':>{vwidth}}  windows / note", rule]
-    lines += [f"{a:<{width}}  {b:>{vwidth}}  {c}".rstrip() for a, b, c in rows]
-    lines.append(rule)
+    lines += report.metric_rows(rows, "median", 44)
     return "\n".join(lines)
 
 
@@ -529,10 +501,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def measure(args: argparse.Namespace, runner: Runner) -> Measured:
-    say(f"starting the embedded PostgreSQL (pinned to core {args.postgres_cpu})")
-    runner.postgres = start_postgres(runner.workdir / "pg", {int(args.postgres_cpu)})
-    runner.dsn = runner.postgres.dsn
-    postmaster = int((runner.postgres.pgdata / "postmaster.pid").read_text().split()[0])
+    runner.start_postgres(int(args.postgres_cpu))
     say(f"seeding {args.pairs} providers with a listing and {args.pairs} customers")
     seeded = asyncio.run(seed_market(runner.dsn, args.pairs, runner.jwt_secret.encode()))
     os.sched_setaffinity(0, {int(CLIENT_CPU)})  # the runner waits on core 1
@@ -542,12 +511,7 @@ def measure(args: argparse.Namespace, runner: Runner) -> Measured:
             server,
             "bench.bookings",
             {
-                "host": "127.0.0.1",
-                "port": server.port,
-                "path": "/ws",
-                "pid": server.process.pid,
-                "postmaster": postmaster,
-                "server_cpu": int(SERVER_CPU),
+                **runner.client_spec(server),
                 "concurrency": 50,
                 **seeded,
                 "max_bookings": args.max_bookings,

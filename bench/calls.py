@@ -38,11 +38,10 @@ import orjson
 
 from bench import report, scenario
 from bench.bookings import seed_market
-from bench.load import PHASE_TIMEOUT, LoadClient, own_cpu_seconds, percentile
-from bench.procfs import cpu_split, postgres_cpu
+from bench.load import PHASE_TIMEOUT, LoadClient, percentile
+from bench.procfs import CpuMeter, CpuSpent
 from bench.run import CLIENT_CPU, RATE, SERVER_CPU, Runner, say
 from bench.scenario import Measured
-from bench.seed import start_postgres
 from bench.wire import WsSocket, text_frame
 
 # A pending booking between customer i and provider i (seed_market's listing i and
@@ -98,8 +97,7 @@ class CallLoad:
         self.customers = customers
         self.providers = providers
         self.bookings: list[int] = spec["bookings"]
-        self.pid: int = spec["pid"]
-        self.postmaster: int = spec["postmaster"]
+        self.cpu = CpuMeter(spec["pid"], spec["postmaster"])
         pairs = len(customers)
         self.call_id = [0] * pairs
         self.started_at = [0.0] * pairs
@@ -230,8 +228,7 @@ class CallLoad:
         windows = []
         for _ in range(spec["windows"]):
             self.relay_ms, self.relayed = [], 0
-            (user0, system0), client0 = cpu_split(self.pid), own_cpu_seconds()
-            pg0 = postgres_cpu(self.postmaster)
+            start = self.cpu.read()
             started = time.monotonic()
             await self.relay(spec["rate"], spec["duration"])
             # The window's last signals arrive within a few ms.
@@ -239,12 +236,8 @@ class CallLoad:
                 while self.sent_at:
                     await asyncio.sleep(0.01)
             elapsed = time.monotonic() - started
-            (user1, system1), client1 = cpu_split(self.pid), own_cpu_seconds()
-            pg1 = postgres_cpu(self.postmaster)
-            server = (user1 + system1) - (user0 + system0)
-            pg = sum(pg1[p] - pg0.get(p, 0.0) for p in pg1)
+            spent = self.cpu.since(start)
             relay = sorted(self.relay_ms)
-            done = max(1, self.relayed)
             windows.append(
                 {
                     "seconds": elapsed,
@@ -252,10 +245,7 @@ class CallLoad:
                     "relay_p50_ms": percentile(relay, 50),
                     "relay_p99_ms": percentile(relay, 99),
                     "relay_max_ms": relay[-1] if relay else math.nan,
-                    "server_cpu_us_per_signal": server / done * 1e6,
-                    "postgres_cpu_us_per_signal": pg / done * 1e6,
-                    "server_cpu_busy": server / elapsed,
-                    "client_cpu_busy": (client1 - client0) / elapsed,
+                    **spent.figures(self.relayed, "signal", elapsed),
                 }
             )
 
@@ -279,10 +269,7 @@ class CallLoad:
                     "relay_p50_ms",
                     "relay_p99_ms",
                     "relay_max_ms",
-                    "server_cpu_us_per_signal",
-                    "postgres_cpu_us_per_signal",
-                    "server_cpu_busy",
-                    "client_cpu_busy",
+                    *CpuSpent.keys("signal", core=False),
                 )
             },
         }
@@ -357,12 +344,7 @@ def table(args: argparse.Namespace, r: dict[str, Any]) -> str:
         ("load client CPU busy, %", f"{r['client_cpu_busy'] * 100:.0f}", ""),
         ("errors", f"{r['errors']}", ""),
     ]
-    width = max(len(a) for a, _, _ in rows)
-    vwidth = max(len(b) for _, b, _ in rows)
-    rule = "-" * (width + vwidth + 30)
-    lines += [rule, f"{'metric':<{width}}  {'value':>{vwidth}}  windows / note", rule]
-    lines += [f"{a:<{width}}  {b:>{vwidth}}  {c}".rstrip() for a, b, c in rows]
-    lines.append(rule)
+    lines += report.metric_rows(rows, "value")
     return "\n".join(lines)
 
 
@@ -384,10 +366,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def measure(args: argparse.Namespace, runner: Runner) -> Measured:
     assert isinstance(runner, CallRunner)
     runner.calls = args.calls
-    say(f"starting the embedded PostgreSQL (pinned to core {SERVER_CPU})")
-    runner.postgres = start_postgres(runner.workdir / "pg", {int(SERVER_CPU)})
-    runner.dsn = runner.postgres.dsn
-    postmaster = int((runner.postgres.pgdata / "postmaster.pid").read_text().split()[0])
+    runner.start_postgres(int(SERVER_CPU))
     say(f"seeding {args.calls} customer-provider pairs with a pending booking each")
     seeded = asyncio.run(seed_calls(runner.dsn, args.calls, runner.jwt_secret.encode()))
     os.sched_setaffinity(0, {int(CLIENT_CPU)})  # the runner waits on core 1
@@ -397,12 +376,7 @@ def measure(args: argparse.Namespace, runner: Runner) -> Measured:
             server,
             "bench.calls",
             {
-                "host": "127.0.0.1",
-                "port": server.port,
-                "path": "/ws",
-                "pid": server.process.pid,
-                "postmaster": postmaster,
-                "server_cpu": int(SERVER_CPU),
+                **runner.client_spec(server),
                 "concurrency": 50,
                 **seeded,
                 "setup_rate": args.setup_rate,

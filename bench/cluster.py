@@ -44,8 +44,14 @@ import orjson
 import uvloop
 
 from bench import seed
-from bench.load import own_cpu_seconds, percentile
-from bench.procfs import cpu_seconds, postgres_cpu, raise_fd_limit
+from bench.load import percentile
+from bench.procfs import (
+    cpu_seconds,
+    own_cpu_seconds,
+    postgres_cpu,
+    postmaster_pid,
+    raise_fd_limit,
+)
 from bench.run import ROOT, environment, free_port, save_results, say, tail
 from bench.wire import HandshakeFailed, WsSocket, text_frame
 from rtc_server.scaleout.local_redis import RedisServer
@@ -335,7 +341,7 @@ class Bench:
     async def _measure(
         self, label: str, instances: list[Instance], cross: bool
     ) -> list[dict[str, Any]]:
-        postmaster = int((self.postgres.pgdata / "postmaster.pid").read_text().split()[0])
+        postmaster = postmaster_pid(self.postgres.pgdata)
         redis_pid = self.redis.pid
 
         def cpu() -> dict[str, float]:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import math
-import resource
 import statistics
 import sys
 import time
@@ -35,6 +34,7 @@ from bench.procfs import (
     core_seconds,
     cpu_seconds,
     cpu_split,
+    own_cpu_seconds,
     postgres_cpu,
     raise_fd_limit,
     rss_kib,
@@ -60,11 +60,6 @@ BROWSER_HEADERS = {
     "Accept-Language": "en-IN,en;q=0.9,hi;q=0.8",
     "Sec-WebSocket-Extensions": "permessage-deflate; client_max_window_bits",
 }
-
-
-def own_cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def percentile(sorted_values: list[float], q: float) -> float:

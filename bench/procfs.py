@@ -11,6 +11,8 @@ import ctypes.util
 import gc
 import os
 import resource
+from dataclasses import dataclass
+from pathlib import Path
 
 _TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
 
@@ -101,3 +103,106 @@ def release_memory() -> int:
         except (OSError, AttributeError):  # not glibc
             pass
     return collected
+
+
+def postmaster_pid(pgdata: Path) -> int:
+    """The pid of the PostgreSQL server whose data folder is ``pgdata``."""
+    return int((pgdata / "postmaster.pid").read_text().split()[0])
+
+
+def own_cpu_seconds() -> float:
+    """User plus system CPU time of this process, in seconds."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+@dataclass(frozen=True, slots=True)
+class CpuReading:
+    """CPU time used so far by the server, this process, PostgreSQL and the server's core."""
+
+    user: float
+    system: float
+    client: float
+    postgres: dict[int, float]
+    core: dict[str, float] | None
+
+
+@dataclass(frozen=True, slots=True)
+class CpuSpent:
+    """CPU time spent between two readings, in seconds."""
+
+    user: float
+    system: float
+    client: float
+    postgres: float
+    core_tasks: float | None
+    core_irq: float | None
+
+    @property
+    def server(self) -> float:
+        return self.user + self.system
+
+    @staticmethod
+    def keys(unit: str, core: bool = True) -> tuple[str, ...]:
+        """The keys :meth:`figures` gives (``core``: with the server core's)."""
+        keys = (
+            f"server_cpu_us_per_{unit}",
+            f"server_user_us_per_{unit}",
+            f"server_system_us_per_{unit}",
+            f"postgres_cpu_us_per_{unit}",
+            "server_cpu_busy",
+            "postgres_cpu_busy",
+            "client_cpu_busy",
+        )
+        return (*keys, "core_busy", "core_irq") if core else keys
+
+    def figures(self, count: int, unit: str, seconds: float) -> dict[str, float]:
+        """Per ``unit`` (``count`` of them in the window, at least one) in µs, and how
+        busy each process was over ``seconds``: the keys every benchmark reports."""
+        n = max(1, count)
+        out = {
+            f"server_cpu_us_per_{unit}": self.server / n * 1e6,
+            f"server_user_us_per_{unit}": self.user / n * 1e6,
+            f"server_system_us_per_{unit}": self.system / n * 1e6,
+            f"postgres_cpu_us_per_{unit}": self.postgres / n * 1e6,
+            "server_cpu_busy": self.server / seconds,
+            "postgres_cpu_busy": self.postgres / seconds,
+            "client_cpu_busy": self.client / seconds,
+        }
+        if self.core_tasks is not None and self.core_irq is not None:
+            out["core_busy"] = self.core_tasks / seconds
+            out["core_irq"] = self.core_irq / seconds
+        return out
+
+
+class CpuMeter:
+    """Reads the CPU of one measuring window: the server process, this process (the
+    load client), PostgreSQL (the postmaster and all its children) and, if given, the
+    server's core."""
+
+    def __init__(self, server_pid: int, postmaster: int, server_core: int | None = None) -> None:
+        self.server_pid = server_pid
+        self.postmaster = postmaster
+        self.server_core = server_core
+
+    def read(self) -> CpuReading:
+        user, system = cpu_split(self.server_pid)
+        core = None if self.server_core is None else core_seconds(self.server_core)
+        return CpuReading(user, system, own_cpu_seconds(), postgres_cpu(self.postmaster), core)
+
+    def since(self, start: CpuReading) -> CpuSpent:
+        end = self.read()
+        # A backend born mid-window counts whole (it started at 0).
+        postgres = sum(end.postgres[p] - start.postgres.get(p, 0.0) for p in end.postgres)
+        tasks = irq = None
+        if start.core is not None and end.core is not None:
+            tasks = end.core["tasks"] - start.core["tasks"]
+            irq = end.core["irq"] - start.core["irq"]
+        return CpuSpent(
+            end.user - start.user,
+            end.system - start.system,
+            end.client - start.client,
+            postgres,
+            tasks,
+            irq,
+        )

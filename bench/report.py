@@ -223,3 +223,17 @@ def fanout_table(fanout: dict[str, Any], postgres_cpu: str = "0") -> str:
         ],
         rows,
     )
+
+
+def metric_rows(
+    rows: list[tuple[str, str, str]], value_header: str, rule_extra: int = 30
+) -> list[str]:
+    """A table of (metric, value, note) rows between rules, as the single-server
+    benchmarks print it (bookings, search, calls)."""
+    width = max(len(a) for a, _, _ in rows)
+    vwidth = max(len(b) for _, b, _ in rows)
+    rule = "-" * (width + vwidth + rule_extra)
+    lines = [rule, f"{'metric':<{width}}  {value_header:>{vwidth}}  windows / note", rule]
+    lines += [f"{a:<{width}}  {b:>{vwidth}}  {c}".rstrip() for a, b, c in rows]
+    lines.append(rule)
+    return lines

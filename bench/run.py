@@ -35,7 +35,7 @@ from typing import Any
 import orjson
 
 from bench import report, seed
-from bench.procfs import raise_fd_limit
+from bench.procfs import postmaster_pid, raise_fd_limit
 from storage.embedded import EmbeddedPostgres
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -171,10 +171,14 @@ class Runner:
 
     # -- set-up --
 
-    def prepare(self) -> None:
-        say(f"starting the embedded PostgreSQL (pinned to core {self.plan.postgres_cpu})")
-        self.postgres = seed.start_postgres(self.workdir / "pg", {int(self.plan.postgres_cpu)})
+    def start_postgres(self, core: int) -> None:
+        """The embedded PostgreSQL in this run's folder, pinned to ``core``."""
+        say(f"starting the embedded PostgreSQL (pinned to core {core})")
+        self.postgres = seed.start_postgres(self.workdir / "pg", {core})
         self.dsn = self.postgres.dsn
+
+    def prepare(self) -> None:
+        self.start_postgres(int(self.plan.postgres_cpu))
         count = self.plan.users + WARMUP_SOCKETS + 1
         say(f"creating {count:,} users with a login session each, minting their tokens")
         self.tokens = asyncio.run(seed.create_users(self.dsn, count, self.jwt_secret.encode()))
@@ -253,17 +257,24 @@ class Runner:
     def _postmaster(self) -> int | None:
         if self.postgres is None:
             return None
-        return int((self.postgres.pgdata / "postmaster.pid").read_text().split()[0])
+        return postmaster_pid(self.postgres.pgdata)
 
-    def load(self, server: ServerProcess, spec: dict[str, Any]) -> dict[str, Any]:
-        self._steps += 1
-        spec = {
+    def client_spec(self, server: ServerProcess) -> dict[str, Any]:
+        """What every load client needs: where the server listens, and which processes
+        and core to read CPU from."""
+        return {
             "host": "127.0.0.1",
             "port": server.port,
             "path": "/ws",
             "pid": server.process.pid,
             "server_cpu": int(SERVER_CPU),
             "postmaster": self._postmaster(),
+        }
+
+    def load(self, server: ServerProcess, spec: dict[str, Any]) -> dict[str, Any]:
+        self._steps += 1
+        spec = {
+            **self.client_spec(server),
             "concurrency": self.plan.concurrency,
             "browser_headers": self.plan.browser_headers,
             **spec,

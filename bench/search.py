@@ -28,8 +28,8 @@ import asyncpg
 import orjson
 
 from bench import report, scenario, seed
-from bench.load import PHASE_TIMEOUT, LoadClient, own_cpu_seconds, percentile
-from bench.procfs import core_seconds, cpu_split, postgres_cpu
+from bench.load import PHASE_TIMEOUT, LoadClient, percentile
+from bench.procfs import CpuMeter, CpuSpent
 from bench.run import (
     CLIENT_CPU,
     RATE,
@@ -147,9 +147,7 @@ class SearchRun:
 
     def __init__(self, sockets: list[WsSocket], spec: dict[str, Any]) -> None:
         self.sockets = sockets
-        self.pid: int = spec["pid"]
-        self.postmaster: int = spec["postmaster"]
-        self.server_cpu: int = spec["server_cpu"]
+        self.cpu = CpuMeter(spec["pid"], spec["postmaster"], spec["server_cpu"])
         self.services: list[int] = spec["service_ids"]
         self.follow: float = spec["follow_cursor"]
         self.limit: int = spec["limit"]
@@ -255,18 +253,14 @@ class SearchRun:
         all_latencies: list[float] = []
         for _ in range(windows):
             self.reset()
-            (user0, system0), client0 = cpu_split(self.pid), own_cpu_seconds()
-            pg0, core0 = postgres_cpu(self.postmaster), core_seconds(self.server_cpu)
+            start = self.cpu.read()
             self.window_start = time.monotonic()
             self.window_end = math.inf
             await asyncio.sleep(duration)
             self.window_end = time.monotonic()
-            (user1, system1), client1 = cpu_split(self.pid), own_cpu_seconds()
-            pg1, core1 = postgres_cpu(self.postmaster), core_seconds(self.server_cpu)
+            spent = self.cpu.since(start)
             window = self.window_end - self.window_start
             answered = max(1, self.answered)
-            server = (user1 + system1) - (user0 + system0)
-            pg = sum(pg1[p] - pg0.get(p, 0.0) for p in pg1)  # a backend born mid-window: all
             latencies = sorted(self.latencies)
             all_latencies += latencies
             measured.append(
@@ -278,15 +272,7 @@ class SearchRun:
                     "requests_per_second": self.answered / window,
                     "p50_ms": percentile(latencies, 50) * 1000,
                     "p99_ms": percentile(latencies, 99) * 1000,
-                    "server_cpu_us_per_request": server / answered * 1e6,
-                    "server_user_us_per_request": (user1 - user0) / answered * 1e6,
-                    "server_system_us_per_request": (system1 - system0) / answered * 1e6,
-                    "postgres_cpu_us_per_request": pg / answered * 1e6,
-                    "server_cpu_busy": server / window,
-                    "postgres_cpu_busy": pg / window,
-                    "client_cpu_busy": (client1 - client0) / window,
-                    "core_busy": (core1["tasks"] - core0["tasks"]) / window,
-                    "core_irq": (core1["irq"] - core0["irq"]) / window,
+                    **spent.figures(self.answered, "request", window),
                     "second_pages": self.second_pages,
                     "empty_pages": self.empty,
                     "rows_per_answer": self.rows / answered,
@@ -319,15 +305,7 @@ class SearchRun:
             **{
                 key: median(key)
                 for key in (
-                    "server_cpu_us_per_request",
-                    "server_user_us_per_request",
-                    "server_system_us_per_request",
-                    "postgres_cpu_us_per_request",
-                    "server_cpu_busy",
-                    "postgres_cpu_busy",
-                    "client_cpu_busy",
-                    "core_busy",
-                    "core_irq",
+                    *CpuSpent.keys("request"),
                     "rows_per_answer",
                 )
             },
@@ -402,12 +380,7 @@ def table(args: argparse.Namespace, seeded: dict[str, Any], r: dict[str, Any]) -
         ("second pages (cursor) answered", f"{r['second_pages']:,}", f"of {r['answered']:,}"),
         ("errors", f"{r['errors']}", "incl. warm-up"),
     ]
-    width = max(len(a) for a, _, _ in rows)
-    vwidth = max(len(b) for _, b, _ in rows)
-    rule = "-" * (width + vwidth + 30)
-    lines += [rule, f"{'metric':<{width}}  {'median':>{vwidth}}  windows / note", rule]
-    lines += [f"{a:<{width}}  {b:>{vwidth}}  {c}".rstrip() for a, b, c in rows]
-    lines.append(rule)
+    lines += report.metric_rows(rows, "median")
     return "\n".join(lines)
 
 
@@ -437,10 +410,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def measure(args: argparse.Namespace, runner: Runner) -> Measured:
-    say(f"starting the embedded PostgreSQL (pinned to core {SERVER_CPU})")
-    runner.postgres = seed.start_postgres(runner.workdir / "pg", {int(SERVER_CPU)})
-    runner.dsn = runner.postgres.dsn
-    postmaster = int((runner.postgres.pgdata / "postmaster.pid").read_text().split()[0])
+    runner.start_postgres(int(SERVER_CPU))
     say(f"creating {args.sockets} customers with a session each, minting their tokens")
     tokens = asyncio.run(seed.create_users(runner.dsn, args.sockets, runner.jwt_secret.encode()))
     say(f"seeding {args.providers:,} providers (bulk SQL)")
@@ -454,12 +424,7 @@ def measure(args: argparse.Namespace, runner: Runner) -> Measured:
             server,
             "bench.search",
             {
-                "host": "127.0.0.1",
-                "port": server.port,
-                "path": "/ws",
-                "pid": server.process.pid,
-                "postmaster": postmaster,
-                "server_cpu": int(SERVER_CPU),
+                **runner.client_spec(server),
                 "concurrency": 50,
                 "tokens": tokens,
                 "service_ids": seeded["service_ids"],
