@@ -18,7 +18,7 @@ from typing import Any
 
 import av
 import numpy as np
-from aiortc import MediaStreamTrack, RTCPeerConnection
+from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
 RATE = 48_000
@@ -128,6 +128,60 @@ def drop_outgoing_rtp(pc: RTCPeerConnection, loss: float, seed: int) -> list[int
 
     transport._send_rtp = lossy_send_rtp
     return dropped
+
+
+class TonePeer:
+    """A party's aiortc peer connection: sends ``packets`` pre-encoded Opus packets of
+    its ``hz`` tone (``tone``) and keeps the frames it hears (``frames``)."""
+
+    def __init__(self, hz: float, packets: int) -> None:
+        self.hz = hz
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.tone = EncodedToneTrack(hz, packets)
+        self.pc.addTrack(self.tone)
+        self.frames: list[av.AudioFrame] = []
+        self.dropped: list[int] = []  # indexes of packets lost on purpose (offer's loss)
+        self._listening: asyncio.Task[None] | None = None
+        self.pc.on("track", self._on_track)
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        self._listening = asyncio.get_running_loop().create_task(self._listen(track))
+
+    async def _listen(self, track: MediaStreamTrack) -> None:
+        try:
+            while True:
+                frame = await track.recv()
+                assert isinstance(frame, av.AudioFrame)
+                self.frames.append(frame)
+        except MediaStreamError:
+            pass
+
+    async def offer(self, *, loss: float = 0.0, seed: int = 0) -> str:
+        """The offer's SDP; with ``loss``, that fraction of the tone's packets is
+        dropped on the way out (seeded: the same ones every run)."""
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        if loss:
+            self.dropped = drop_outgoing_rtp(self.pc, loss, seed)
+        local = self.pc.localDescription
+        assert local is not None
+        return local.sdp
+
+    async def accept(self, answer_sdp: str) -> None:
+        await self.pc.setRemoteDescription(RTCSessionDescription(answer_sdp, "answer"))
+
+    def sent(self) -> int:
+        """Packets that left this peer (the seeded loss excluded)."""
+        return self.tone.sent - len(self.dropped)
+
+    def heard(self) -> np.ndarray[Any, np.dtype[np.float32]]:
+        return frames_to_samples(self.frames)
+
+    async def close(self) -> None:
+        await self.pc.close()
+        if self._listening is not None:
+            # A track that never received media is not ended by close().
+            self._listening.cancel()
+            await asyncio.gather(self._listening, return_exceptions=True)
 
 
 def decode_ogg(path: Path) -> np.ndarray[Any, np.dtype[np.float32]]:

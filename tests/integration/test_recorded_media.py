@@ -5,25 +5,16 @@ what was sent (within 60 ms) and holds its own party's tone, with and without lo
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
 from pathlib import Path
 from typing import Any
 
-import av
 import pytest
-from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
-from aiortc.mediastreams import MediaStreamError
+from aiortc import RTCConfiguration, RTCPeerConnection
 from aiortc.sdp import SessionDescription
 
 from recordings.media import Leg, LegResult, RecordedCall
-from tests.media_tools import (
-    EncodedToneTrack,
-    decode_ogg,
-    dominant_frequency,
-    drop_outgoing_rtp,
-    frames_to_samples,
-)
+from tests.media_tools import TonePeer, decode_ogg, dominant_frequency
 
 pytestmark = pytest.mark.slow
 
@@ -32,51 +23,7 @@ SECONDS = 3
 PACKETS = SECONDS * 50
 
 
-class ClientPeer:
-    """A party's aiortc peer connection: sends a pre-encoded tone, keeps what it hears."""
-
-    def __init__(self, hz: float, count: int) -> None:
-        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        self.track = EncodedToneTrack(hz, count)
-        self.pc.addTrack(self.track)
-        self.heard: list[av.AudioFrame] = []
-        self.dropped: list[int] = []
-        self._listening: asyncio.Task[None] | None = None
-        self.pc.on("track", self._on_track)
-
-    def _on_track(self, track: MediaStreamTrack) -> None:
-        self._listening = asyncio.get_running_loop().create_task(self._listen(track))
-
-    async def _listen(self, track: MediaStreamTrack) -> None:
-        try:
-            while True:
-                frame = await track.recv()
-                assert isinstance(frame, av.AudioFrame)
-                self.heard.append(frame)
-        except MediaStreamError:
-            pass
-
-    async def offer(self, *, loss: float = 0.0, seed: int = 0) -> str:
-        await self.pc.setLocalDescription(await self.pc.createOffer())
-        if loss:
-            self.dropped = drop_outgoing_rtp(self.pc, loss, seed)
-        local = self.pc.localDescription
-        assert local is not None
-        return local.sdp
-
-    async def accept(self, answer_sdp: str) -> None:
-        await self.pc.setRemoteDescription(RTCSessionDescription(answer_sdp, "answer"))
-
-    async def close(self) -> None:
-        await self.pc.close()
-        if self._listening is not None:
-            # A track that never received media is not ended by close().
-            self._listening.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listening
-
-
-async def until(predicate: Any, *, timeout: float, what: str) -> None:
+async def until(predicate: Any, *, timeout: float) -> None:
     """Poll a condition of the media path (packets in flight on real sockets)."""
     async with asyncio.timeout(timeout):
         while not predicate():
@@ -85,9 +32,9 @@ async def until(predicate: Any, *, timeout: float, what: str) -> None:
 
 async def recorded_call(
     tmp_path: Path, *, loss: float = 0.0
-) -> tuple[dict[Leg, ClientPeer], dict[Leg, LegResult], RecordedCall]:
+) -> tuple[dict[Leg, TonePeer], dict[Leg, LegResult], RecordedCall]:
     call = RecordedCall(1, leg_path=lambda leg: tmp_path / f"{leg}.ogg")
-    peers = {leg: ClientPeer(TONES[leg], PACKETS) for leg in TONES}
+    peers = {leg: TonePeer(TONES[leg], PACKETS) for leg in TONES}
     try:
         for seed, (leg, peer) in enumerate(peers.items()):
             answer = await call.answer(leg, await peer.offer(loss=loss, seed=seed))
@@ -97,10 +44,10 @@ async def recorded_call(
             await peer.accept(answer)
         async with asyncio.timeout(SECONDS + 10):
             for peer in peers.values():
-                await peer.track.done.wait()
+                await peer.tone.done.wait()
         # Every packet that was not dropped on purpose reaches the server.
         expected = {leg: PACKETS - len(peer.dropped) for leg, peer in peers.items()}
-        await until(lambda: call.packets() == expected, timeout=2, what="the last packets")
+        await until(lambda: call.packets() == expected, timeout=2)
         results = await call.close()
     finally:
         await call.close()
@@ -125,7 +72,7 @@ async def test_each_party_hears_the_other_and_each_leg_is_recorded(tmp_path: Pat
 
     for leg, peer in peers.items():
         other: Leg = "callee" if leg == "caller" else "caller"
-        heard = frames_to_samples(peer.heard)
+        heard = peer.heard()
         assert len(heard) > 48_000  # more than a second of the other's tone
         assert dominant_frequency(heard) == pytest.approx(TONES[other], abs=5)
         result = results[leg]
@@ -150,7 +97,7 @@ async def test_a_recording_keeps_its_timeline_through_packet_loss(tmp_path: Path
         assert_recording(result, leg, PACKETS)
 
 
-async def connect(call: RecordedCall, leg: Leg, peer: ClientPeer) -> None:
+async def connect(call: RecordedCall, leg: Leg, peer: TonePeer) -> None:
     await peer.accept(await call.answer(leg, await peer.offer()))
 
 
@@ -162,14 +109,14 @@ async def test_a_full_disk_stops_that_recording_only(tmp_path: Path) -> None:
         leg_path=lambda leg: tmp_path / f"{leg}.ogg",
         on_failure=lambda leg, reason: failures.append((leg, reason)),
     )
-    peers = {leg: ClientPeer(TONES[leg], 100) for leg in TONES}
+    peers = {leg: TonePeer(TONES[leg], 100) for leg in TONES}
     try:
         for leg, peer in peers.items():
             await connect(call, leg, peer)
         async with asyncio.timeout(12):
             for peer in peers.values():
-                await peer.track.done.wait()
-        await until(lambda: call.packets() == {"caller": 100, "callee": 100}, timeout=2, what="")
+                await peer.tone.done.wait()
+        await until(lambda: call.packets() == {"caller": 100, "callee": 100}, timeout=2)
         results = await call.close()
     finally:
         await call.close()
@@ -179,7 +126,7 @@ async def test_a_full_disk_stops_that_recording_only(tmp_path: Path) -> None:
     assert failures == [("caller", "disk full")]  # once, though every packet failed
     assert results["caller"].error == "disk full" and results["caller"].path is None
     assert results["caller"].packets == 100  # the leg was still received...
-    heard = frames_to_samples(peers["callee"].heard)  # ...and forwarded
+    heard = peers["callee"].heard()  # ...and forwarded
     assert dominant_frequency(heard) == pytest.approx(TONES["caller"], abs=5)
     assert_recording(results["callee"], "callee", 100)
 
@@ -188,19 +135,19 @@ async def test_a_new_offer_replaces_the_connection_and_keeps_the_recording(
     tmp_path: Path,
 ) -> None:
     call = RecordedCall(3, leg_path=lambda leg: tmp_path / f"{leg}.ogg")
-    first, second = ClientPeer(440.0, 50), ClientPeer(440.0, 50)
+    first, second = TonePeer(440.0, 50), TonePeer(440.0, 50)
     try:
         await connect(call, "caller", first)
         async with asyncio.timeout(10):
-            await first.track.done.wait()
-        started = first.track.first_sent
+            await first.tone.done.wait()
+        started = first.tone.first_sent
         await first.close()  # the party's network went away; it comes back with an offer
         await asyncio.sleep(0.5)  # the time it was away (a scenario, not a wait for a state)
         await connect(call, "caller", second)
         async with asyncio.timeout(10):
-            await second.track.done.wait()
-        ended = second.track.last_sent
-        await until(lambda: call.packets()["caller"] == 100, timeout=2, what="")
+            await second.tone.done.wait()
+        ended = second.tone.last_sent
+        await until(lambda: call.packets()["caller"] == 100, timeout=2)
         results = await call.close()
     finally:
         await call.close()
@@ -219,7 +166,7 @@ async def test_a_new_offer_replaces_the_connection_and_keeps_the_recording(
 
 async def test_offers_and_candidates_it_cannot_use_are_refused(tmp_path: Path) -> None:
     call = RecordedCall(4, leg_path=lambda leg: tmp_path / f"{leg}.ogg")
-    peer = ClientPeer(440.0, 1)
+    peer = TonePeer(440.0, 1)
     video = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     video.addTransceiver("video")
     try:
@@ -260,7 +207,7 @@ async def test_offers_and_candidates_it_cannot_use_are_refused(tmp_path: Path) -
 
 async def test_trickled_candidates_reach_the_leg_connection(tmp_path: Path) -> None:
     call = RecordedCall(5, leg_path=lambda leg: tmp_path / f"{leg}.ogg")
-    peer = ClientPeer(440.0, 1)
+    peer = TonePeer(440.0, 1)
     try:
         offer = await peer.offer()
         lines = offer.split("\r\n")
