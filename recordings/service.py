@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 
-from recordings.links import Grant, LinkRefused, LinkSigner
+from recordings.links import LEGS, Grant, LinkRefused, LinkSigner
 from recordings.mix import mix_legs
 from recordings.models import (
     LegView,
@@ -50,7 +50,6 @@ _RETENTION_BATCH = 200
 _TEMP_MAX_AGE = 86400.0
 # A recording still open this long after its call ended lost its media instance.
 _ABANDONED_AFTER = timedelta(minutes=10)
-_FILE_NAMES = ("caller", "callee", "mixed")
 
 
 class RecordingService:
@@ -256,7 +255,7 @@ def _files_of(row: RecordingRow) -> set[str]:
     files = {leg.storage_key for leg in row.legs}
     if row.mixed_key is not None:
         files.add(row.mixed_key)
-    files.update(file_key(row.started_at, row.call_id, name) for name in _FILE_NAMES)
+    files.update(file_key(row.started_at, row.call_id, name) for name in LEGS)
     return files
 
 

@@ -44,7 +44,6 @@ class Connection:
         "auth_timer",
         "gap_timer",
         "pong_waiter",
-        "ping_sent_at",
         "closing",
         "closed_with",
         "auth_timeout",
@@ -75,7 +74,6 @@ class Connection:
         self.auth_timer: asyncio.TimerHandle | None = None
         self.gap_timer: asyncio.TimerHandle | None = None
         self.pong_waiter: asyncio.Future[float] | None = None
-        self.ping_sent_at = 0.0
         self.closing = False
         self.closed_with: int | None = None  # the close code this server sent, if it closed
         self.auth_timeout = auth_timeout

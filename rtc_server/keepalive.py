@@ -27,7 +27,6 @@ class Pingable(Protocol):
     """What the schedule reads of a socket (:class:`rtc_server.connection.Connection`)."""
 
     closing: bool
-    ping_sent_at: float
     pong_waiter: asyncio.Future[float] | None
 
 
@@ -59,8 +58,8 @@ class KeepaliveSchedule(Generic[C]):
     def due(self, now: float) -> tuple[list[C], list[C]]:
         """The sockets to ping now and those to close (no pong within ``timeout``).
 
-        The caller pings every socket of the first list (setting ``ping_sent_at`` to
-        ``now`` and ``pong_waiter`` once sent) and closes every one of the second.
+        The caller pings every socket of the first list (setting ``pong_waiter`` once
+        sent) and closes every one of the second.
         Closed sockets leave the schedule here, when they come due.
         """
         ping: list[C] = []

@@ -212,12 +212,10 @@ class SocketServer:
         pinging: set[asyncio.Task[None]] = set()
         while True:
             await asyncio.sleep(tick)
-            now = loop.time()
-            ping, silent = schedule.due(now)
+            ping, silent = schedule.due(loop.time())
             for conn in silent:
                 conn.close(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
             for conn in ping:
-                conn.ping_sent_at = now
                 # ws.ping() waits while the socket's write buffer is full: one task
                 # per ping, so one stuck client cannot hold up the others.
                 task = loop.create_task(_ping(conn))

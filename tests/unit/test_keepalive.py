@@ -22,7 +22,6 @@ class Peer:
     loop: asyncio.AbstractEventLoop
     answers: bool = True
     closing: bool = False
-    ping_sent_at: float = 0.0
     pong_waiter: asyncio.Future[float] | None = None
     id: int = field(default_factory=lambda: next(_ids))
     pings: int = 0
@@ -46,7 +45,6 @@ def drive(
             peer.closing = True
             closed.append((now, peer))
         for peer in ping:
-            peer.ping_sent_at = now
             peer.pings += 1
             waiter = peer.loop.create_future()
             if peer.answers:
