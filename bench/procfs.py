@@ -159,20 +159,13 @@ class CpuSpent:
     def figures(self, count: int, unit: str, seconds: float) -> dict[str, float]:
         """Per ``unit`` (``count`` of them in the window, at least one) in µs, and how
         busy each process was over ``seconds``: the keys every benchmark reports."""
-        n = max(1, count)
-        out = {
-            f"server_cpu_us_per_{unit}": self.server / n * 1e6,
-            f"server_user_us_per_{unit}": self.user / n * 1e6,
-            f"server_system_us_per_{unit}": self.system / n * 1e6,
-            f"postgres_cpu_us_per_{unit}": self.postgres / n * 1e6,
-            "server_cpu_busy": self.server / seconds,
-            "postgres_cpu_busy": self.postgres / seconds,
-            "client_cpu_busy": self.client / seconds,
-        }
+        n = max(1, count) / 1e6
+        values = [self.server / n, self.user / n, self.system / n, self.postgres / n]
+        values += [self.server / seconds, self.postgres / seconds, self.client / seconds]
+        core = self.core_tasks is not None and self.core_irq is not None
         if self.core_tasks is not None and self.core_irq is not None:
-            out["core_busy"] = self.core_tasks / seconds
-            out["core_irq"] = self.core_irq / seconds
-        return out
+            values += [self.core_tasks / seconds, self.core_irq / seconds]
+        return dict(zip(self.keys(unit, core), values, strict=True))
 
 
 class CpuMeter:
