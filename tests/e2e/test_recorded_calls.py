@@ -437,6 +437,7 @@ async def test_recording_rows_wait_out_a_database_outage_and_no_file_outlives_re
 
     monkeypatch.setattr(host_module.store_rows, "finish", finish_in_outage)
     admin, _ = await login_admin(clients)
+    await admin.call("admin.calls.watch", {})
     b = await booked(clients, app)
 
     async def recording_of(call_id: int) -> dict[str, Any]:
@@ -446,13 +447,17 @@ async def test_recording_rows_wait_out_a_database_outage_and_no_file_outlives_re
 
     # Two failed attempts, then the database is back: the recording is complete.
     first_call, _, _ = await recorded_call(b, packets=SHORT)
-    async with asyncio.timeout(10):
-        while (first := await recording_of(first_call))["state"] == "recording":
-            await asyncio.sleep(0.1)
+    while (event := await live_of(admin, "admin.call.event", timeout=10))["event"] != (
+        "recording.ready"
+    ):
+        pass
+    assert event["callId"] == first_call
+    first = await recording_of(first_call)
     assert (first["state"], outage["attempts"]) == ("ready", 3)
     await mixed_of(admin, first["recordingId"])
 
     # The database stays away past every retry: the files are stored, no rows say so.
+    # (No event says so either: the operator's counter does.)
     outage.update(attempts=0, failing=1_000)
     failures = app.metrics.recording_failures._value.get()
     second_call, _, _ = await recorded_call(b, packets=SHORT)
