@@ -252,11 +252,8 @@ def _files_of(row: RecordingRow) -> set[str]:
     """Every file a recording may have: those its rows name, and those at its derived
     keys. A recording whose rows were never written (the database stayed away after
     its files were stored) has files that only the derived keys find."""
-    files = {leg.storage_key for leg in row.legs}
-    if row.mixed_key is not None:
-        files.add(row.mixed_key)
-    files.update(file_key(row.started_at, row.call_id, name) for name in LEGS)
-    return files
+    named = {key for name in LEGS if (key := _key_of(row, name)) is not None}
+    return named | {file_key(row.started_at, row.call_id, name) for name in LEGS}
 
 
 def recording_view(row: RecordingRow) -> RecordingView:
