@@ -13,6 +13,7 @@ import asyncio
 import shutil
 import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -106,10 +107,32 @@ def coturn(tmp_path: Path) -> Iterator[str]:
         stderr=subprocess.DEVNULL,
     )
     try:
+        wait_for_stun(port, process)
         yield f"turn:127.0.0.1:{port}?transport=udp"
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def wait_for_stun(port: int, process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """Until coturn answers a STUN Binding request (RFC 8489 section 5): a peer that
+    gathers candidates before coturn listens gets no relay candidate, and the call no
+    media (seen on a loaded CI machine)."""
+    request = b"\x00\x01\x00\x00\x21\x12\xa4\x42" + bytes(range(12))
+    deadline = time.monotonic() + timeout
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.settimeout(0.2)
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"coturn exited with {process.returncode}")
+            probe.sendto(request, ("127.0.0.1", port))
+            try:
+                answer = probe.recv(2048)
+            except TimeoutError:
+                continue
+            if answer[:2] == b"\x01\x01" and answer[8:20] == request[8:20]:
+                return  # a Binding success response to our transaction
+    raise RuntimeError(f"coturn did not answer STUN on port {port} within {timeout} s")
 
 
 async def test_relay_only_peers_see_only_turn_relay_addresses(
