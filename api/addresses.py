@@ -12,15 +12,15 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from rtc_server.errors import NotFound, Unprocessable
-from rtc_server.rpc.registry import (
+from kernel.errors import NotFound, Unprocessable
+from kernel.rpc.registry import (
     Caller,
     IdempotentParams,
     MethodRegistry,
     Params,
     Result,
 )
-from rtc_server.rpc.text import NO_CONTROL, Trimmed, refuse_nulls
+from kernel.rpc.text import NO_CONTROL, Trimmed, refuse_nulls
 from storage import addresses
 from storage.database import Database
 

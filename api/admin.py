@@ -15,10 +15,10 @@ from uuid import UUID
 
 from pydantic import Field
 
-from rtc_server.clock import Clock
-from rtc_server.errors import Conflict, NotFound
-from rtc_server.rpc.registry import Access, Caller, Empty, MethodRegistry, Params, Result
-from rtc_server.rpc.text import Trimmed
+from kernel.clock import Clock
+from kernel.errors import Conflict, NotFound
+from kernel.rpc.registry import Access, Caller, Empty, MethodRegistry, Params, Result
+from kernel.rpc.text import Trimmed
 from storage import admin
 from storage.database import Database
 

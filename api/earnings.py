@@ -13,8 +13,8 @@ from datetime import datetime
 
 from pydantic import Field
 
-from rtc_server.clock import Clock
-from rtc_server.rpc.registry import Caller, Empty, MethodRegistry, Result
+from kernel.clock import Clock
+from kernel.rpc.registry import Caller, Empty, MethodRegistry, Result
 from storage import bookings
 from storage.database import Database
 

@@ -15,10 +15,10 @@ from typing import Annotated
 
 from pydantic import Field
 
-from rtc_server.clock import Clock
+from kernel.clock import Clock
+from kernel.rpc.cursors import Cursor, decode_cursor, next_cursor
+from kernel.rpc.registry import Caller, Empty, MethodRegistry, Params, Result
 from rtc_server.config import NotificationSettings
-from rtc_server.rpc.cursors import Cursor, decode_cursor, next_cursor
-from rtc_server.rpc.registry import Caller, Empty, MethodRegistry, Params, Result
 from storage import notifications
 from storage.bookings import NotificationRow
 from storage.database import Database

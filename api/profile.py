@@ -13,9 +13,9 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field
 
-from rtc_server.errors import Conflict, NotFound, Unprocessable
-from rtc_server.rpc.registry import Access, Caller, Empty, MethodRegistry, Params, Result
-from rtc_server.rpc.text import FullName, Trimmed
+from kernel.errors import Conflict, NotFound, Unprocessable
+from kernel.rpc.registry import Access, Caller, Empty, MethodRegistry, Params, Result
+from kernel.rpc.text import FullName, Trimmed
 from storage import admin, profiles
 from storage.database import Database
 from storage.errors import UniqueViolation

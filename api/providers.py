@@ -22,9 +22,9 @@ import orjson
 from pydantic import Field, model_validator
 
 from api.addresses import City, FullAddress, State
-from rtc_server.clock import Clock
-from rtc_server.errors import Conflict, NotFound
-from rtc_server.rpc.registry import (
+from kernel.clock import Clock
+from kernel.errors import Conflict, NotFound
+from kernel.rpc.registry import (
     Access,
     Caller,
     Empty,
@@ -33,7 +33,7 @@ from rtc_server.rpc.registry import (
     Params,
     Result,
 )
-from rtc_server.rpc.text import NO_CONTROL, Trimmed, invalid, refuse_nulls
+from kernel.rpc.text import NO_CONTROL, Trimmed, invalid, refuse_nulls
 from storage import bookings, providers, ratings
 from storage.database import Database
 from storage.events import Executor

@@ -17,11 +17,11 @@ from api.bookings.models import BookingUpdated, booking_view
 from api.bookings.rules import Side, Status
 from api.bookings.service import party, side_of
 from api.notifications import NotificationCreated, NotificationType, notification
-from rtc_server.clock import Clock
-from rtc_server.errors import Conflict, NotFound, StateConflict
-from rtc_server.outbox import Outbox
-from rtc_server.rpc.registry import Caller, IdempotentParams, MethodRegistry, Result
-from rtc_server.rpc.text import NO_CONTROL, Trimmed
+from kernel.clock import Clock
+from kernel.errors import Conflict, NotFound, StateConflict
+from kernel.outbox import Outbox
+from kernel.rpc.registry import Caller, IdempotentParams, MethodRegistry, Result
+from kernel.rpc.text import NO_CONTROL, Trimmed
 from storage import bookings, ratings
 from storage import notifications as notification_store
 from storage.database import Database

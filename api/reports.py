@@ -17,12 +17,12 @@ from pydantic import Field
 
 from api.bookings.rules import Side
 from api.bookings.service import party, side_of
-from rtc_server.clock import Clock
+from kernel.clock import Clock
+from kernel.errors import Conflict, NotFound, RateLimited
+from kernel.rpc.cursors import Cursor, decode_cursor, next_cursor
+from kernel.rpc.registry import Access, Caller, IdempotentParams, MethodRegistry, Params, Result
+from kernel.rpc.text import NO_CONTROL, Trimmed
 from rtc_server.config import BookingSettings
-from rtc_server.errors import Conflict, NotFound, RateLimited
-from rtc_server.rpc.cursors import Cursor, decode_cursor, next_cursor
-from rtc_server.rpc.registry import Access, Caller, IdempotentParams, MethodRegistry, Params, Result
-from rtc_server.rpc.text import NO_CONTROL, Trimmed
 from storage import bookings, reports
 from storage.database import Database
 

@@ -32,7 +32,7 @@ from bench.procfs import raise_fd_limit, release_memory
 
 
 def event_frame(seq: int, data: dict[str, Any]) -> bytes:
-    """A notification shaped like our server's events (``rtc_server.rpc.codec``)."""
+    """A notification shaped like our server's events (``kernel.rpc.codec``)."""
     return (
         b'{"jsonrpc":"2.0","method":"bench.broadcast","params":{"seq":'
         + str(seq).encode()

@@ -38,14 +38,14 @@ import orjson
 from bench.load import percentile
 from bench.procfs import core_seconds, cpu_seconds
 from bench.run import ROOT, environment, save_results, say
-from rtc_server.bus import InProcessBus
-from rtc_server.clock import SystemClock
+from kernel.bus import InProcessBus
+from kernel.clock import SystemClock
+from kernel.jobs import Job, JobQueue, Worker
+from kernel.publisher import EventPublisher
+from kernel.push import PushNotice, PushPolicy
 from rtc_server.config import PushSettings
-from rtc_server.events import EventPublisher
-from rtc_server.jobs import Job, JobQueue, Worker
 from rtc_server.metrics import Metrics
 from rtc_server.push.delivery import PushDelivery
-from rtc_server.push.notice import PushNotice, PushPolicy
 from rtc_server.push.providers.fcm import FcmProvider, ServiceAccount
 from storage import Database, EmbeddedPostgres, PoolSettings, apply_migrations
 

@@ -28,11 +28,11 @@ import uvloop
 from pydantic import Field
 
 from bench.procfs import raise_fd_limit, release_memory
+from kernel.bus import BusMessage
+from kernel.rpc.registry import Access, Caller, Params, Result
 from rtc_server import logs
 from rtc_server.app import App
-from rtc_server.bus import BusMessage
 from rtc_server.config import load_settings
-from rtc_server.rpc.registry import Access, Caller, Params, Result
 
 
 class PublishMany(Params):

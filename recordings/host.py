@@ -7,7 +7,7 @@ server with ``calls.signal``; the signalling service hands the offer here
 (:meth:`MediaHost.signal`). On this instance it is answered directly; from another
 instance it travels as a ``media.signal`` bus signal to the media's instance, which
 answers the party's device with ``call.signal`` wherever that socket is
-(:class:`rtc_server.devices.Devices`), or tells it why not (``call.signal`` with
+(:class:`kernel.devices.Devices`), or tells it why not (``call.signal`` with
 ``error``).
 
 When both legs are answered the call is connected. When the call ends (any instance
@@ -27,20 +27,20 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
+from kernel.bus import Signal
+from kernel.clock import Clock
+from kernel.devices import Devices
+from kernel.errors import InvalidParams, NotFound, Unprocessable
+from kernel.jobs import JobQueue
+from kernel.outbox import Outbox, StagedEvents
+from kernel.rpc.text import invalid
+from kernel.signals import Signals
 from recordings.media import LEGS, Leg, LegResult, RecordedCall
 from recordings.models import RecordingFailed, RecordingReady
 from recordings.service import leg_view
 from recordings.store import RecordingStore, file_key
-from rtc_server.bus import Signal
-from rtc_server.clock import Clock
 from rtc_server.config import RecordingSettings
-from rtc_server.devices import Devices
-from rtc_server.errors import InvalidParams, NotFound, Unprocessable
-from rtc_server.jobs import JobQueue
 from rtc_server.metrics import Metrics
-from rtc_server.outbox import Outbox, StagedEvents
-from rtc_server.rpc.text import invalid
-from rtc_server.signals import Signals
 from storage import calls as call_store
 from storage import recordings as store_rows
 from storage.calls import CallEventRow

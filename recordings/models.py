@@ -8,8 +8,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from rtc_server.rpc.cursors import Cursor
-from rtc_server.rpc.registry import Params, Result
+from kernel.rpc.cursors import Cursor
+from kernel.rpc.registry import Params, Result
 
 Id = Annotated[int, Field(ge=1, le=2**63 - 1)]
 LegName = Literal["caller", "callee"]

@@ -17,6 +17,11 @@ from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 
+from kernel.clock import Clock
+from kernel.errors import Forbidden, NotFound, StateConflict
+from kernel.jobs import Job
+from kernel.rpc.cursors import decode_cursor, next_cursor
+from kernel.rpc.registry import Access, Caller, MethodRegistry
 from recordings.links import LEGS, Grant, LinkRefused, LinkSigner
 from recordings.mix import mix_legs
 from recordings.models import (
@@ -32,13 +37,8 @@ from recordings.models import (
     RecordingView,
 )
 from recordings.store import RecordingStore, file_key
-from rtc_server.clock import Clock
 from rtc_server.config import RecordingSettings
-from rtc_server.errors import Forbidden, NotFound, StateConflict
-from rtc_server.jobs import Job
 from rtc_server.metrics import Metrics
-from rtc_server.rpc.cursors import decode_cursor, next_cursor
-from rtc_server.rpc.registry import Access, Caller, MethodRegistry
 from storage import recordings as rows
 from storage.database import Database
 from storage.recordings import LegRow, RecordingRow

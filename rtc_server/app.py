@@ -26,33 +26,34 @@ from api.profile import ProfileService
 from api.providers import ProviderService
 from api.ratings import RatingService
 from api.reports import ReportService
+from kernel.bus import Bus, InProcessBus, SessionsRevoked
+from kernel.clock import Clock, SystemClock
+from kernel.devices import Devices
+from kernel.idempotency import Idempotency
+from kernel.jobs import Backoff, Job, JobQueue, Periodic, PeriodicJobs, Worker
+from kernel.jobs.worker import Handler
+from kernel.outbox import Outbox
+from kernel.publisher import EventPublisher
+from kernel.rpc.registry import MethodRegistry
+from kernel.signals import Signals
 from recordings.host import MediaHost
 from recordings.links import LinkSigner
 from recordings.service import RecordingService
 from recordings.store import LocalStore
-from rtc_server.bus import Bus, InProcessBus, SessionsRevoked
-from rtc_server.clock import Clock, SystemClock
 from rtc_server.config import Settings
-from rtc_server.devices import Devices
 from rtc_server.dispatch import Dispatcher
-from rtc_server.events import EventDelivery, EventPublisher
+from rtc_server.events import EventDelivery
 from rtc_server.housekeeping import Housekeeping
 from rtc_server.http import HttpServer
 from rtc_server.hub import Hub
-from rtc_server.idempotency import Idempotency
-from rtc_server.jobs import Backoff, Job, JobQueue, Periodic, PeriodicJobs, Worker
-from rtc_server.jobs.worker import Handler
 from rtc_server.metrics import Metrics
-from rtc_server.outbox import Outbox
 from rtc_server.push.delivery import PushDelivery
 from rtc_server.push.devices import PushDevices
 from rtc_server.push.intents import PushIntents
 from rtc_server.push.providers.configured import providers_from
 from rtc_server.push.providers.webpush import WebPushProvider
-from rtc_server.rpc.registry import MethodRegistry
 from rtc_server.server import SocketServer
 from rtc_server.session_methods import SessionMethods
-from rtc_server.signals import Signals
 from signalling.push import incoming_call_push, missed_call_push
 from signalling.service import CallService
 from storage import accounts, catalog

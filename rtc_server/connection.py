@@ -17,14 +17,14 @@ from typing import TYPE_CHECKING
 from websockets.asyncio.server import ServerConnection
 from websockets.protocol import State
 
+from kernel.errors import CloseCode
+from kernel.rpc.registry import Caller, UserId
 from rtc_server.delivery import DeliveryCursor
-from rtc_server.errors import CloseCode
 from rtc_server.framing import text_frame
 from rtc_server.ratelimit import TokenBucket
-from rtc_server.rpc.registry import Caller, UserId
 
 if TYPE_CHECKING:
-    from rtc_server.auth import Identity
+    from kernel.identity import Identity
     from rtc_server.metrics import Metrics
 
 log = logging.getLogger("rtc.socket")

@@ -3,7 +3,7 @@
 Everything up to the call runs synchronously on the socket's read path. Plain
 (non-async) methods such as ``system.ping`` are answered there too; async methods run
 as tasks, at most ``max_inflight`` per socket. Errors are answered as JSON-RPC errors;
-only :class:`~rtc_server.errors.RpcError` details reach the client.
+only :class:`~kernel.errors.RpcError` details reach the client.
 """
 
 from __future__ import annotations
@@ -17,9 +17,7 @@ from typing import Any, cast
 
 from pydantic import BaseModel
 
-from rtc_server.config import ServerSettings
-from rtc_server.connection import Connection
-from rtc_server.errors import (
+from kernel.errors import (
     CloseCode,
     InternalError,
     InvalidRequest,
@@ -30,9 +28,8 @@ from rtc_server.errors import (
     ServiceUnavailable,
     Unauthenticated,
 )
-from rtc_server.idempotency import Idempotency
-from rtc_server.metrics import Metrics
-from rtc_server.rpc.codec import (
+from kernel.idempotency import Idempotency
+from kernel.rpc.codec import (
     BadItem,
     Frame,
     Request,
@@ -41,7 +38,10 @@ from rtc_server.rpc.codec import (
     encode_error,
     encode_result,
 )
-from rtc_server.rpc.registry import Access, Encoded, MethodRegistry, MethodSpec
+from kernel.rpc.registry import Access, Encoded, MethodRegistry, MethodSpec
+from rtc_server.config import ServerSettings
+from rtc_server.connection import Connection
+from rtc_server.metrics import Metrics
 from storage.errors import DatabaseUnavailable, StorageError
 
 log = logging.getLogger("rtc.rpc")

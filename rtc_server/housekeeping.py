@@ -1,7 +1,7 @@
 """Periodic clean-up: keeps every table that grows by use within its bounds.
 
 It runs as the periodic job ``housekeeping`` (every ``events.prune_interval``, once
-per tick across all instances: :mod:`rtc_server.jobs.periodic`). Each step is an
+per tick across all instances: :mod:`kernel.jobs.periodic`). Each step is an
 idempotent DELETE anyway, so a retried round only repeats work.
 """
 
@@ -11,9 +11,9 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 
-from rtc_server.clock import Clock
+from kernel.clock import Clock
+from kernel.idempotency import Idempotency
 from rtc_server.config import AuthSettings, EventSettings
-from rtc_server.idempotency import Idempotency
 from rtc_server.metrics import Metrics
 from storage import accounts
 from storage import events as event_log

@@ -13,11 +13,11 @@ from collections.abc import Callable, Iterator
 
 import orjson
 
-from rtc_server.bus import Bus, BusMessage, EventBatch, SessionsRevoked, Signal
+from kernel.bus import Bus, BusMessage, EventBatch, SessionsRevoked, Signal
+from kernel.errors import CloseCode
+from kernel.rpc.codec import encode_event
 from rtc_server.connection import Connection
-from rtc_server.errors import CloseCode
 from rtc_server.metrics import Metrics
-from rtc_server.rpc.codec import encode_event
 
 log = logging.getLogger("rtc.hub")
 

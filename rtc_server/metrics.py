@@ -10,14 +10,14 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from kernel.metrics import LATENCY_BUCKETS as _LATENCY_BUCKETS
+from kernel.metrics import KernelMetrics
 from rtc_server.rpc_stats import RpcStats
 
-_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 
-
-class Metrics:
+class Metrics(KernelMetrics):
     def __init__(self) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
+        super().__init__(CollectorRegistry(auto_describe=True))
         r = self.registry
         self.sockets_open = Gauge("rtc_sockets_open", "Open websockets", registry=r)
         self.sockets_authenticated = Gauge(
@@ -31,9 +31,6 @@ class Metrics:
         r.register(self.rpc)
         self.rpc_errors = Counter(
             "rtc_rpc_errors_total", "Error responses, by error name", ["error"], registry=r
-        )
-        self.events_published = Counter(
-            "rtc_events_published_total", "Events stored in the log (one per recipient)", registry=r
         )
         self.events_delivered = Counter(
             "rtc_events_delivered_total", "Event frames written to sockets", ["path"], registry=r
@@ -176,12 +173,6 @@ class Metrics:
         )
         self.pool_max = Gauge("rtc_db_pool_max", "Database pool maximum size", registry=r)
         # The job queue (rtc_server/jobs) and push delivery (rtc_server/push).
-        self.jobs_finished = Counter(
-            "rtc_jobs_finished_total",
-            "Job attempts by kind and outcome (done, retried, failed)",
-            ["kind", "outcome"],
-            registry=r,
-        )
         self.push_attempts = Counter(
             "rtc_push_attempts_total",
             "Pushes handed to a provider, by provider and outcome "
@@ -200,13 +191,6 @@ class Metrics:
             "rtc_push_skipped_total",
             "Pushes not sent, by reason (acknowledged, category_off, expired, device_gone)",
             ["reason"],
-            registry=r,
-        )
-        self.job_seconds = Histogram(
-            "rtc_job_seconds",
-            "Time a job's handler ran, by kind",
-            ["kind"],
-            buckets=_LATENCY_BUCKETS,
             registry=r,
         )
 

@@ -20,16 +20,16 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from rtc_server.auth import Authenticator, Identity
+from kernel.errors import CloseCode, RpcError
+from kernel.identity import Authenticator, Identity
+from kernel.rpc.codec import encode_notification
 from rtc_server.config import ServerSettings
 from rtc_server.connection import Connection
 from rtc_server.dispatch import Dispatcher
-from rtc_server.errors import CloseCode, RpcError
 from rtc_server.events import EventDelivery
 from rtc_server.hub import Hub
 from rtc_server.keepalive import KeepaliveSchedule
 from rtc_server.metrics import Metrics
-from rtc_server.rpc.codec import encode_notification
 from rtc_server.session_state import session_state
 from storage.errors import StorageError
 

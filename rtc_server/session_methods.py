@@ -7,11 +7,9 @@ from typing import Any
 
 from pydantic import Field, RootModel
 
-from rtc_server.auth import Authenticator
-from rtc_server.dispatch import current_connection
-from rtc_server.errors import Conflict
-from rtc_server.events import EventDelivery
-from rtc_server.rpc.registry import (
+from kernel.errors import Conflict
+from kernel.identity import Authenticator
+from kernel.rpc.registry import (
     Access,
     Caller,
     Empty,
@@ -20,6 +18,8 @@ from rtc_server.rpc.registry import (
     Params,
     Result,
 )
+from rtc_server.dispatch import current_connection
+from rtc_server.events import EventDelivery
 from rtc_server.session_state import Resumed, SessionState, session_state
 
 

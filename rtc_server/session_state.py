@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 
 from pydantic import Field
 
-from rtc_server.auth import Identity
-from rtc_server.rpc.registry import Result
+from kernel.identity import Identity
+from kernel.rpc.registry import Result
 
 
 class SessionState(Result):

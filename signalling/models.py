@@ -10,9 +10,9 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from rtc_server.rpc.cursors import Cursor
-from rtc_server.rpc.registry import IdempotentParams, Params, Result
-from rtc_server.rpc.text import NO_CONTROL, Trimmed, invalid
+from kernel.rpc.cursors import Cursor
+from kernel.rpc.registry import IdempotentParams, Params, Result
+from kernel.rpc.text import NO_CONTROL, Trimmed, invalid
 
 Id = Annotated[int, Field(ge=1, le=2**63 - 1)]
 MAX_PAGE = 50

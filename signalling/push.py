@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from rtc_server.push.notice import PushPolicy
+from kernel.push import PushPolicy
 
 
 def _who(party: dict[str, Any]) -> str:

@@ -5,7 +5,7 @@ lives in its PostgreSQL row, so any instance can change any call:
 
 - every change is one transaction: the row is locked, :func:`rules.decide` decides, the
   row and a ``call_events`` row are written with both parties' events (the outbox,
-  :mod:`rtc_server.outbox`); after the commit the events go out live, and the call
+  :mod:`kernel.outbox`); after the commit the events go out live, and the call
   event is published to every instance's admin watchers;
 - a start locks both users (advisory locks) before its busy, rate and per-instance
   checks, so two starts cannot both see a user free;
@@ -13,7 +13,7 @@ lives in its PostgreSQL row, so any instance can change any call:
   (:meth:`CallService.sweep`): a call started on an instance that died still ends.
 
 Signalling (offers, answers, ICE candidates) is not durable: it goes from the sending
-party's device to the other party's device only (:class:`rtc_server.devices.Devices`),
+party's device to the other party's device only (:class:`kernel.devices.Devices`),
 filtered for address privacy by :mod:`signalling.ice`.
 """
 
@@ -26,12 +26,10 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from rtc_server.bus import Signal
-from rtc_server.clock import Clock
-from rtc_server.config import CallSettings
-from rtc_server.connection import Connection
-from rtc_server.devices import Devices
-from rtc_server.errors import (
+from kernel.bus import Signal
+from kernel.clock import Clock
+from kernel.devices import Devices
+from kernel.errors import (
     Conflict,
     Forbidden,
     NotFound,
@@ -40,12 +38,14 @@ from rtc_server.errors import (
     StateConflict,
     Unprocessable,
 )
+from kernel.outbox import Outbox, StagedEvents
+from kernel.rpc.cursors import decode_cursor, next_cursor
+from kernel.rpc.registry import Access, Caller, MethodRegistry
+from kernel.rpc.text import invalid
+from kernel.signals import Signals
+from kernel.sockets import LocalSocket
+from rtc_server.config import CallSettings
 from rtc_server.metrics import Metrics
-from rtc_server.outbox import Outbox, StagedEvents
-from rtc_server.rpc.cursors import decode_cursor, next_cursor
-from rtc_server.rpc.registry import Access, Caller, MethodRegistry
-from rtc_server.rpc.text import invalid
-from rtc_server.signals import Signals
 from signalling import ice, rules
 from signalling.models import (
     AdminActiveCalls,
@@ -636,7 +636,7 @@ class CallService:
             policy=ice.Policy(row.policy).value,
         )
 
-    def _socket_closed(self, conn: Connection, address: str) -> None:
+    def _socket_closed(self, conn: LocalSocket, address: str) -> None:
         self._watchers.pop(address, None)
         self._buffering.pop(address, None)
         if address in self._call_devices and conn.user_id is not None:

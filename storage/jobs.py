@@ -1,7 +1,7 @@
 """Queries of the job queue (tables ``jobs`` and ``job_ticks``, migration 0030).
 
 Times come from the caller (the server's injected clock), never from ``now()``, so a
-test moves time by hand. See :mod:`rtc_server.jobs` for the queue's rules.
+test moves time by hand. See :mod:`kernel.jobs` for the queue's rules.
 """
 
 from __future__ import annotations

@@ -18,10 +18,8 @@ from pydantic import Field
 
 from api.auth import otp, tokens
 from api.auth.phones import InvalidPhone, normalize_phone
-from rtc_server.auth import Identity
-from rtc_server.clock import Clock
-from rtc_server.config import AuthSettings
-from rtc_server.errors import (
+from kernel.clock import Clock
+from kernel.errors import (
     Forbidden,
     InvalidCode,
     InvalidParams,
@@ -29,7 +27,9 @@ from rtc_server.errors import (
     RateLimited,
     Unauthenticated,
 )
-from rtc_server.rpc.registry import Access, Caller, Empty, MethodRegistry, Params, Result, UserId
+from kernel.identity import Identity
+from kernel.rpc.registry import Access, Caller, Empty, MethodRegistry, Params, Result, UserId
+from rtc_server.config import AuthSettings
 from storage import accounts, admin
 from storage.database import Database
 

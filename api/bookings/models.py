@@ -12,10 +12,10 @@ from typing import Annotated, Literal
 from pydantic import AwareDatetime, Field, model_validator
 
 from api.bookings.rules import Side, Status, allowed_actions
-from rtc_server.idempotency import ClaimsKeyInTransaction
-from rtc_server.rpc.cursors import Cursor
-from rtc_server.rpc.registry import IdempotentParams, Params, Result
-from rtc_server.rpc.text import NO_CONTROL, Trimmed, invalid
+from kernel.idempotency import ClaimsKeyInTransaction
+from kernel.rpc.cursors import Cursor
+from kernel.rpc.registry import IdempotentParams, Params, Result
+from kernel.rpc.text import NO_CONTROL, Trimmed, invalid
 from storage.bookings import BookingRow, RatingRow
 
 MAX_PAGE = 50

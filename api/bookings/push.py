@@ -13,8 +13,8 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from kernel.push import PushNotice, PushPolicy
 from rtc_server.push.intents import Renderer
-from rtc_server.push.notice import PushNotice, PushPolicy
 
 
 def offer_push(timezone: str) -> Renderer:

@@ -5,13 +5,13 @@ Every change is one transaction: the booking row is locked (``SELECT ... FOR NO 
 UPDATE``, see :func:`storage.bookings.lock_booking`), the pure state machine
 (:mod:`api.bookings.rules`) decides, the change, the other side's notification, every
 event it causes and the answer for the ``idempotencyKey`` are written, and only then,
-after the commit, the events go out live (:mod:`rtc_server.outbox`). So an answered request has its
+after the commit, the events go out live (:mod:`kernel.outbox`). So an answered request has its
 events in the users' logs: an offer survives any reconnect. Of two concurrent
 conflicting changes (an accept and a cancel), the second to get the lock finds the
 booking changed and gets ``state_conflict``.
 
 The ``idempotencyKey`` is claimed by the transaction's first statement
-(:func:`rtc_server.idempotency.key_claim`), which also locks and reads; the new row,
+(:func:`kernel.idempotency.key_claim`), which also locks and reads; the new row,
 the events and the answer are computed here from what it read, and the second
 statement stores them all: two statements between BEGIN and COMMIT (see
 :mod:`storage.bookings`).
@@ -40,9 +40,8 @@ from api.bookings.models import (
 from api.bookings.rules import Action, Side, Status
 from api.earnings import earnings
 from api.notifications import NotificationCreated, NotificationType, notification
-from rtc_server.clock import Clock
-from rtc_server.config import BookingSettings
-from rtc_server.errors import (
+from kernel.clock import Clock
+from kernel.errors import (
     Conflict,
     Forbidden,
     NotFound,
@@ -50,12 +49,13 @@ from rtc_server.errors import (
     StateConflict,
     Unprocessable,
 )
-from rtc_server.idempotency import key_claim
+from kernel.idempotency import key_claim
+from kernel.outbox import Outbox, StagedEvents
+from kernel.rpc.cursors import decode_cursor, next_cursor
+from kernel.rpc.registry import Caller, Empty, MethodRegistry
+from kernel.rpc.text import invalid
+from rtc_server.config import BookingSettings
 from rtc_server.metrics import Metrics
-from rtc_server.outbox import Outbox, StagedEvents
-from rtc_server.rpc.cursors import decode_cursor, next_cursor
-from rtc_server.rpc.registry import Caller, Empty, MethodRegistry
-from rtc_server.rpc.text import invalid
 from storage import bookings
 from storage.bookings import (
     BookingRow,

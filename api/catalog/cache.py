@@ -12,8 +12,8 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
-from rtc_server.bus import Signal
-from rtc_server.clock import Clock
+from kernel.bus import Signal
+from kernel.clock import Clock
 from storage.catalog import Catalog
 
 TOPIC = "catalog.changed"

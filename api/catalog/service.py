@@ -16,8 +16,8 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, model_validator
 
 from api.catalog.cache import TOPIC, CatalogCache
-from rtc_server.errors import Conflict, InvalidParams, NotFound
-from rtc_server.rpc.registry import (
+from kernel.errors import Conflict, InvalidParams, NotFound
+from kernel.rpc.registry import (
     Access,
     Caller,
     Encoded,
@@ -26,8 +26,8 @@ from rtc_server.rpc.registry import (
     Params,
     Result,
 )
-from rtc_server.rpc.text import NO_CONTROL, Slug, Trimmed, invalid, refuse_nulls
-from rtc_server.signals import Signals
+from kernel.rpc.text import NO_CONTROL, Slug, Trimmed, invalid, refuse_nulls
+from kernel.signals import Signals
 from storage import catalog
 from storage.database import Database
 from storage.errors import CheckViolation, UniqueViolation

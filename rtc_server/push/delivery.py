@@ -31,13 +31,13 @@ from datetime import datetime, timedelta
 
 import orjson
 
-from rtc_server.bus import Bus
-from rtc_server.clock import Clock
+from kernel.bus import Bus
+from kernel.clock import Clock
+from kernel.jobs import Job, JobQueue, RetryLater
+from kernel.jobs.worker import Handler
+from kernel.push import PushNotice, PushPolicy
 from rtc_server.config import PushSettings
-from rtc_server.jobs import Job, JobQueue, RetryLater
-from rtc_server.jobs.worker import Handler
 from rtc_server.metrics import Metrics
-from rtc_server.push.notice import PushNotice, PushPolicy
 from rtc_server.push.providers.base import Outcome, PushMessage, PushProvider, SendResult
 from storage import jobs as job_store
 from storage import push as push_store

@@ -16,10 +16,10 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, model_validator
 
-from rtc_server.clock import Clock
+from kernel.clock import Clock
+from kernel.errors import InvalidParams, NotFound
+from kernel.rpc.registry import Access, Caller, MethodRegistry, Params, Result
 from rtc_server.config import PushSettings
-from rtc_server.errors import InvalidParams, NotFound
-from rtc_server.rpc.registry import Access, Caller, MethodRegistry, Params, Result
 from storage import push as push_store
 from storage.database import Database
 

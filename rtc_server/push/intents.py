@@ -1,5 +1,5 @@
 """Push intents: events that domain code marked for a push inside its own transaction
-(:class:`rtc_server.outbox.StagedEvents` ``add(..., push_after=...)``, stored in
+(:class:`kernel.outbox.StagedEvents` ``add(..., push_after=...)``, stored in
 ``push_intents`` with the time the push is due unless a device acknowledged it).
 
 The periodic job ``push.intents`` hands them to push delivery: it takes the intents
@@ -19,10 +19,10 @@ from typing import Any
 
 import orjson
 
-from rtc_server.clock import Clock
-from rtc_server.jobs import Job
+from kernel.clock import Clock
+from kernel.jobs import Job
+from kernel.push import PushPolicy
 from rtc_server.push.delivery import PushDelivery
-from rtc_server.push.notice import PushPolicy
 from storage import push as push_store
 from storage.database import Database
 

@@ -35,7 +35,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
-from rtc_server.bus import BusMessage, EventBatch
+from kernel.bus import BusMessage, EventBatch
 from rtc_server.config import RedisSettings
 from rtc_server.metrics import Metrics
 from rtc_server.scaleout import wire
@@ -347,6 +347,6 @@ class RedisBus:
 
 async def _close_quietly(pubsub: PubSub) -> None:
     try:
-        await pubsub.aclose()  # type: ignore[no-untyped-call]
+        await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]
     except _DOWN:
         pass

@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from rtc_server.bus import BusMessage, EventBatch, SessionsRevoked, Signal
+from kernel.bus import BusMessage, EventBatch, SessionsRevoked, Signal
 
 EVENT = b"E"
 REVOKED = b"R"

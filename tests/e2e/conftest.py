@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
+from kernel.clock import FakeClock
 from rtc_server.app import App
 from rtc_server.client import RtcClient
-from rtc_server.clock import FakeClock
 from rtc_server.config import Settings
 
 

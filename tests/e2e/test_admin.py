@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
+from kernel.clock import FakeClock
+from kernel.errors import CloseCode
 from rtc_server.app import App
 from rtc_server.client import RpcCallError, RtcClient
-from rtc_server.clock import FakeClock
-from rtc_server.errors import CloseCode
 
 from .admins import login_admin
 from .conftest import Clients, e164

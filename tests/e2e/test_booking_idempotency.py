@@ -1,5 +1,5 @@
 """Booking changes claim their idempotencyKey inside their own transaction
-(rtc_server.idempotency.ClaimsKeyInTransaction): the claim commits or rolls back with
+(kernel.idempotency.ClaimsKeyInTransaction): the claim commits or rolls back with
 the change, a concurrent retry waits for the first call and gets its answer, and a
 first call that dies between claim and commit leaves no claimed key."""
 

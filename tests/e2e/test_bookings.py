@@ -7,9 +7,9 @@ from datetime import timedelta
 
 import orjson
 
+from kernel.clock import FakeClock
 from rtc_server.app import App
 from rtc_server.client import RtcClient
-from rtc_server.clock import FakeClock
 
 from .conftest import Clients, ws_url
 from .market import PRICES, key, later, market, next_of, refused

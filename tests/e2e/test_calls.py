@@ -8,9 +8,9 @@ from typing import Any
 
 import orjson
 
+from kernel.clock import FakeClock
 from rtc_server.app import App
 from rtc_server.client import RtcClient
-from rtc_server.clock import FakeClock
 
 from .admins import login_admin
 from .calls import Booked, booked, connected_call, ended, live_of, start, step

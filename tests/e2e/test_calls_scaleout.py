@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from rtc_server.clock import FakeClock
+from kernel.clock import FakeClock
 
 from .admins import login_admin
 from .calls import ended, live_of, start, step

@@ -21,9 +21,9 @@ from typing import Any
 
 import pytest
 
+from kernel.publisher import EventPublisher
 from rtc_server.client import RtcClient
 from rtc_server.config import RedisSettings
-from rtc_server.events import EventPublisher
 from rtc_server.metrics import Metrics
 from rtc_server.scaleout.local_redis import RedisServer
 from rtc_server.scaleout.redis_bus import RedisBus

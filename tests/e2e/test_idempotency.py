@@ -7,10 +7,10 @@ import itertools
 
 import pytest
 
+from kernel.errors import Unprocessable
+from kernel.rpc.registry import Caller, IdempotentParams, Result
 from rtc_server.app import App
 from rtc_server.client import RpcCallError
-from rtc_server.errors import Unprocessable
-from rtc_server.rpc.registry import Caller, IdempotentParams, Result
 
 from .conftest import Clients
 

@@ -11,10 +11,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from websockets.asyncio.client import connect
 
+from kernel.errors import CloseCode
+from kernel.rpc.registry import Access, Caller, Empty, Result
 from rtc_server.app import App
 from rtc_server.client import RpcCallError, RtcClient
-from rtc_server.errors import CloseCode
-from rtc_server.rpc.registry import Access, Caller, Empty, Result
 
 from .conftest import AppFactory, Clients, CodeLog, ws_url
 

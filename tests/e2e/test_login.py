@@ -8,10 +8,10 @@ import uuid
 import pytest
 from websockets.exceptions import InvalidStatus
 
+from kernel.clock import FakeClock
+from kernel.errors import CloseCode
 from rtc_server.app import App
 from rtc_server.client import RpcCallError, RtcClient
-from rtc_server.clock import FakeClock
-from rtc_server.errors import CloseCode
 from storage import accounts
 
 from .conftest import AppFactory, Clients, CodeLog, e164, ws_url

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from kernel.clock import FakeClock
 from rtc_server.app import App
-from rtc_server.clock import FakeClock
 
 from .conftest import Clients
 from .market import PRICES, key, later, market, next_of, refused

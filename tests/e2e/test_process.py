@@ -12,8 +12,8 @@ import aiohttp
 import orjson
 import pytest
 
+from kernel.errors import CloseCode
 from rtc_server.client import RtcClient
-from rtc_server.errors import CloseCode
 
 from .processes import CLI, ServerProcess, clean_env, login, start_server, stop_server
 

@@ -10,9 +10,9 @@ from typing import Any
 import orjson
 import pytest
 
+from kernel.clock import FakeClock
 from rtc_server.app import App
 from rtc_server.client import RpcCallError, RtcClient
-from rtc_server.clock import FakeClock
 
 from .admins import login_admin
 from .conftest import Clients

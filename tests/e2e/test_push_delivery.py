@@ -12,9 +12,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from kernel.clock import FakeClock
+from kernel.push import PushNotice, PushPolicy
 from rtc_server.app import App
-from rtc_server.clock import FakeClock
-from rtc_server.push.notice import PushNotice, PushPolicy
 from tests.fakes.fcm import FakeFcm
 from tests.fakes.webpush import FakeWebPush, b64url
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from kernel.clock import FakeClock
 from rtc_server.app import App
-from rtc_server.clock import FakeClock
 
 from .admins import login_admin
 from .conftest import Clients

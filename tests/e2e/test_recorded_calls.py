@@ -20,11 +20,11 @@ import aiohttp
 import numpy as np
 import pytest
 
+from kernel.clock import FakeClock
 from recordings import host as host_module
 from recordings.media import LEGS
 from recordings.store import LocalStore, file_key
 from rtc_server.client import RpcCallError, RtcClient
-from rtc_server.clock import FakeClock
 from storage.errors import DatabaseUnavailable
 from tests.media_tools import decode_ogg, dominant_frequency
 

@@ -7,10 +7,10 @@ import asyncio
 import pytest
 from websockets.exceptions import InvalidStatus
 
+from kernel.errors import CloseCode
+from kernel.rpc.registry import Access, Caller, Empty, Result
 from rtc_server.app import App
 from rtc_server.client import RpcCallError, RtcClient
-from rtc_server.errors import CloseCode
-from rtc_server.rpc.registry import Access, Caller, Empty, Result
 
 from .conftest import AppFactory, ws_url
 

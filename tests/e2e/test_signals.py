@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from kernel.bus import Signal
 from rtc_server.app import App
-from rtc_server.bus import Signal
 
 
 async def test_signal_reaches_subscribers_of_its_topic(app: App) -> None:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from rtc_server.clock import FakeClock
+from kernel.clock import FakeClock
 from tests.fakes.fcm import FakeFcm
 
 

@@ -7,14 +7,14 @@ import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from rtc_server.bus import InProcessBus
-from rtc_server.clock import FakeClock
+from kernel.bus import InProcessBus
+from kernel.clock import FakeClock
+from kernel.jobs import JobQueue, Worker
+from kernel.publisher import EventPublisher
+from kernel.push import PushNotice, PushPolicy
 from rtc_server.config import PushSettings
-from rtc_server.events import EventPublisher
-from rtc_server.jobs import JobQueue, Worker
 from rtc_server.metrics import Metrics
 from rtc_server.push.delivery import PushDelivery
-from rtc_server.push.notice import PushNotice, PushPolicy
 from rtc_server.push.providers.base import PushProvider
 from storage import Database
 from storage import push as push_store

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from rtc_server.bus import Bus, BusMessage, EventBatch, InProcessBus, SessionsRevoked, Signal
+from kernel.bus import Bus, BusMessage, EventBatch, InProcessBus, SessionsRevoked, Signal
 from rtc_server.config import RedisSettings
 from rtc_server.metrics import Metrics
 from rtc_server.scaleout.local_redis import RedisServer

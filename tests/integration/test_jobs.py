@@ -11,8 +11,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from rtc_server.clock import FakeClock
-from rtc_server.jobs import (
+from kernel.clock import FakeClock
+from kernel.jobs import (
     Backoff,
     GiveUp,
     Job,
@@ -22,7 +22,7 @@ from rtc_server.jobs import (
     RetryLater,
     Worker,
 )
-from rtc_server.jobs.worker import Handler
+from kernel.jobs.worker import Handler
 from rtc_server.metrics import Metrics
 from storage import Database, PoolSettings
 from storage import jobs as job_store

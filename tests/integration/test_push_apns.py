@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from rtc_server.clock import FakeClock
-from rtc_server.push.notice import PushPolicy
+from kernel.clock import FakeClock
+from kernel.push import PushPolicy
 from rtc_server.push.providers.apns import ApnsKey, ApnsProvider
 from rtc_server.push.providers.base import Outcome, PushMessage
 from storage import Database

@@ -12,11 +12,11 @@ import orjson
 import pytest
 
 from api.bookings.push import offer_push
-from rtc_server.clock import FakeClock
+from kernel.clock import FakeClock
+from kernel.jobs import Job
+from kernel.push import PushPolicy
 from rtc_server.config import PushSettings
-from rtc_server.jobs import Job
 from rtc_server.push.intents import PushIntents
-from rtc_server.push.notice import PushPolicy
 from rtc_server.push.providers.fcm import FcmProvider, ServiceAccount
 from storage import Database, PoolSettings
 from storage import events as event_log

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from rtc_server.clock import FakeClock
+from kernel.clock import FakeClock
+from kernel.jobs import Backoff
 from rtc_server.config import PushSettings
-from rtc_server.jobs import Backoff
 from rtc_server.push.providers.base import Outcome, PushMessage
 from rtc_server.push.providers.fcm import FcmProvider, ServiceAccount
 from storage import Database

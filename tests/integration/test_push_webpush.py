@@ -9,8 +9,8 @@ from datetime import timedelta
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from rtc_server.clock import FakeClock
-from rtc_server.push.notice import PushPolicy
+from kernel.clock import FakeClock
+from kernel.push import PushPolicy
 from rtc_server.push.providers.webpush import MAX_BODY, VapidKey, WebPushProvider
 from storage import Database
 from tests.fakes.fcm import Reply

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rtc_server.bus import EventBatch, SessionsRevoked, Signal
+from kernel.bus import EventBatch, SessionsRevoked, Signal
 from rtc_server.scaleout import wire
 
 

@@ -7,7 +7,7 @@ import asyncio
 
 from api.catalog.cache import CatalogCache
 from api.catalog.service import ListServices, etag
-from rtc_server.clock import FakeClock
+from kernel.clock import FakeClock
 from storage.catalog import Catalog
 
 

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rtc_server.errors import InvalidRequest, ParseError, RateLimited
-from rtc_server.rpc.codec import (
+from kernel.errors import InvalidRequest, ParseError, RateLimited
+from kernel.rpc.codec import (
     MAX_BATCH,
     BadItem,
     Request,

@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
+from kernel.publisher import chunk_sizes
 from rtc_server.delivery import DeliveryCursor
-from rtc_server.events import chunk_sizes
 
 
 def f(seq: int) -> bytes:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from rtc_server.jobs import Backoff, slot_of
+from kernel.jobs import Backoff, slot_of
 
 
 @pytest.mark.parametrize(

@@ -7,8 +7,8 @@ import base64
 import orjson
 import pytest
 
-from rtc_server.errors import InvalidParams
-from rtc_server.rpc.cursors import decode_cursor, encode_cursor, next_cursor
+from kernel.errors import InvalidParams
+from kernel.rpc.cursors import decode_cursor, encode_cursor, next_cursor
 
 QUERY = ("bookings", "customer", "pending")
 

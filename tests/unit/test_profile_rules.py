@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from api.profile import MAX_NAME_CHANGES, UpdateProfile, next_name
-from rtc_server.errors import Unprocessable
+from kernel.errors import Unprocessable
 
 
 def test_a_first_name_or_the_same_name_is_no_change() -> None:

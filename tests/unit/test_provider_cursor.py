@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from api.providers import SearchProviders, decode_cursor, encode_cursor
-from rtc_server.errors import InvalidParams
+from kernel.errors import InvalidParams
 from storage.providers import SearchKey
 
 QUERY = SearchProviders.model_validate({"serviceId": 3, "city": "Kochi", "state": "Kerala"})

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from rtc_server.push.notice import PushNotice, PushPolicy
+from kernel.push import PushNotice, PushPolicy
 from rtc_server.push.providers.base import retry_after
 
 

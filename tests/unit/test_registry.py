@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import Field
 
-from rtc_server.errors import ALL_ERRORS, Forbidden, InvalidParams, Unauthenticated
-from rtc_server.rpc.registry import (
+from kernel.errors import ALL_ERRORS, Forbidden, InvalidParams, Unauthenticated
+from kernel.rpc.registry import (
     Access,
     Caller,
     Empty,

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Protocol
 
-from rtc_server.push.notice import PushNotice
+from kernel.push import PushNotice
 from storage.push import Device
 
 

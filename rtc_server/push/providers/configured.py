@@ -6,7 +6,7 @@ import dataclasses
 import logging
 from pathlib import Path
 
-from rtc_server.clock import Clock
+from kernel.clock import Clock
 from rtc_server.config import ConfigError, PushSettings
 from rtc_server.push.providers.apns import ApnsKey, ApnsProvider
 from rtc_server.push.providers.base import PushProvider

@@ -30,7 +30,7 @@ from typing import Any
 import jwt
 import orjson
 
-from rtc_server.clock import Clock
+from kernel.clock import Clock
 from rtc_server.push.providers.base import Outcome, PushMessage, SendResult, retry_after
 from rtc_server.push.providers.http import (
     Http1Client,

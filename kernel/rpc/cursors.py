@@ -17,7 +17,7 @@ from typing import Annotated
 import orjson
 from pydantic import Field
 
-from rtc_server.rpc.text import invalid
+from kernel.rpc.text import invalid
 
 Cursor = Annotated[str, Field(min_length=1, max_length=200)]
 _MAX_ID = 2**63 - 1

@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from rtc_server.errors import InvalidRequest, ParseError, RpcError
+from kernel.errors import InvalidRequest, ParseError, RpcError
 
 RequestId = str | int | None
 

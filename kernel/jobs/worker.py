@@ -26,9 +26,9 @@ from typing import Any
 
 import orjson
 
-from rtc_server.clock import Clock
-from rtc_server.jobs.queue import Backoff, GiveUp, Job, RetryLater
-from rtc_server.metrics import Metrics
+from kernel.clock import Clock
+from kernel.jobs.queue import Backoff, GiveUp, Job, RetryLater
+from kernel.metrics import KernelMetrics
 from storage import jobs as job_store
 from storage.database import Database
 from storage.errors import StorageError
@@ -49,7 +49,7 @@ class Worker:
         db: Database,
         handlers: Mapping[str, Handler],
         clock: Clock,
-        metrics: Metrics,
+        metrics: KernelMetrics,
         *,
         # Capacity.
         concurrency: int = 16,

@@ -13,7 +13,7 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, StringConstraints
 from pydantic.alias_generators import to_camel
 
-from rtc_server.errors import InvalidParams
+from kernel.errors import InvalidParams
 
 
 def _no_control_characters(value: str) -> str:

@@ -29,9 +29,9 @@ row per (user, event, device) for that).
 Any other exception out of a handler counts as :class:`RetryLater` without a delay.
 """
 
-from rtc_server.jobs.periodic import Periodic, PeriodicJobs, slot_of
-from rtc_server.jobs.queue import Backoff, GiveUp, Job, JobError, JobQueue, RetryLater
-from rtc_server.jobs.worker import Worker
+from kernel.jobs.periodic import Periodic, PeriodicJobs, slot_of
+from kernel.jobs.queue import Backoff, GiveUp, Job, JobError, JobQueue, RetryLater
+from kernel.jobs.worker import Worker
 
 __all__ = [
     "Backoff",

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from rtc_server.clock import Clock
-from rtc_server.jobs.queue import JobQueue
+from kernel.clock import Clock
+from kernel.jobs.queue import JobQueue
 from storage import jobs as job_store
 from storage.database import Database
 from storage.errors import StorageError

@@ -4,7 +4,7 @@ Most things a user is told are durable events for all their devices (the event l
 A few are for one socket only and worthless later: a call's offer, answer and ICE
 candidates go to the one device in the call. A device is addressed as
 ``"<instance>/<connection id>"``; :meth:`Devices.send` delivers on this instance
-directly and through a bus :class:`~rtc_server.bus.Signal` on the others (every
+directly and through a bus :class:`~kernel.bus.Signal` on the others (every
 instance receives it, the one holding the socket sends it). Not durable: a message
 for a socket that is gone is dropped.
 """
@@ -15,16 +15,15 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from rtc_server.bus import Bus, Signal
-from rtc_server.connection import Connection
-from rtc_server.hub import Hub
-from rtc_server.rpc.codec import encode_notification
+from kernel.bus import Bus, Signal
+from kernel.rpc.codec import encode_notification
+from kernel.sockets import LocalSocket, SocketDirectory
 
 _TOPIC = "devices.send"
 
 
 class Devices:
-    def __init__(self, bus: Bus, hub: Hub, *, instance_id: str | None = None) -> None:
+    def __init__(self, bus: Bus, hub: SocketDirectory, *, instance_id: str | None = None) -> None:
         self._bus = bus
         self._hub = hub
         self.instance_id = instance_id or uuid.uuid4().hex[:16]
@@ -37,10 +36,10 @@ class Devices:
     def is_local(self, address: str) -> bool:
         return address.partition("/")[0] == self.instance_id
 
-    def on_closed(self, handler: Callable[[Connection, str], None]) -> None:
+    def on_closed(self, handler: Callable[[LocalSocket, str], None]) -> None:
         """Run ``handler(connection, address)`` when an authenticated socket closes."""
 
-        def closed(conn: Connection) -> None:
+        def closed(conn: LocalSocket) -> None:
             if conn.user_id is not None:
                 handler(conn, self.address(conn.id))
 

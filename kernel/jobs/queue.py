@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from rtc_server.clock import Clock
+from kernel.clock import Clock
 from storage import jobs as job_store
 from storage.events import Executor
 

@@ -15,7 +15,7 @@ after the commit::
 If the process dies between the commit and the delivery, sockets catch up from the log
 (gap fill, resume) exactly as after a lost bus message. With :meth:`StagedEvents.answer`
 the method's result is stored for its ``idempotencyKey`` by the same statement
-(:func:`rtc_server.idempotency.pending_result`): a retry gets exactly what committed. Compare
+(:func:`kernel.idempotency.pending_result`): a retry gets exactly what committed. Compare
 :class:`rtc_server.events.EventPublisher`, which writes in a transaction of its own.
 """
 
@@ -30,10 +30,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from rtc_server.bus import Bus, EventBatch
-from rtc_server.events import encode_payload
-from rtc_server.idempotency import pending_result
-from rtc_server.metrics import Metrics
+from kernel.bus import Bus, EventBatch
+from kernel.events import encode_payload
+from kernel.idempotency import pending_result
+from kernel.metrics import KernelMetrics
 from storage import events as event_log
 from storage.events import Executor
 
@@ -61,7 +61,7 @@ EventStatement = Callable[
 class StagedEvents:
     """The events of one transaction: :meth:`add`, then :meth:`write`, then :meth:`deliver`."""
 
-    def __init__(self, bus: Bus, metrics: Metrics) -> None:
+    def __init__(self, bus: Bus, metrics: KernelMetrics) -> None:
         self._bus = bus
         self._metrics = metrics
         self._items: list[_Staged] = []
@@ -144,7 +144,7 @@ class StagedEvents:
 class Outbox:
     """Hands domain code a :class:`StagedEvents` per transaction."""
 
-    def __init__(self, bus: Bus, metrics: Metrics) -> None:
+    def __init__(self, bus: Bus, metrics: KernelMetrics) -> None:
         self._bus = bus
         self._metrics = metrics
 

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 from pydantic.json_schema import models_json_schema
 
-from rtc_server.errors import ALL_ERRORS, Forbidden, InvalidParams, Unauthenticated
+from kernel.errors import ALL_ERRORS, Forbidden, InvalidParams, Unauthenticated
 
 UserId = NewType("UserId", int)
 
@@ -54,7 +54,7 @@ _EMPTY = Empty()
 
 class IdempotentParams(Params):
     """Base of the params of mutating methods: a retry with the same key returns the
-    first result (see :mod:`rtc_server.idempotency`)."""
+    first result (see :mod:`kernel.idempotency`)."""
 
     idempotency_key: str = Field(
         min_length=8,

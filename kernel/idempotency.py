@@ -1,6 +1,6 @@
 """A retried mutating request returns the first result instead of acting twice.
 
-Methods whose params derive from :class:`~rtc_server.rpc.registry.IdempotentParams`
+Methods whose params derive from :class:`~kernel.rpc.registry.IdempotentParams`
 carry an ``idempotencyKey``. The first call with a key claims it, runs, and stores its
 result; a retry with the same key and the same params gets that stored result; the
 same key with other params is an error (``idempotency_mismatch``). A first call that
@@ -8,7 +8,7 @@ fails releases the key, so the retry runs again. Keys are per user and kept
 ``max_age`` seconds.
 
 A method that changes the database in one transaction may store its result in that
-same transaction (:func:`pending_result`, used by :mod:`rtc_server.outbox`): the change
+same transaction (:func:`pending_result`, used by :mod:`kernel.outbox`): the change
 and the answer a retry gets then commit together, so a crash between the two cannot
 make a retry run the change again, and the separate completing write is saved.
 
@@ -31,8 +31,8 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel
 
-from rtc_server.errors import Conflict, IdempotencyMismatch
-from rtc_server.rpc.registry import Caller, IdempotentParams
+from kernel.errors import Conflict, IdempotencyMismatch
+from kernel.rpc.registry import Caller, IdempotentParams
 from storage import idempotency as keys
 from storage.database import Database
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Protocol
 from uuid import UUID
 
-from rtc_server.rpc.registry import UserId
+from kernel.rpc.registry import UserId
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,7 +25,7 @@ class Authenticator(Protocol):
     async def authenticate(self, access_token: str) -> Identity:
         """Verify the token and that its session is still alive.
 
-        Raises :class:`rtc_server.errors.Unauthenticated` (with ``reason``
+        Raises :class:`kernel.errors.Unauthenticated` (with ``reason``
         ``token_expired``, ``token_invalid`` or ``session_revoked``) otherwise.
         """
         ...

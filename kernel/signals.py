@@ -13,12 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from rtc_server.bus import Bus, Signal
-from rtc_server.hub import Hub
+from kernel.bus import Bus, Signal
+from kernel.sockets import SocketDirectory
 
 
 class Signals:
-    def __init__(self, bus: Bus, hub: Hub) -> None:
+    def __init__(self, bus: Bus, hub: SocketDirectory) -> None:
         self._bus = bus
         self._hub = hub
 
