@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from kernel.errors import NotFound, Unprocessable
+from kernel.feature import Feature, Kit
 from kernel.rpc.registry import (
     Caller,
     IdempotentParams,
@@ -159,3 +160,12 @@ class AddressService:
         if not await addresses.delete_address(self._db, caller.require_user(), params.id):
             raise NotFound("no such address")
         return Deleted()
+
+
+class AddressesFeature(Feature):
+    """Saved addresses: ``addresses.*``."""
+
+    name = "addresses"
+
+    async def install(self, kit: Kit) -> None:
+        AddressService(kit.db).register(kit.methods)

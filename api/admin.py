@@ -17,6 +17,7 @@ from pydantic import Field
 
 from kernel.clock import Clock
 from kernel.errors import Conflict, NotFound
+from kernel.feature import Feature, Kit
 from kernel.rpc.registry import Access, Caller, Empty, MethodRegistry, Params, Result
 from kernel.rpc.text import Trimmed
 from storage import admin
@@ -203,3 +204,12 @@ class AdminService:
             computed_at=now,
         )
         return self._stats
+
+
+class AdminFeature(Feature):
+    """Admins' view of the marketplace: accounts, blocks, stats (``admin.*``)."""
+
+    name = "admin"
+
+    async def install(self, kit: Kit) -> None:
+        AdminService(kit.db, kit.clock, kit.revoke).register(kit.methods)

@@ -14,6 +14,7 @@ from datetime import datetime
 from pydantic import Field
 
 from kernel.clock import Clock
+from kernel.events import EventSpec
 from kernel.rpc.registry import Caller, Empty, MethodRegistry, Result
 from storage import bookings
 from storage.database import Database
@@ -29,6 +30,13 @@ class Earnings(Result):
     pending_paise: int = Field(description="pending, accepted and in-progress bookings")
     timezone: str = Field(description="the calendar of month and day (Asia/Kolkata)")
     as_of: datetime
+
+
+EARNINGS_UPDATED = EventSpec(
+    "earnings.updated",
+    Earnings,
+    "a booking change moved the provider's earnings (the new figures)",
+)
 
 
 def earnings(row: bookings.EarningsRow, timezone: str, now: datetime) -> Earnings:
@@ -49,11 +57,6 @@ class EarningsService:
 
     def register(self, registry: MethodRegistry) -> None:
         registry.add("earnings.get", self.get, params=Empty, result=Earnings, roles=ROLES)
-        registry.add_event(
-            "earnings.updated",
-            Earnings,
-            "a booking change moved the provider's earnings (the new figures)",
-        )
 
     async def get(self, caller: Caller, params: Empty) -> Earnings:
         """The caller's earnings: this month, today, pending (integer paise)."""

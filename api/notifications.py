@@ -10,18 +10,25 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import logging
 from datetime import datetime, timedelta
 from typing import Annotated
 
+from prometheus_client import Counter
 from pydantic import Field
 
 from kernel.clock import Clock
+from kernel.events import EventSpec
+from kernel.feature import Feature, Kit
+from kernel.push import PushNotice, PushPolicy
 from kernel.rpc.cursors import Cursor, decode_cursor, next_cursor
 from kernel.rpc.registry import Caller, Empty, MethodRegistry, Params, Result
-from rtc_server.config import NotificationSettings
+from kernel.settings import Section
 from storage import notifications
 from storage.bookings import NotificationRow
 from storage.database import Database
+
+log = logging.getLogger("rtc.notifications")
 
 MAX_PAGE = 50
 MAX_IDS = 100
@@ -38,6 +45,13 @@ class NotificationType(enum.StrEnum):
     BOOKING_COMPLETED = "booking_completed"
     BOOKING_CANCELLED = "booking_cancelled"  # provider: the customer cancelled
     RATING_RECEIVED = "rating_received"  # the other side rated you
+
+
+class NotificationSettings(Section):
+    """In-app notifications."""
+
+    # Days a notification is kept (read or not); older ones are pruned by housekeeping.
+    retention_days: float = Field(90.0, gt=0)
 
 
 # --- Wire models -------------------------------------------------------------------------
@@ -83,6 +97,11 @@ class NotificationCreated(Result):
     """``notification.created``: a new notification for this user."""
 
     notification: Notification
+
+
+NOTIFICATION_CREATED = EventSpec(
+    "notification.created", NotificationCreated, "a new in-app notification"
+)
 
 
 def notification(row: NotificationRow) -> Notification:
@@ -133,7 +152,6 @@ class NotificationService:
             result=MarkedRead,
             roles=ROLES,
         )
-        registry.add_event("notification.created", NotificationCreated, "a new in-app notification")
 
     async def list(self, caller: Caller, params: ListNotifications) -> NotificationPage:
         """The caller's notifications, newest first, with the unread count (both read at
@@ -186,3 +204,47 @@ class NotificationService:
         """Delete notifications past their retention; how many (a housekeeping job)."""
         before = self._clock.now() - timedelta(days=self._settings.retention_days)
         return await notifications.prune(self._db, before)
+
+
+def notification_push(created: NotificationCreated) -> PushPolicy:
+    """``notification.created`` → its own title and body (a booking's change)."""
+    note = created.notification
+    booking = note.booking_id
+    extra = {"notificationId": str(note.id), "type": str(note.type)}
+    if booking is not None:
+        extra["bookingId"] = str(booking)
+    return PushPolicy(
+        PushNotice(
+            note.title,
+            note.body,
+            "bookings",
+            collapse_key=f"booking:{booking}" if booking is not None else None,
+            urgency="high",
+            data=extra,
+        )
+    )
+
+
+class NotificationsFeature(Feature):
+    """In-app notifications: ``notifications.*``, the ``notification.created`` event
+    (pushed when unacknowledged), retention."""
+
+    name = "notifications"
+    settings = NotificationSettings
+
+    async def install(self, kit: Kit) -> None:
+        self.service = NotificationService(kit.db, kit.clock, kit.settings(NotificationSettings))
+        self.service.register(kit.methods)
+        kit.event(NOTIFICATION_CREATED, push=notification_push)
+        self.pruned = Counter(
+            "rtc_notifications_pruned_total",
+            "In-app notifications deleted past their retention",
+            registry=kit.metrics,
+        )
+        kit.cleanup(self._prune)
+
+    async def _prune(self) -> None:
+        removed = await self.service.prune()
+        self.pruned.inc(removed)
+        if removed:
+            log.info("notifications pruned", extra={"removed": removed})

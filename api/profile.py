@@ -14,6 +14,7 @@ from typing import Annotated
 from pydantic import AfterValidator, Field
 
 from kernel.errors import Conflict, NotFound, Unprocessable
+from kernel.feature import Feature, Kit
 from kernel.rpc.registry import Access, Caller, Empty, MethodRegistry, Params, Result
 from kernel.rpc.text import FullName, Trimmed
 from storage import admin, profiles
@@ -130,3 +131,12 @@ class ProfileService:
                 "this email belongs to another account", reason="email_taken", field="email"
             ) from None
         return _profile(row)
+
+
+class ProfileFeature(Feature):
+    """Every account's own profile: ``me.*``."""
+
+    name = "profile"
+
+    async def install(self, kit: Kit) -> None:
+        ProfileService(kit.db).register(kit.methods)

@@ -24,6 +24,7 @@ from pydantic import Field, model_validator
 from api.addresses import City, FullAddress, State
 from kernel.clock import Clock
 from kernel.errors import Conflict, NotFound
+from kernel.feature import Feature, Kit
 from kernel.rpc.registry import (
     Access,
     Caller,
@@ -537,3 +538,12 @@ class ProviderService:
         """A small random set of active providers (any service)."""
         rows = await providers.featured(self._db, self._clock.now(), params.limit)
         return FeaturedList(providers=[Listing(**_listing_fields(r)) for r in rows])
+
+
+class ProvidersFeature(Feature):
+    """Providers' registrations and profiles, and the public search: ``providers.*``."""
+
+    name = "providers"
+
+    async def install(self, kit: Kit) -> None:
+        ProviderService(kit.db, kit.clock).register(kit.methods)

@@ -13,10 +13,16 @@ from typing import Annotated
 
 from pydantic import Field
 
+from api.bookings.events import BOOKING_UPDATED
 from api.bookings.models import BookingUpdated, booking_view
 from api.bookings.rules import Side, Status
 from api.bookings.service import party, side_of
-from api.notifications import NotificationCreated, NotificationType, notification
+from api.notifications import (
+    NOTIFICATION_CREATED,
+    NotificationCreated,
+    NotificationType,
+    notification,
+)
 from kernel.clock import Clock
 from kernel.errors import Conflict, NotFound, StateConflict
 from kernel.outbox import Outbox
@@ -109,13 +115,13 @@ class RatingService:
                 if user is not None:
                     staged.add(
                         user,
-                        "booking.updated",
+                        BOOKING_UPDATED,
                         BookingUpdated(booking=booking_view(row, each), change="rated"),
                     )
             if note is not None and ratee is not None:
                 staged.add(
                     ratee,
-                    "notification.created",
+                    NOTIFICATION_CREATED,
                     NotificationCreated(notification=notification(note)),
                 )
             rating = Rating(

@@ -17,12 +17,12 @@ from pydantic import Field
 
 from api.bookings.rules import Side
 from api.bookings.service import party, side_of
+from api.bookings.settings import BookingSettings
 from kernel.clock import Clock
 from kernel.errors import Conflict, NotFound, RateLimited
 from kernel.rpc.cursors import Cursor, decode_cursor, next_cursor
 from kernel.rpc.registry import Access, Caller, IdempotentParams, MethodRegistry, Params, Result
 from kernel.rpc.text import NO_CONTROL, Trimmed
-from rtc_server.config import BookingSettings
 from storage import bookings, reports
 from storage.database import Database
 

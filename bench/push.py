@@ -40,16 +40,28 @@ from bench.procfs import core_seconds, cpu_seconds
 from bench.run import ROOT, environment, save_results, say
 from kernel.bus import InProcessBus
 from kernel.clock import SystemClock
-from kernel.jobs import Job, JobQueue, Worker
+from kernel.events import EventSpec
+from kernel.jobs import Job, JobHandler, JobQueue, JobSpec, Tick, Worker, handlers
 from kernel.publisher import EventPublisher
 from kernel.push import PushNotice, PushPolicy
-from rtc_server.config import PushSettings
+from kernel.rpc.registry import Result
 from rtc_server.metrics import Metrics
 from rtc_server.push.delivery import PushDelivery
+from rtc_server.push.jobs import PUSH_EVENT, PUSH_SEND
+from rtc_server.push.metrics import PushMetrics
 from rtc_server.push.providers.fcm import FcmProvider, ServiceAccount
+from rtc_server.push.settings import PushSettings
 from storage import Database, EmbeddedPostgres, PoolSettings, apply_migrations
 
 WORKERS = 4
+NOOP = JobSpec("bench.noop", Tick)
+
+
+class Offered(Result):
+    booking_id: int
+
+
+OFFERED = EventSpec("booking.offered", Offered, "the benchmark's offers")
 POLICY = PushPolicy(
     PushNotice(
         "New booking request",
@@ -72,7 +84,7 @@ async def queue_throughput(dsn: str, jobs: int, concurrency: int) -> dict[str, A
     done = 0
     finished = asyncio.Event()
 
-    async def noop(job: Job) -> None:
+    async def noop(job: Job[Tick]) -> None:
         nonlocal done
         done += 1
         if done == jobs:
@@ -81,10 +93,17 @@ async def queue_throughput(dsn: str, jobs: int, concurrency: int) -> dict[str, A
     queue = JobQueue(dbs[0], clock)
     started = time.perf_counter()
     for start in range(0, jobs, 1000):
-        await queue.enqueue_many([queue.new("bench.noop") for _ in range(min(1000, jobs - start))])
+        await queue.enqueue_many([queue.new(NOOP, Tick()) for _ in range(min(1000, jobs - start))])
     enqueue_seconds = time.perf_counter() - started
     workers = [
-        Worker(db, {"bench.noop": noop}, clock, Metrics(), concurrency=concurrency, name=f"w{i}")
+        Worker(
+            db,
+            handlers(JobHandler(NOOP, noop)),
+            clock,
+            Metrics(),
+            concurrency=concurrency,
+            name=f"w{i}",
+        )
         for i, db in enumerate(dbs)
     ]
     started = time.perf_counter()
@@ -151,11 +170,23 @@ async def push_fanout(
     for i, db in enumerate(dbs):
         bus = InProcessBus()
         provider = FcmProvider(account, clock, endpoint=info["url"])
+        metrics = Metrics()
         delivery = PushDelivery(
-            db, JobQueue(db, clock), bus, {"fcm": provider}, PushSettings(), clock, Metrics()
+            db,
+            JobQueue(db, clock),
+            bus.online,
+            {"fcm": provider},
+            PushSettings(),
+            clock,
+            PushMetrics(metrics.registry),
         )
         worker = Worker(
-            db, delivery.handlers(), clock, Metrics(), concurrency=concurrency, name=f"w{i}"
+            db,
+            handlers(JobHandler(PUSH_EVENT, delivery.decide), JobHandler(PUSH_SEND, delivery.send)),
+            clock,
+            metrics,
+            concurrency=concurrency,
+            name=f"w{i}",
         )
         instances.append((delivery, worker, EventPublisher(db, bus, Metrics(), push=delivery)))
     for _, worker, _ in instances:
@@ -167,7 +198,7 @@ async def push_fanout(
     first = time.time()
     for start in range(0, len(user_ids), 250):
         chunk = user_ids[start : start + 250]
-        await publisher.publish_many(chunk, "booking.offered", {"bookingId": 1}, push=POLICY)
+        await publisher.publish_many(chunk, OFFERED, Offered(booking_id=1), push=POLICY)
         now = time.time()
         enqueued.update(dict.fromkeys(chunk, now))
     publish_seconds = time.time() - first
@@ -218,7 +249,7 @@ async def paced(
         delay = start + n / rate - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        seq = await publisher.publish(user, "booking.offered", {"bookingId": 2}, push=POLICY)
+        seq = await publisher.publish(user, OFFERED, Offered(booking_id=2), push=POLICY)
         enqueued[(user, seq)] = time.time()
     keys = list(enqueued)
     while await db.fetchval(

@@ -29,10 +29,20 @@ from pydantic import Field
 
 from bench.procfs import raise_fd_limit, release_memory
 from kernel.bus import BusMessage
+from kernel.events import EventSpec
 from kernel.rpc.registry import Access, Caller, Params, Result
 from rtc_server import logs
 from rtc_server.app import App
 from rtc_server.config import load_settings
+
+
+class Broadcast(Result):
+    round: int
+    note: str
+    at: float  # wall time of the publish call
+
+
+BROADCAST = EventSpec("bench.broadcast", Broadcast, "one event to many users (figure 3)")
 
 
 class PublishMany(Params):
@@ -87,9 +97,9 @@ class BenchMethods:
         started = time.perf_counter()
         await self._app.publisher.publish_many(
             users,
-            "bench.broadcast",
+            BROADCAST,
             # Wall time of the publish call: a client on this host measures delivery.
-            {"round": params.round, "note": "fan-out", "at": time.time()},
+            Broadcast(round=params.round, note="fan-out", at=time.time()),
         )
         elapsed = time.perf_counter() - started
         return Published(

@@ -18,11 +18,21 @@ import tempfile
 import time
 from pathlib import Path
 
+from kernel.events import EventSpec
+from kernel.rpc.registry import Result
 from rtc_server.app import App
 from rtc_server.client import RtcClient
-from rtc_server.config import Settings
+from rtc_server.features import Settings
 from rtc_server.scaleout.local_redis import RedisServer
 from storage.embedded import EmbeddedPostgres
+
+
+class DemoOffer(Result):
+    booking_id: int
+
+
+# Features declare their events with a model; so does this demo (kernel/events.py).
+DEMO_OFFER = EventSpec("demo.offer", DemoOffer, "a made-up offer for the demo")
 
 
 class Codes(logging.Handler):
@@ -85,32 +95,32 @@ async def main() -> None:
             tablet = await RtcClient.connect(url(three), access_token=tokens["accessToken"])
             show("provider's phone on #2, tablet on #3", f"user {user}")
 
-            await one.publisher.publish(user, "booking.offered", {"bookingId": 1})
+            await one.publisher.publish(user, DEMO_OFFER, DemoOffer(booking_id=1))
             for name, device in (("phone (#2)", phone), ("tablet (#3)", tablet)):
-                event = await device.next_event(method="booking.offered")
+                event = await device.next_event(method=DEMO_OFFER.name)
                 show(f"published on #1, {name} got", f"seq {event.seq} {event.data}")
 
             await phone.close()
             show("phone's socket dropped at seq", phone.last_seq)
             for booking in (2, 3):
-                await one.publisher.publish(user, "booking.offered", {"bookingId": booking})
+                await one.publisher.publish(user, DEMO_OFFER, DemoOffer(booking_id=booking))
             phone = await phone.reconnect(url(one))
             for _ in range(2):
-                event = await phone.next_event(method="booking.offered")
+                event = await phone.next_event(method=DEMO_OFFER.name)
                 show("phone resumed on #1, replayed", f"seq {event.seq} {event.data}")
-                live = await tablet.next_event(method="booking.offered")
+                live = await tablet.next_event(method=DEMO_OFFER.name)
                 show("meanwhile tablet (#3) got live", f"seq {live.seq} {live.data}")
 
             redis.stop()
             await wait_until(lambda: not one.bus.healthy)
             show("redis killed; #1's bus healthy", one.bus.healthy)
-            await one.publisher.publish(user, "booking.offered", {"bookingId": 4})
-            event = await phone.next_event(method="booking.offered")
+            await one.publisher.publish(user, DEMO_OFFER, DemoOffer(booking_id=4))
+            event = await phone.next_event(method=DEMO_OFFER.name)
             show("published on #1, phone (on #1) got", f"seq {event.seq} {event.data}")
             show("tablet (#3) has it yet", tablet.last_seq == event.seq)
             redis.start()
             await wait_until(lambda: all(a.bus.healthy for a in apps))
-            caught = await tablet.next_event(method="booking.offered", timeout=10)
+            caught = await tablet.next_event(method=DEMO_OFFER.name, timeout=10)
             show("redis back; tablet caught up from the log", f"seq {caught.seq} {caught.data}")
             seqs = [e.seq for e in tablet.received if e.seq is not None]
             show("tablet's seqs, each once, in order", seqs)

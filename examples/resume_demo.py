@@ -16,9 +16,19 @@ import logging
 import tempfile
 from pathlib import Path
 
+from kernel.events import EventSpec
+from kernel.rpc.registry import Result
 from rtc_server.app import App
 from rtc_server.client import RtcClient
-from rtc_server.config import Settings
+from rtc_server.features import Settings
+
+
+class DemoOffer(Result):
+    booking_id: int
+
+
+# Features declare their events with a model; so does this demo (kernel/events.py).
+DEMO_OFFER = EventSpec("demo.offer", DemoOffer, "a made-up offer for the demo")
 
 
 class Codes(logging.Handler):
@@ -60,7 +70,7 @@ async def main() -> None:
             show("logged in as", f"user {tokens['user']['id']} ({tokens['user']['role']})")
             user_id = tokens["user"]["id"]
 
-            await app.publisher.publish(user_id, "booking.offered", {"bookingId": 1})
+            await app.publisher.publish(user_id, DEMO_OFFER, DemoOffer(booking_id=1))
             first = await phone.next_event()
             show("live event", f"seq {first.seq} {first.method} {first.data}")
             await phone.ack(first.seq)
@@ -69,7 +79,7 @@ async def main() -> None:
             show("socket dropped at seq", phone.last_seq)
             for booking in (2, 3, 4):
                 seq = await app.publisher.publish(
-                    user_id, "booking.offered", {"bookingId": booking}
+                    user_id, DEMO_OFFER, DemoOffer(booking_id=booking)
                 )
                 show("published while offline", f"seq {seq} bookingId {booking}")
 
@@ -82,7 +92,7 @@ async def main() -> None:
             for _ in range(3):
                 event = await resumed.next_event()
                 show("replayed", f"seq {event.seq} {event.method} {event.data}")
-            await app.publisher.publish(user_id, "booking.offered", {"bookingId": 5})
+            await app.publisher.publish(user_id, DEMO_OFFER, DemoOffer(booking_id=5))
             event = await resumed.next_event()
             show("then live again", f"seq {event.seq} {event.method} {event.data}")
             await resumed.close()

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from typing import Any
 
 from kernel.bus import Bus, Signal
-from kernel.rpc.codec import encode_notification
+from kernel.events import EventSpec, M
+from kernel.rpc.codec import encode_live
 from kernel.sockets import LocalSocket, SocketDirectory
 
 _TOPIC = "devices.send"
@@ -45,28 +45,26 @@ class Devices:
 
         self._hub.on_removed(closed)
 
-    async def send(self, user_id: int, address: str, method: str, params: dict[str, Any]) -> None:
-        """Send a notification to the socket at ``address`` of ``user_id`` (if it is open)."""
+    async def send(self, user_id: int, address: str, event: EventSpec[M], data: M) -> None:
+        """Send ``event`` to the socket at ``address`` of ``user_id`` (if it is open)."""
+        frame = _frame(event, data)
         if self.is_local(address):
-            self.send_local(user_id, address, method, params)
+            self._write(user_id, address, frame)
             return
-        data: dict[str, object] = {
-            "user": user_id,
-            "to": address,
-            "frame": encode_notification(method, params).decode(),
-        }
-        await self._bus.publish(Signal(_TOPIC, data))
+        message: dict[str, object] = {"user": user_id, "to": address, "frame": frame.decode()}
+        await self._bus.publish(Signal(_TOPIC, message))
 
-    def send_local(self, user_id: int, address: str, method: str, params: dict[str, Any]) -> bool:
-        return self._write(user_id, address, encode_notification(method, params))
+    def send_local(self, user_id: int, address: str, event: EventSpec[M], data: M) -> bool:
+        """Send ``event`` to a socket of this instance; False if it is not open."""
+        return self._write(user_id, address, _frame(event, data))
 
     async def send_to_others(
-        self, user_id: int, except_address: str, method: str, params: dict[str, Any]
+        self, user_id: int, except_address: str, event: EventSpec[M], data: M
     ) -> None:
         """To every socket of ``user_id`` on every instance but the one at ``except_address``."""
-        frame = encode_notification(method, params).decode()
-        data: dict[str, object] = {"user": user_id, "except": except_address, "frame": frame}
-        await self._bus.publish(Signal(_TOPIC, data))
+        frame = _frame(event, data).decode()
+        message: dict[str, object] = {"user": user_id, "except": except_address, "frame": frame}
+        await self._bus.publish(Signal(_TOPIC, message))
 
     def _received(self, signal: Signal) -> None:
         data = signal.data
@@ -90,3 +88,9 @@ class Devices:
             if str(conn.id) == connection_id:
                 return conn.send(frame)
         return False
+
+
+def _frame(event: EventSpec[M], data: M) -> bytes:
+    if event.logged:
+        raise ValueError(f"{event.name} goes to the user's log: stage or publish it")
+    return encode_live(event.name, event.encode(data))

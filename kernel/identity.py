@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Protocol
 from uuid import UUID
 
+from kernel.feature import PortKey
 from kernel.rpc.registry import UserId
 
 
@@ -29,3 +30,7 @@ class Authenticator(Protocol):
         ``token_expired``, ``token_invalid`` or ``session_revoked``) otherwise.
         """
         ...
+
+
+#: The port by which the login feature lets the socket server bind sockets to users.
+AUTHENTICATOR: PortKey[Authenticator] = PortKey("authenticator")

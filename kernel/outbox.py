@@ -8,7 +8,7 @@ after the commit::
     staged = outbox.stage()
     async with db.transaction() as conn:
         ...                                   # the change itself
-        staged.add(provider_id, "booking.offered", offer, push_after=30.0, now=now)
+        staged.add(provider_id, BOOKING_OFFERED, offer, push_after=30.0, now=now)
         await staged.write(conn)              # one statement for every event
     await staged.deliver()                    # live, to every socket of each user
 
@@ -26,12 +26,11 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from pydantic import BaseModel
 
 from kernel.bus import Bus, EventBatch
-from kernel.events import encode_payload
+from kernel.events import EventSpec, M
 from kernel.idempotency import pending_result
 from kernel.metrics import KernelMetrics
 from storage import events as event_log
@@ -71,21 +70,24 @@ class StagedEvents:
     def add(
         self,
         user_id: int,
-        event: str,
-        data: BaseModel | Mapping[str, Any],
+        event: EventSpec[M],
+        data: M,
         *,
         push_after: float | None = None,
         now: datetime | None = None,
         fill: bool = False,
     ) -> None:
-        """Stage ``event`` for ``user_id``. With ``push_after`` (seconds from ``now``) it
-        is also marked to go out as a push if no device acknowledged it by then. With
-        ``fill``, a statement given to :meth:`write_by` may complete its payload."""
+        """Stage ``event`` for ``user_id``; ``data`` must be the spec's model. With
+        ``push_after`` (seconds from ``now``) it is also marked to go out as a push if no
+        device acknowledged it by then. With ``fill``, a statement given to
+        :meth:`write_by` may complete its payload."""
         due = None
         if push_after is not None:
             assert now is not None, "push_after needs now"
             due = now + timedelta(seconds=push_after)
-        self._items.append(_Staged(user_id, event, encode_payload(data), due, fill))
+        if not event.logged:
+            raise ValueError(f"{event.name} is live only: send it with Devices")
+        self._items.append(_Staged(user_id, event.name, event.encode(data), due, fill))
 
     def __len__(self) -> int:
         return len(self._items)

@@ -13,12 +13,10 @@ import logging
 import time
 from collections import deque
 from collections.abc import Iterable, Mapping
-from typing import Any, Protocol
-
-from pydantic import BaseModel
+from typing import Protocol
 
 from kernel.bus import Bus, EventBatch
-from kernel.events import encode_payload
+from kernel.events import EventSpec, M
 from kernel.metrics import KernelMetrics
 from kernel.push import PushPolicy
 from storage import events as event_log
@@ -83,8 +81,8 @@ class EventPublisher:
     async def publish(
         self,
         user_id: int,
-        event: str,
-        data: BaseModel | Mapping[str, Any],
+        event: EventSpec[M],
+        data: M,
         *,
         push: PushPolicy | None = None,
     ) -> int:
@@ -99,8 +97,8 @@ class EventPublisher:
     async def publish_many(
         self,
         user_ids: Iterable[int],
-        event: str,
-        data: BaseModel | Mapping[str, Any],
+        event: EventSpec[M],
+        data: M,
         *,
         push: PushPolicy | None = None,
     ) -> dict[int, int]:
@@ -117,7 +115,7 @@ class EventPublisher:
         with its events (one transaction).
         """
         started = time.time()
-        payload = encode_payload(data)
+        payload = event.encode(data)
         text = payload.decode()
         users = sorted(set(user_ids))
         chunks: list[list[int]] = []
@@ -155,20 +153,25 @@ class EventPublisher:
                     await asyncio.sleep(0)
                 seqs.update(written)
                 self._metrics.events_published.inc(len(written))
-                await self._deliver(EventBatch(event, payload, written, started))
+                await self._deliver(EventBatch(event.name, payload, written, started))
         finally:
             for pending in writing:  # a write failed, or the caller was cancelled
                 pending.cancel()
         return seqs
 
     async def _append(
-        self, users: list[int], event: str, text: str, push: PushPolicy | None, online: set[int]
+        self,
+        users: list[int],
+        event: EventSpec[M],
+        text: str,
+        push: PushPolicy | None,
+        online: set[int],
     ) -> dict[int, int]:
         if push is None or self.push is None:
-            return await event_log.append(self._db, users, event, text)
+            return await event_log.append(self._db, users, event.name, text)
         async with self._db.transaction() as conn:
-            written = await event_log.append(conn, users, event, text)
-            await self.push.schedule(conn, written, event, push, online)
+            written = await event_log.append(conn, users, event.name, text)
+            await self.push.schedule(conn, written, event.name, push, online)
         return written
 
     async def _deliver(self, batch: EventBatch) -> None:

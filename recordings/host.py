@@ -7,7 +7,7 @@ server with ``calls.signal``; the signalling service hands the offer here
 (:meth:`MediaHost.signal`). On this instance it is answered directly; from another
 instance it travels as a ``media.signal`` bus signal to the media's instance, which
 answers the party's device with ``call.signal`` wherever that socket is
-(:class:`kernel.devices.Devices`), or tells it why not (``call.signal`` with
+(through :class:`signalling.ports.Calls`), or tells it why not (``call.signal`` with
 ``error``).
 
 When both legs are answered the call is connected. When the call ends (any instance
@@ -22,30 +22,30 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
 from kernel.bus import Signal
 from kernel.clock import Clock
-from kernel.devices import Devices
 from kernel.errors import InvalidParams, NotFound, Unprocessable
 from kernel.jobs import JobQueue
 from kernel.outbox import Outbox, StagedEvents
 from kernel.rpc.text import invalid
 from kernel.signals import Signals
+from recordings.events import RECORDING_FAILED, RECORDING_READY
+from recordings.jobs import MIX, MixRecording
 from recordings.media import LEGS, Leg, LegResult, RecordedCall
+from recordings.metrics import RecordingMetrics
 from recordings.models import RecordingFailed, RecordingReady
 from recordings.service import leg_view
+from recordings.settings import RecordingSettings
 from recordings.store import RecordingStore, file_key
-from rtc_server.config import RecordingSettings
-from rtc_server.metrics import Metrics
-from storage import calls as call_store
+from signalling.ports import CallEnded, CallNote, CallParties, Calls, CallSignal, Description
 from storage import recordings as store_rows
-from storage.calls import CallEventRow
 from storage.database import Database
 from storage.errors import StorageError
+from storage.events import Executor
 from storage.recordings import LegRow
 
 log = logging.getLogger("rtc.recordings")
@@ -85,30 +85,27 @@ class MediaHost:
         db: Database,
         store: RecordingStore,
         outbox: Outbox,
-        devices: Devices,
+        instance_id: str,
         signals: Signals,
         clock: Clock,
         settings: RecordingSettings,
-        metrics: Metrics,
+        metrics: RecordingMetrics,
         *,
         jobs: JobQueue,
-        publish_event: Callable[[CallEventRow], Awaitable[None]],
-        connected: Callable[[int], Awaitable[None]],
+        calls: Calls,
     ) -> None:
         self._jobs = jobs  # the mixed file is made by a job (recordings.mix)
         self._db = db
         self.store = store
         self._outbox = outbox
-        self._devices = devices
         self._clock = clock
         self._settings = settings
         self._metrics = metrics
         # Seconds between attempts to write a finished recording's rows (its files
         # are stored already): about half a minute of database outage is ridden out.
         self.finish_retry_delays: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
-        self._publish_event = publish_event  # to watching admins (signalling)
-        self._connected = connected  # the call's CONNECT transition (signalling)
-        self.instance_id = devices.instance_id
+        self._signalling = calls  # the calls whose media this is (through its port)
+        self.instance_id = instance_id  # the instance whose media this host carries
         self._calls: dict[int, _Hosted] = {}
         self._opening: dict[int, asyncio.Lock] = {}
         self._finishing: dict[int, asyncio.Task[None]] = {}
@@ -116,6 +113,8 @@ class MediaHost:
         self._closed = False
         self._signals = signals
         signals.subscribe(_TOPIC, self._received)
+        calls.on_ended(self._call_ended)
+        calls.use_media(self)
 
     # --- What signalling asks ------------------------------------------------------------
 
@@ -130,6 +129,10 @@ class MediaHost:
     @property
     def max_calls(self) -> int:
         return self._settings.max_calls_per_instance
+
+    async def open_calls(self, conn: Executor, instance_id: str) -> int:
+        """Recorded calls whose media ``instance_id`` carries (a row not finished)."""
+        return await store_rows.open_of_instance(conn, instance_id)
 
     @property
     def hosted(self) -> int:
@@ -175,11 +178,10 @@ class MediaHost:
         try:
             await self._take(request)
         except (Unprocessable, NotFound, InvalidParams) as refused:
-            await self._devices.send(
+            await self._signalling.tell_device(
                 request.user_id,
                 request.device,
-                "call.signal",
-                {"callId": request.call_id, "error": str(refused)},
+                CallSignal(call_id=request.call_id, error=str(refused)),
             )
 
     async def _take(self, request: MediaRequest) -> None:
@@ -197,16 +199,18 @@ class MediaHost:
                         reason="bad_offer",
                         field="description",
                     ) from None
-                await self._devices.send(
+                await self._signalling.tell_device(
                     request.user_id,
                     request.device,
-                    "call.signal",
-                    {"callId": request.call_id, "description": {"type": "answer", "sdp": answer}},
+                    CallSignal(
+                        call_id=request.call_id,
+                        description=Description(type="answer", sdp=answer),
+                    ),
                 )
                 hosted.answered.add(request.leg)
                 if len(hosted.answered) == len(LEGS) and not hosted.connected:
                     hosted.connected = True
-                    self._spawn(self._connected(request.call_id))
+                    self._spawn(self._signalling.connected(request.call_id))
             elif request.candidate is not None:
                 c = request.candidate
                 try:
@@ -242,8 +246,8 @@ class MediaHost:
     async def _open(self, call_id: int) -> _Hosted:
         now = self._clock.now()
         async with self._db.transaction() as conn:
-            row = await call_store.get_call(conn, call_id, lock=True)
-            if row is None or row.state == "ended":
+            parties = await self._signalling.parties(conn, call_id, lock=True)
+            if parties is None or parties.ended:
                 raise NotFound("this call has ended", field="callId")
             recording_id = await store_rows.start(conn, call_id, self.instance_id, now)
         keys = {leg: file_key(now, call_id, leg) for leg in LEGS}
@@ -259,12 +263,10 @@ class MediaHost:
 
     # --- The end of a call -------------------------------------------------------------------
 
-    def call_event(self, data: dict[str, Any]) -> None:
-        """Every call event of the platform (signalling's admin stream): an ended call
-        whose media is here is finished."""
-        call_id = data.get("callId")
-        if data.get("event") == "ended" and isinstance(call_id, int) and call_id in self._calls:
-            self.finish_soon(call_id)
+    def _call_ended(self, ended: CallEnded) -> None:
+        """A call ended (on any instance): if its media is here, finish it."""
+        if ended.call_id in self._calls:
+            self.finish_soon(ended.call_id)
 
     def finish_soon(self, call_id: int) -> None:
         if call_id not in self._finishing and call_id in self._calls:
@@ -365,11 +367,11 @@ class MediaHost:
                 "error": error_text,
             },
         )
-        await self._publish(event)
+        await self._signalling.announce(event)
 
     async def _record_finish(
         self, hosted: _Hosted, legs: list[LegRow], error_text: str | None, duration: int
-    ) -> tuple[StagedEvents, CallEventRow] | None:
+    ) -> tuple[StagedEvents, CallNote] | None:
         """One transaction: the recording's rows, its ready event, the mix job and the
         parties' events. None if the recording was finished already."""
         now = self._clock.now()
@@ -385,7 +387,7 @@ class MediaHost:
             )
             if not finished:
                 return None
-            row = await call_store.get_call(conn, hosted.call_id)
+            parties = await self._signalling.parties(conn, hosted.call_id)
             ready = RecordingReady(
                 call_id=hosted.call_id,
                 recording_id=hosted.recording_id,
@@ -395,17 +397,16 @@ class MediaHost:
                 legs=[leg_view(leg) for leg in legs],
             )
             data = ready.model_dump(mode="json", by_alias=True, exclude={"call_id"})
-            event = await call_store.insert_event(
-                conn, hosted.call_id, "recording.ready", "server", data, now
+            event = await self._signalling.record(
+                conn, hosted.call_id, "recording.ready", data, now
             )
             if len(legs) == len(LEGS):  # both legs in one file, later, off the call path
                 await self._jobs.enqueue(
-                    "recordings.mix", {"recordingId": hosted.recording_id}, conn=conn
+                    MIX, MixRecording(recording_id=hosted.recording_id), conn=conn
                 )
-            if self._settings.parties_may_download and row is not None:
-                for user_id in {row.caller_id, row.callee_id} - {None}:
-                    assert user_id is not None
-                    staged.add(user_id, "recording.ready", ready)
+            if self._settings.parties_may_download:
+                for user_id in _users_of(parties):
+                    staged.add(user_id, RECORDING_READY, ready)
             await staged.write(conn)
         return staged, event
 
@@ -419,41 +420,33 @@ class MediaHost:
         now = self._clock.now()
         staged = self._outbox.stage()
         async with self._db.transaction() as conn:
-            row = await call_store.get_call(conn, call_id)
-            event = await call_store.insert_event(
+            parties = await self._signalling.parties(conn, call_id)
+            event = await self._signalling.record(
                 conn,
                 call_id,
                 "recording.failed",
-                "server",
                 {"recordingId": hosted.recording_id, "leg": leg, "error": reason},
                 now,
             )
-            if row is not None and (self._settings.notice or self._settings.parties_may_download):
+            if self._settings.notice or self._settings.parties_may_download:
                 failed = RecordingFailed(
                     call_id=call_id,
                     recording_id=hosted.recording_id,
                     leg=leg,
                     reason=reason,
                 )
-                for user_id in {row.caller_id, row.callee_id} - {None}:
-                    assert user_id is not None
-                    staged.add(user_id, "recording.failed", failed)
+                for user_id in _users_of(parties):
+                    staged.add(user_id, RECORDING_FAILED, failed)
             await staged.write(conn)
         await staged.deliver()
-        await self._publish(event)
-
-    async def _publish(self, event: CallEventRow) -> None:
-        try:
-            await self._publish_event(event)
-        except Exception:  # noqa: BLE001 - admins' live view only; the trail is stored
-            log.exception("could not publish a recording event")
+        await self._signalling.announce(event)
 
     async def reconcile(self) -> int:
         """Finish the hosted calls that ended without this instance hearing of it (a
         lost bus signal); how many."""
         if not self._calls:
             return 0
-        ended = await call_store.ended_among(self._db, list(self._calls))
+        ended = await self._signalling.ended_among(list(self._calls))
         for call_id in ended:
             self.finish_soon(call_id)
         return len(ended)
@@ -481,6 +474,13 @@ class MediaHost:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         task.add_done_callback(_log_failure)
+
+
+def _users_of(parties: CallParties | None) -> list[int]:
+    """The parties' accounts that still exist."""
+    if parties is None:
+        return []
+    return [u for u in (parties.caller_id, parties.callee_id) if u is not None]
 
 
 def _request_from(data: dict[str, object]) -> MediaRequest | None:

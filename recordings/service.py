@@ -19,26 +19,25 @@ from aiohttp import web
 
 from kernel.clock import Clock
 from kernel.errors import Forbidden, NotFound, StateConflict
-from kernel.jobs import Job
+from kernel.jobs import Job, Tick
 from kernel.rpc.cursors import decode_cursor, next_cursor
 from kernel.rpc.registry import Access, Caller, MethodRegistry
+from recordings.jobs import MixRecording
 from recordings.links import LEGS, Grant, LinkRefused, LinkSigner
+from recordings.metrics import RecordingMetrics
 from recordings.mix import mix_legs
 from recordings.models import (
     LegView,
     LinkParams,
     ListRecordings,
     MixedView,
-    RecordingFailed,
     RecordingLink,
     RecordingPage,
-    RecordingReady,
     RecordingRef,
     RecordingView,
 )
+from recordings.settings import RecordingSettings
 from recordings.store import RecordingStore, file_key
-from rtc_server.config import RecordingSettings
-from rtc_server.metrics import Metrics
 from storage import recordings as rows
 from storage.database import Database
 from storage.recordings import LegRow, RecordingRow
@@ -60,7 +59,7 @@ class RecordingService:
         signer: LinkSigner,
         clock: Clock,
         settings: RecordingSettings,
-        metrics: Metrics,
+        metrics: RecordingMetrics,
         *,
         public_url: str,
     ) -> None:
@@ -83,24 +82,9 @@ class RecordingService:
             result=RecordingPage,
             access=Access.ADMIN,
         )
-        event = registry.add_event
-        event(
-            "recording.ready",
-            RecordingReady,
-            "to both parties, when they may download recordings: a call's recording is "
-            "complete (admins see it as admin.call.event)",
-        )
-        event(
-            "recording.failed",
-            RecordingFailed,
-            "to both parties: a leg of the call's recording could not be written (the "
-            "call goes on, unrecorded)",
-        )
 
-    def add_routes(self, app: web.Application) -> None:
-        app.router.add_get(
-            r"/recordings/{recording_id:\d+}/{leg:caller|callee|mixed}.ogg", self.download
-        )
+    # The download's path on the HTTP port (``recordings.links`` signs these).
+    DOWNLOAD_PATH = r"/recordings/{recording_id:\d+}/{leg:caller|callee|mixed}.ogg"
 
     # --- Methods -----------------------------------------------------------------------------
 
@@ -192,9 +176,9 @@ class RecordingService:
 
     # --- The mixed file (job recordings.mix) ---------------------------------------------
 
-    async def mix(self, job: Job) -> None:
+    async def mix(self, job: Job[MixRecording]) -> None:
         """Mix a recording's two legs into one file (enqueued when both were stored)."""
-        recording_id = int(job.payload["recordingId"])
+        recording_id = job.payload.recording_id
         row = await rows.get(self._db, recording_id)
         if row is None or row.state == "deleted" or row.mixed_key is not None:
             return  # gone, or made by an earlier attempt
@@ -226,6 +210,12 @@ class RecordingService:
         log.info("recording mixed", extra={"recording": row.id, "duration_ms": duration})
 
     # --- Retention -----------------------------------------------------------------------
+
+    async def retention(self, job: Job[Tick]) -> None:
+        """The ``recordings.retention`` job."""
+        deleted = await self.enforce_retention()
+        if deleted:
+            log.info("recordings past retention deleted", extra={"deleted": deleted})
 
     async def enforce_retention(self) -> int:
         """Delete the files of recordings past ``retention_days`` and mark them deleted;

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from rtc_server import logs
-from rtc_server.config import ConfigError, Settings, load_settings
+from rtc_server.config import ConfigError, CoreSettings, load_settings
 
 log = logging.getLogger("rtc.cli")
 
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     return _serve(settings)
 
 
-def _serve(settings: Settings) -> int:
+def _serve(settings: CoreSettings) -> int:
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux and macOS
@@ -84,7 +84,7 @@ def _serve(settings: Settings) -> int:
     return uvloop.run(_run(settings))
 
 
-async def _run(settings: Settings) -> int:
+async def _run(settings: CoreSettings) -> int:
     from rtc_server.app import App
     from storage.errors import StorageError
 
@@ -112,7 +112,7 @@ async def _run(settings: Settings) -> int:
     return 0
 
 
-async def _migrate(settings: Settings) -> int:
+async def _migrate(settings: CoreSettings) -> int:
     from rtc_server.app import open_database
     from storage.migrate import apply_migrations
 
@@ -129,14 +129,15 @@ async def _migrate(settings: Settings) -> int:
     return 0
 
 
-async def _create_admin(settings: Settings, phone: str, name: str | None) -> int:
+async def _create_admin(settings: CoreSettings, phone: str, name: str | None) -> int:
     from api.auth.phones import InvalidPhone, normalize_phone
+    from api.auth.settings import AuthSettings
     from rtc_server.app import open_database
     from storage import accounts
     from storage.migrate import apply_migrations
 
     try:
-        normalized = normalize_phone(phone, settings.auth.default_region)
+        normalized = normalize_phone(phone, settings.section(AuthSettings).default_region)
     except InvalidPhone as exc:
         print(f"rtc-server: invalid phone: {exc.reason}", file=sys.stderr)
         return 2

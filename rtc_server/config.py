@@ -2,26 +2,23 @@
 
 Precedence, highest first: command-line flags, environment variables
 (``RTC_SECTION__KEY``, and ``RTC_DATA_DIR``), the TOML file (``config.toml`` or
-``--config``), the defaults below. ``config.toml`` at the repository root documents
-every setting with its default; ``tests/unit/test_config.py`` keeps the two in step.
+``--config``), the defaults. ``config.toml`` at the repository root documents every
+setting with its default; ``tests/unit/test_config.py`` keeps the two in step.
 
+The core's sections are here (:class:`CoreSettings`); each feature declares its own
+(:attr:`kernel.feature.Feature.settings`, under its name), and :func:`settings_model`
+gathers them into the one model the server loads (``rtc_server.features.Settings``).
 Every section is a small frozen model; components receive their own section, never the
 environment.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, ValidationError, create_model, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -29,9 +26,11 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from kernel.feature import Feature
+from kernel.settings import Section
 
-class _Section(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+_Section = Section
+S = TypeVar("S", bound=Section)
 
 
 class ServerSettings(_Section):
@@ -111,37 +110,6 @@ class RedisSettings(_Section):
         return url
 
 
-class AuthSettings(_Section):
-    """Login: one-time codes, access and refresh tokens."""
-
-    # Empty: generated at first start and kept in the database, shared by every
-    # instance on that database.
-    jwt_secret: str = ""
-    access_token_ttl: float = Field(900.0, ge=30)
-    refresh_token_ttl: float = Field(30 * 86400.0, ge=60)
-    default_region: str = Field("IN", min_length=2, max_length=2)
-    otp_ttl: float = Field(300.0, ge=30)
-    otp_max_attempts: int = Field(5, ge=1)
-    otp_lock: float = Field(900.0, ge=0)
-    otp_resend_cooldown: float = Field(30.0, ge=0)
-    otp_max_per_phone: int = Field(5, ge=1)
-    otp_phone_window: float = Field(3600.0, gt=0)
-    otp_max_per_ip: int = Field(20, ge=1)
-    otp_ip_window: float = Field(3600.0, gt=0)
-    # "log": write each code to the log (development). Real gateways come later.
-    sms_sender: Literal["log"] = "log"
-    # Seconds after a refresh token was rotated during which presenting it again is
-    # taken as a retry (the answer was lost on a flaky network), not as theft.
-    refresh_retry_grace: float = Field(30.0, ge=0, le=300)
-
-    @field_validator("jwt_secret")
-    @classmethod
-    def _long_enough(cls, secret: str) -> str:
-        if secret and len(secret.encode()) < 32:
-            raise ValueError("must be empty (generated) or at least 32 bytes (RFC 7518 3.2)")
-        return secret
-
-
 class EventSettings(_Section):
     """The per-user event log: how long and how much of it is kept for replay."""
 
@@ -155,94 +123,6 @@ class EventSettings(_Section):
     # A live event that arrives ahead of one still missing waits this long for it
     # before the gap is read from the log.
     gap_timeout: float = Field(0.25, gt=0)
-
-
-class BookingSettings(_Section):
-    """Bookings: the per-customer creation limits, how far ahead, offers' push, reports."""
-
-    # Bookings one customer may create per rolling minute and hour (reference 8.1).
-    max_per_minute: int = Field(8, ge=1)
-    max_per_hour: int = Field(20, ge=1)
-    # An appointment at most this many days ahead.
-    max_days_ahead: int = Field(180, ge=1, le=3650)
-    # Seconds an offer may stay unacknowledged by every device of the provider before
-    # it is marked due for a push (push_intents).
-    offer_push_after: float = Field(30.0, ge=0)
-    # Seconds the notification of a booking change (accepted, rejected, started,
-    # completed, cancelled) may stay unacknowledged by the side told before it is
-    # pushed (at once if that side has no live socket).
-    change_push_after: float = Field(30.0, ge=0)
-    # Reports one user may file per rolling 24 hours.
-    reports_per_day: int = Field(5, ge=1)
-
-
-class CallSettings(_Section):
-    """Masked calls: who may call, ringing, busy, limits, ICE and TURN (signalling/)."""
-
-    # Booking statuses during which its customer and provider may call each other.
-    booking_statuses: tuple[
-        Literal["pending", "accepted", "rejected", "in_progress", "completed", "cancelled"], ...
-    ] = ("pending", "accepted", "in_progress")
-    # Calls one user may start per rolling minute.
-    max_starts_per_minute: int = Field(5, ge=1)
-    # Seconds a call rings before it ends as missed.
-    ring_timeout: float = Field(30.0, gt=0)
-    # Users of these roles in a call are busy for a second one (others may take several).
-    busy_roles: tuple[Literal["customer", "provider"], ...] = ("customer", "provider")
-    # Calls in progress started through this instance, at most.
-    max_active_per_instance: int = Field(1000, ge=1)
-    # Seconds a party's dropped socket has to come back (calls.resume) before the call
-    # ends as disconnected.
-    reconnect_grace: float = Field(20.0, ge=0)
-    # Seconds between sweeps for ringing deadlines and expired graces (any instance
-    # ends any call: the state is in PostgreSQL).
-    sweep_interval: float = Field(0.5, gt=0)
-    # Seconds between checks that each party of a call in progress still has a socket
-    # on some instance (bus.online): one that has none (its instance was killed before
-    # it could record the drop) starts its reconnect grace.
-    presence_check_interval: float = Field(10.0, gt=0)
-    # Largest SDP description relayed, in bytes.
-    max_sdp_bytes: int = Field(16384, ge=1024, le=60000)
-    # "auto": relay-only when TURN is configured, else open. "relay-only" needs TURN.
-    policy: Literal["auto", "open", "relay-only"] = "auto"
-    stun_urls: tuple[str, ...] = ()
-    # TURN servers (e.g. "turn:turn.example.com:3478?transport=udp") sharing
-    # turn_secret with the server (coturn: use-auth-secret, static-auth-secret).
-    turn_urls: tuple[str, ...] = ()
-    turn_secret: str = ""
-    # Seconds TURN credentials stay valid.
-    turn_ttl: float = Field(3600.0, ge=60)
-    # Minutes of call events admin.calls.watch replays first (at most 1000 events).
-    admin_replay_minutes: float = Field(10.0, ge=0)
-
-    @field_validator("stun_urls", "turn_urls")
-    @classmethod
-    def _ice_scheme(cls, urls: tuple[str, ...]) -> tuple[str, ...]:
-        for url in urls:
-            if not url.startswith(("stun:", "stuns:", "turn:", "turns:")):
-                raise ValueError(f"{url!r}: must start with stun:, stuns:, turn: or turns:")
-        return urls
-
-    @model_validator(mode="after")
-    def _turn_complete(self) -> CallSettings:
-        if self.turn_urls and len(self.turn_secret.encode()) < 16:
-            raise ValueError("turn_urls need turn_secret (at least 16 bytes)")
-        if self.policy == "relay-only" and not self.turn_urls:
-            raise ValueError("policy relay-only needs turn_urls and turn_secret")
-        return self
-
-    @property
-    def effective_policy(self) -> Literal["open", "relay-only"]:
-        if self.policy == "auto":
-            return "relay-only" if self.turn_urls else "open"
-        return self.policy
-
-
-class NotificationSettings(_Section):
-    """In-app notifications."""
-
-    # Days a notification is kept (read or not); older ones are pruned by housekeeping.
-    retention_days: float = Field(90.0, gt=0)
 
 
 class JobSettings(_Section):
@@ -265,112 +145,6 @@ class JobSettings(_Section):
     failed_retention_days: float = Field(7.0, gt=0)
 
 
-class PushSettings(_Section):
-    """Push delivery (rtc_server/push): the token registry, when to push, providers."""
-
-    # Devices kept per user (the oldest registration is dropped beyond).
-    max_devices: int = Field(10, ge=1, le=100)
-    # Who delivers to iOS devices: "apns" directly, or "fcm" (the app uses the FCM SDK).
-    ios_provider: Literal["apns", "fcm"] = "apns"
-    # Seconds an event with a push policy may stay unacknowledged by a user who has a
-    # live socket before it is pushed (users without one are pushed at once), unless
-    # the event's policy says otherwise.
-    ack_timeout: float = Field(10.0, ge=0)
-    # Seconds between sweeps of push_intents (events the domain marked for a push,
-    # booking offers): each is handed to push delivery at the next sweep.
-    intent_sweep_interval: float = Field(1.0, ge=0.1)
-    # Days delivery records and push logs are kept.
-    retention_days: float = Field(30.0, gt=0)
-    # Timeout of each request to a provider, seconds.
-    request_timeout: float = Field(10.0, gt=0)
-    # Web Push: subscription endpoints must be on one of these hosts (a suffix match:
-    # "push.services.mozilla.com" allows "updates.push.services.mozilla.com") and use
-    # https; anything else is refused at registration (the server would POST to it).
-    webpush_hosts: tuple[str, ...] = (
-        "fcm.googleapis.com",
-        "push.services.mozilla.com",
-        "notify.windows.com",
-        "push.apple.com",
-    )
-    webpush_require_https: bool = True
-    # FCM HTTP v1: the Firebase service account's key file (JSON). Empty: no FCM.
-    fcm_credentials_file: str = ""
-    fcm_endpoint: str = "https://fcm.googleapis.com"
-    # The OAuth 2.0 token endpoint; empty: the key file's token_uri.
-    fcm_token_uri: str = ""
-    # Web Push (VAPID, RFC 8292): the server's EC P-256 private key (PEM). Empty: no
-    # Web Push. Browsers subscribe with its public key (method push.webPushKey).
-    vapid_private_key_file: str = ""
-    # The operator's contact sent with every Web Push (mailto: or https: URL).
-    vapid_subject: str = "mailto:ops@buildxpert.invalid"
-    # APNs with token authentication: the .p8 key, its key id, the team id, and the
-    # app's bundle id (apns-topic). Empty key file: no APNs.
-    apns_key_file: str = ""
-    apns_key_id: str = ""
-    apns_team_id: str = ""
-    apns_topic: str = ""
-    # https://api.sandbox.push.apple.com for development builds of the app.
-    apns_endpoint: str = "https://api.push.apple.com"
-
-
-class RecordingSettings(_Section):
-    """Recorded calls (recordings/): the server's media path, the files, the links."""
-
-    # Allow calls.start {media: "recorded"}. Off: such calls are refused
-    # (media_unavailable).
-    enabled: bool = True
-    # Recorded calls in progress whose media this instance carries, at most (then
-    # "overloaded", reason recordings_full). About 40 per core (bench/recordings.py).
-    max_calls_per_instance: int = Field(40, ge=1, le=10000)
-    # Where the local store keeps files. Empty: "<data_dir>/recordings".
-    dir: str = ""
-    # Days a recording is kept; then its files are deleted and it is marked deleted.
-    retention_days: float = Field(90.0, gt=0)
-    # Seconds a download link (recordings.link) stays valid.
-    link_ttl: float = Field(300.0, ge=10, le=86400)
-    # The key that signs links (HMAC-SHA256), the same on every instance. Empty: one
-    # generated and kept in the database (shared by every instance).
-    link_secret: str = ""
-    # Where the HTTP port is reached from outside, for links, e.g.
-    # "https://media.example.com". Empty: "http://127.0.0.1:<http port>".
-    public_url: str = ""
-    # The parties of a call may download its recording too (admins always may), and
-    # are told when it is ready (recording.ready).
-    parties_may_download: bool = False
-    # Tell both parties the call is recorded (recordingNotice in calls.start's answer
-    # and in call.incoming), so the apps can announce it.
-    notice: bool = True
-    # Packets queued per leg and direction on the way to the other party before the
-    # oldest are dropped (a slow peer never grows memory; the files have their own bound:
-    # a leg whose writer falls about 10 s behind stops recording, "disk too slow").
-    max_queue: int = Field(50, ge=4, le=10000)
-    # STUN servers the server's own peer connections use to learn their public
-    # address (behind NAT), e.g. ["stun:stun.example.com:3478"].
-    stun_urls: tuple[str, ...] = ()
-
-    @field_validator("stun_urls")
-    @classmethod
-    def _stun_scheme(cls, urls: tuple[str, ...]) -> tuple[str, ...]:
-        for url in urls:
-            if not url.startswith(("stun:", "stuns:")):
-                raise ValueError(f"{url!r}: must start with stun: or stuns:")
-        return urls
-
-    @field_validator("public_url")
-    @classmethod
-    def _http_url(cls, url: str) -> str:
-        if url and not url.startswith(("http://", "https://")):
-            raise ValueError(f"{url!r}: must start with http:// or https://")
-        return url.rstrip("/")
-
-    @field_validator("link_secret")
-    @classmethod
-    def _long_secret(cls, secret: str) -> str:
-        if secret and len(secret.encode()) < 32:
-            raise ValueError("at least 32 bytes (or empty: generated and kept in the database)")
-        return secret
-
-
 class LogSettings(_Section):
     format: Literal["json", "text"] = "json"
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -378,7 +152,9 @@ class LogSettings(_Section):
     requests: bool = False
 
 
-class Settings(BaseSettings):
+class CoreSettings(BaseSettings):
+    """The core's sections; :func:`settings_model` adds the features' sections."""
+
     model_config = SettingsConfigDict(
         env_prefix="RTC_",
         env_nested_delimiter="__",
@@ -391,15 +167,17 @@ class Settings(BaseSettings):
     http: HttpSettings = HttpSettings()
     database: DatabaseSettings = DatabaseSettings()
     redis: RedisSettings = RedisSettings()
-    auth: AuthSettings = AuthSettings()
     events: EventSettings = EventSettings()
-    bookings: BookingSettings = BookingSettings()
-    notifications: NotificationSettings = NotificationSettings()
     jobs: JobSettings = JobSettings()
-    push: PushSettings = PushSettings()
-    calls: CallSettings = CallSettings()
-    recordings: RecordingSettings = RecordingSettings()
     log: LogSettings = LogSettings()
+
+    def section(self, kind: type[S]) -> S:
+        """The section of type ``kind`` (a feature's, by its class)."""
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if type(value) is kind:
+                return value
+        raise LookupError(f"no settings section of type {kind.__name__}")
 
     @classmethod
     def settings_customise_sources(
@@ -425,16 +203,37 @@ class ConfigError(Exception):
     """A setting is invalid: the message names it."""
 
 
+def settings_model(features: Iterable[type[Feature]]) -> type[CoreSettings]:
+    """The settings model of a server made of ``features``: the core's sections and
+    each feature's own, under the feature's name."""
+    sections: dict[str, Any] = {}
+    for feature in features:
+        if feature.settings is None:
+            continue
+        name = feature.name
+        if name in CoreSettings.model_fields or name in sections:
+            raise ValueError(f"settings section [{name}] declared twice")
+        sections[name] = (feature.settings, feature.settings())
+    return create_model("Settings", __base__=CoreSettings, **sections)
+
+
 def load_settings(
     config_file: Path | None = None,
     overrides: dict[str, Any] | None = None,
-) -> Settings:
+    *,
+    model: type[CoreSettings] | None = None,
+) -> CoreSettings:
     """Load settings from defaults, the TOML file, the environment and ``overrides``.
 
     ``overrides`` holds command-line values as nested dicts
     (``{"server": {"port": 9000}}``); they win over everything else. Without
-    ``config_file``, ``./config.toml`` is read when it exists.
+    ``config_file``, ``./config.toml`` is read when it exists. ``model``: the
+    product's (every feature of ``rtc_server.features``) unless given.
     """
+    if model is None:
+        from rtc_server.features import Settings
+
+        model = Settings
     if config_file is None and Path("config.toml").is_file():
         config_file = Path("config.toml")
     if config_file is not None and not config_file.is_file():
@@ -443,7 +242,7 @@ def load_settings(
     try:
         # Init values are the highest-priority source; pydantic-settings merges nested
         # sections across sources, so {"server": {"port": 1}} keeps the other keys.
-        return Settings(**(overrides or {}))
+        return model(**(overrides or {}))
     except ValidationError as exc:
         raise ConfigError(_describe(exc)) from exc
     except ValueError as exc:  # malformed TOML or env JSON

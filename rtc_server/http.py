@@ -12,11 +12,12 @@ answer is 200 with ``"status": "degraded"`` and ``"bus": false``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 
 from aiohttp import web
 
 from rtc_server.config import HttpSettings
+from rtc_server.kit import Route
 from rtc_server.metrics import Metrics
 
 # Checks that, failing, make the instance degraded rather than not ready.
@@ -38,6 +39,14 @@ class HttpServer:
         self.app.router.add_get("/healthz", self._healthz)
         self.app.router.add_get("/readyz", self._readyz)
         self.app.router.add_get("/metrics", self._metrics_page)
+
+    def add_routes(self, routes: Iterable[Route]) -> None:
+        """The features' routes (a GET also answers HEAD, as aiohttp's ``add_get``)."""
+        for route in routes:
+            if route.method == "GET":
+                self.app.router.add_get(route.path, route.handler)
+            else:
+                self.app.router.add_route(route.method, route.path, route.handler)
 
     @property
     def port(self) -> int:

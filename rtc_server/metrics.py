@@ -97,102 +97,12 @@ class Metrics(KernelMetrics):
             "rtc_presence_instances", "Instances with a live lease, this one included", registry=r
         )
         self.presence_instances.set(1)
-        # The marketplace's bookings (api/bookings).
-        self.bookings_created = Counter(
-            "rtc_bookings_created_total", "Bookings created", registry=r
-        )
-        self.booking_transitions = Counter(
-            "rtc_booking_transitions_total",
-            "Booking status changes, by action (accept, reject, start, complete, cancel)",
-            ["action"],
-            registry=r,
-        )
-        self.booking_conflicts = Counter(
-            "rtc_booking_conflicts_total",
-            "Booking status changes refused by the booking's current status, by action",
-            ["action"],
-            registry=r,
-        )
-        # Masked calls (signalling/).
-        self.calls_started = Counter("rtc_calls_started_total", "Calls started", registry=r)
-        self.call_transitions = Counter(
-            "rtc_call_transitions_total",
-            "Call state changes, by action (accept, reject, cancel, hangup, connect, "
-            "time_out, disconnect)",
-            ["action"],
-            registry=r,
-        )
-        self.calls_refused = Counter(
-            "rtc_calls_refused_total",
-            "calls.start refused by a rule, by reason (busy, rate, booking_status ...)",
-            ["reason"],
-            registry=r,
-        )
-        self.recordings_active = Gauge(
-            "rtc_recordings_active", "Recorded calls whose media this instance carries", registry=r
-        )
-        self.recordings_finished = Counter(
-            "rtc_recordings_finished_total",
-            "Recordings finished, by state (ready, failed)",
-            ["state"],
-            registry=r,
-        )
-        self.recording_failures = Counter(
-            "rtc_recording_failures_total",
-            "Legs whose file could not be written (disk full, I/O error)",
-            registry=r,
-        )
-        self.recording_packets = Counter(
-            "rtc_recording_packets_total",
-            "RTP packets of finished recorded calls, by outcome: received from a party, "
-            "lost on the way in, forwarded to the other party, dropped (its sender fell behind)",
-            ["outcome"],
-            registry=r,
-        )
-        self.recording_downloads = Counter(
-            "rtc_recording_downloads_total",
-            "Recording download requests, by outcome (ok, refused, gone)",
-            ["outcome"],
-            registry=r,
-        )
-        self.call_signals = Counter(
-            "rtc_call_signals_total",
-            "calls.signal messages, by outcome (relayed, dropped: address privacy)",
-            ["outcome"],
-            registry=r,
-        )
-        self.notifications_pruned = Counter(
-            "rtc_notifications_pruned_total",
-            "In-app notifications deleted past their retention",
-            registry=r,
-        )
         self.pool_size = Gauge("rtc_db_pool_size", "Database pool connections", registry=r)
         self.pool_idle = Gauge("rtc_db_pool_idle", "Idle database pool connections", registry=r)
         self.pool_waiting = Gauge(
             "rtc_db_pool_waiting", "Coroutines waiting for a database connection", registry=r
         )
         self.pool_max = Gauge("rtc_db_pool_max", "Database pool maximum size", registry=r)
-        # The job queue (rtc_server/jobs) and push delivery (rtc_server/push).
-        self.push_attempts = Counter(
-            "rtc_push_attempts_total",
-            "Pushes handed to a provider, by provider and outcome "
-            "(sent, retry, token_invalid, refused, auth_error)",
-            ["provider", "outcome"],
-            registry=r,
-        )
-        self.push_latency = Histogram(
-            "rtc_push_latency_seconds",
-            "Time of one provider call, by provider",
-            ["provider"],
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.push_skipped = Counter(
-            "rtc_push_skipped_total",
-            "Pushes not sent, by reason (acknowledged, category_off, expired, device_gone)",
-            ["reason"],
-            registry=r,
-        )
 
     def bind_pool(self, stats: Callable[[], object]) -> None:
         """Read the pool's figures at scrape time rather than tracking them."""

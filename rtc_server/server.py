@@ -22,7 +22,7 @@ from websockets.http11 import Request, Response
 
 from kernel.errors import CloseCode, RpcError
 from kernel.identity import Authenticator, Identity
-from kernel.rpc.codec import encode_notification
+from kernel.rpc.codec import encode_live
 from rtc_server.config import ServerSettings
 from rtc_server.connection import Connection
 from rtc_server.dispatch import Dispatcher
@@ -30,6 +30,7 @@ from rtc_server.events import EventDelivery
 from rtc_server.hub import Hub
 from rtc_server.keepalive import KeepaliveSchedule
 from rtc_server.metrics import Metrics
+from rtc_server.session_methods import SESSION_READY
 from rtc_server.session_state import session_state
 from storage.errors import StorageError
 
@@ -180,9 +181,7 @@ class SocketServer:
         conn.bind(identity)
         resumed = await self.delivery.resume(conn, last_seq)
         ready = session_state(identity, resumed)
-        conn.send(
-            encode_notification("session.ready", ready.model_dump(mode="json", by_alias=True))
-        )
+        conn.send(encode_live(SESSION_READY.name, SESSION_READY.encode(ready)))
         self.delivery.start_replay(conn, resumed)
 
     async def _sweep_expired(self) -> None:

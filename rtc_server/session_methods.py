@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import Field, RootModel
 
 from kernel.errors import Conflict
+from kernel.events import EventSpec
 from kernel.identity import Authenticator
 from kernel.rpc.registry import (
     Access,
@@ -21,6 +22,14 @@ from kernel.rpc.registry import (
 from rtc_server.dispatch import current_connection
 from rtc_server.events import EventDelivery
 from rtc_server.session_state import Resumed, SessionState, session_state
+
+SESSION_READY = EventSpec(
+    "session.ready",
+    SessionState,
+    "Sent first on a socket authenticated at the handshake: the same fields as the "
+    "answer of session.authenticate, directly in params (not an event: no seq)",
+    logged=False,
+)
 
 
 class Pong(Result):
@@ -70,13 +79,7 @@ class SessionMethods:
             access=Access.PUBLIC,
         )
         r.add("events.ack", self.ack, params=Ack, result=Acked)
-        r.add_event(
-            "session.ready",
-            SessionState,
-            "Sent first on a socket authenticated at the handshake: the same fields as the "
-            "answer of session.authenticate, directly in params (not an event: no seq)",
-            logged=False,
-        )
+        r.add_event(SESSION_READY)
 
     def ping(self, caller: Caller, params: Empty) -> Encoded:
         """Liveness and clock check; works before login."""

@@ -10,32 +10,29 @@ callee sees them (display name and role), never a phone number.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 from kernel.push import PushPolicy
+from signalling.models import CallChange, CallIncoming, MaskedParty
 
 
-def _who(party: dict[str, Any]) -> str:
-    name = party.get("displayName") or "Someone"
-    return f"{name} ({party.get('role', 'user')})"
+def _who(party: MaskedParty) -> str:
+    return f"{party.display_name or 'Someone'} ({party.role})"
 
 
-def incoming_call_push(data: dict[str, Any]) -> PushPolicy:
+def incoming_call_push(incoming: CallIncoming) -> PushPolicy:
     """``call.incoming`` → "Incoming call", at once, for as long as it rings."""
-    ring_seconds = math.ceil(int(data.get("ringTimeoutMs", 30_000)) / 1000)
     return PushPolicy.call(
         "Incoming call",
-        f"{_who(data['from'])} is calling about booking #{data['bookingId']}",
-        ring_seconds=ring_seconds,
-        call_id=str(data["callId"]),
+        f"{_who(incoming.from_)} is calling about booking #{incoming.booking_id}",
+        ring_seconds=math.ceil(incoming.ring_timeout_ms / 1000),
+        call_id=str(incoming.call_id),
     )
 
 
-def missed_call_push(data: dict[str, Any]) -> PushPolicy:
+def missed_call_push(change: CallChange) -> PushPolicy:
     """The callee's ``call.ended`` of a missed call → "Missed call"."""
-    call = data["call"]
-    booking = call.get("bookingId")
-    about = f" about booking #{booking}" if booking is not None else ""
+    call = change.call
+    about = f" about booking #{call.booking_id}" if call.booking_id is not None else ""
     return PushPolicy.missed_call(
-        "Missed call", f"{_who(call['other'])} called{about}", call_id=str(call["callId"])
+        "Missed call", f"{_who(call.other)} called{about}", call_id=str(call.call_id)
     )

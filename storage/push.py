@@ -187,7 +187,7 @@ WITH decided AS (
     RETURNING device_id
 ), queued AS (
     INSERT INTO jobs (kind, payload, run_at, dedup_key, max_attempts, created_at)
-    SELECT 'push.send', $5::jsonb || jsonb_build_object('d', device_id), $4,
+    SELECT $7, $5::jsonb || jsonb_build_object('d', device_id), $4,
            'push:' || $1 || ':' || $2 || ':' || device_id, $6, $4
     FROM decided
     ON CONFLICT (dedup_key) DO NOTHING
@@ -206,18 +206,19 @@ async def decide_and_enqueue(
     device_ids: list[str],
     now: datetime,
     *,
+    send_kind: str,
     send_payload: str,
     max_attempts: int,
 ) -> int:
     """Record the push of event ``seq`` to each device as pending and enqueue one
-    ``push.send`` job (``send_payload`` plus the device id) per device decided now, in
+    ``send_kind`` job (``send_payload`` plus the device id) per device decided now, in
     one statement; a device already decided for this event is left out. Returns the
     number of sends enqueued. (The job rows follow ``storage.jobs``; workers are woken.)
     """
     if not device_ids:
         return 0
     row = await db.fetchrow(
-        _DECIDE_AND_ENQUEUE, user_id, seq, device_ids, now, send_payload, max_attempts
+        _DECIDE_AND_ENQUEUE, user_id, seq, device_ids, now, send_payload, max_attempts, send_kind
     )
     return int(row["queued"])
 

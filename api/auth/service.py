@@ -18,6 +18,7 @@ from pydantic import Field
 
 from api.auth import otp, tokens
 from api.auth.phones import InvalidPhone, normalize_phone
+from api.auth.settings import AuthSettings
 from kernel.clock import Clock
 from kernel.errors import (
     Forbidden,
@@ -29,7 +30,6 @@ from kernel.errors import (
 )
 from kernel.identity import Identity
 from kernel.rpc.registry import Access, Caller, Empty, MethodRegistry, Params, Result, UserId
-from rtc_server.config import AuthSettings
 from storage import accounts, admin
 from storage.database import Database
 

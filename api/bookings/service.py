@@ -23,6 +23,8 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from api.bookings import rules
+from api.bookings.events import BOOKING_OFFERED, BOOKING_UNREAD, BOOKING_UPDATED
+from api.bookings.metrics import BookingMetrics
 from api.bookings.models import (
     Booking,
     BookingOffered,
@@ -38,8 +40,14 @@ from api.bookings.models import (
     booking_view,
 )
 from api.bookings.rules import Action, Side, Status
-from api.earnings import earnings
-from api.notifications import NotificationCreated, NotificationType, notification
+from api.bookings.settings import BookingSettings
+from api.earnings import EARNINGS_UPDATED, earnings
+from api.notifications import (
+    NOTIFICATION_CREATED,
+    NotificationCreated,
+    NotificationType,
+    notification,
+)
 from kernel.clock import Clock
 from kernel.errors import (
     Conflict,
@@ -54,8 +62,6 @@ from kernel.outbox import Outbox, StagedEvents
 from kernel.rpc.cursors import decode_cursor, next_cursor
 from kernel.rpc.registry import Caller, Empty, MethodRegistry
 from kernel.rpc.text import invalid
-from rtc_server.config import BookingSettings
-from rtc_server.metrics import Metrics
 from storage import bookings
 from storage.bookings import (
     BookingRow,
@@ -121,7 +127,7 @@ class BookingService:
         settings: BookingSettings,
         *,
         timezone: str,
-        metrics: Metrics,
+        metrics: BookingMetrics,
     ) -> None:
         self._db = db
         self._outbox = outbox
@@ -161,17 +167,6 @@ class BookingService:
             params=Empty,
             result=UnreadBookings,
             roles=BOTH,
-        )
-        registry.add_event(
-            "booking.offered", BookingOffered, "to the provider: a customer booked them"
-        )
-        registry.add_event(
-            "booking.updated",
-            BookingUpdated,
-            "to both sides: a booking was created, changed status or was rated",
-        )
-        registry.add_event(
-            "booking.unreadCount", UnreadBookings, "your bookings' unread badge changed"
         )
 
     # --- Creating ----------------------------------------------------------------------
@@ -228,23 +223,21 @@ class BookingService:
         provider_id = row.provider_id
         staged.add(
             provider_id,
-            "booking.offered",
+            BOOKING_OFFERED,
             BookingOffered(booking=booking_view(row, Side.PROVIDER)),
             push_after=self._settings.offer_push_after,
             now=now,
         )
         staged.add(
             provider_id,
-            "notification.created",
+            NOTIFICATION_CREATED,
             NotificationCreated(notification=notification(note_row)),
         )
         # The counts go into the events as stand-ins the statement fills in.
         self._stage_badge(staged, provider_id, Side.PROVIDER, bookings.FILL_COUNTS)
         self._stage_earnings(staged, provider_id, bookings.FILL_COUNTS, now)
         mine = booking_view(row, Side.CUSTOMER)
-        staged.add(
-            row.customer_id, "booking.updated", BookingUpdated(booking=mine, change="created")
-        )
+        staged.add(row.customer_id, BOOKING_UPDATED, BookingUpdated(booking=mine, change="created"))
         staged.answer(mine)  # stored for the idempotencyKey with the booking
         return mine
 
@@ -496,14 +489,14 @@ class BookingService:
                 continue
             staged.add(
                 user_id,
-                "booking.updated",
+                BOOKING_UPDATED,
                 BookingUpdated(booking=booking_view(row, side), change=transition.after.value),
             )
             told = side is transition.notify
             if told and note_row is not None:
                 staged.add(
                     user_id,
-                    "notification.created",
+                    NOTIFICATION_CREATED,
                     NotificationCreated(notification=notification(note_row)),
                     # Pushed unless acknowledged in time (api/bookings/push.py).
                     push_after=self._settings.change_push_after,
@@ -521,14 +514,14 @@ class BookingService:
 
     def _stage_badge(self, staged: StagedEvents, user_id: int, side: Side, counts: Counts) -> None:
         badge = UnreadBookings(as_=side.value, count=counts.unread[side.value])
-        staged.add(user_id, "booking.unreadCount", badge, fill=True)
+        staged.add(user_id, BOOKING_UNREAD, badge, fill=True)
 
     def _stage_earnings(
         self, staged: StagedEvents, provider_id: int, counts: Counts, now: datetime
     ) -> None:
         if counts.earnings is not None:
             money = earnings(counts.earnings, self._timezone, now)
-            staged.add(provider_id, "earnings.updated", money, fill=True)
+            staged.add(provider_id, EARNINGS_UPDATED, money, fill=True)
 
     # --- Reading -----------------------------------------------------------------------
 
@@ -588,7 +581,7 @@ class BookingService:
                 as_=side.value, count=await bookings.unread_count(conn, user_id, side.value)
             )
             if changed:  # the user's other devices update their badge
-                staged.add(user_id, "booking.unreadCount", badge)
+                staged.add(user_id, BOOKING_UNREAD, badge)
                 await staged.write(conn)
         if changed:
             await staged.deliver()

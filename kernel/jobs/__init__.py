@@ -4,6 +4,8 @@ work next.
 Why our own: arq needs Redis (and is in maintenance mode), procrastinate needs psycopg,
 taskiq's PostgreSQL broker is not durable. The pattern is the well-known one:
 
+* :class:`JobSpec` (``spec.py``) names a kind of job and the model of its payload;
+  handlers get the payload as that model.
 * :class:`JobQueue` (``queue.py``) enqueues, on the caller's transaction connection if
   given, so a job commits or rolls back with the change that caused it (outbox). A
   ``dedup_key`` makes an enqueue a no-op while a job of that key exists.
@@ -30,7 +32,8 @@ Any other exception out of a handler counts as :class:`RetryLater` without a del
 """
 
 from kernel.jobs.periodic import Periodic, PeriodicJobs, slot_of
-from kernel.jobs.queue import Backoff, GiveUp, Job, JobError, JobQueue, RetryLater
+from kernel.jobs.queue import Backoff, GiveUp, JobError, JobQueue, RetryLater
+from kernel.jobs.spec import Job, JobHandler, JobPayload, JobSpec, Tick, handlers
 from kernel.jobs.worker import Worker
 
 __all__ = [
@@ -38,10 +41,15 @@ __all__ = [
     "GiveUp",
     "Job",
     "JobError",
+    "JobHandler",
+    "JobPayload",
     "JobQueue",
+    "JobSpec",
     "Periodic",
     "PeriodicJobs",
     "RetryLater",
+    "Tick",
     "Worker",
+    "handlers",
     "slot_of",
 ]

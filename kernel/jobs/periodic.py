@@ -14,12 +14,12 @@ import asyncio
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from kernel.clock import Clock
 from kernel.jobs.queue import JobQueue
+from kernel.jobs.spec import JobSpec, Tick
 from storage import jobs as job_store
 from storage.database import Database
 from storage.errors import StorageError
@@ -37,12 +37,11 @@ def slot_of(now: datetime, every: float) -> datetime:
 
 @dataclass(frozen=True, slots=True)
 class Periodic:
-    """Enqueue a job of ``kind`` (with ``payload``) every ``every`` seconds."""
+    """Enqueue a job of ``spec`` every ``every`` seconds (its payload: the tick's slot)."""
 
     name: str
     every: float
-    kind: str
-    payload: dict[str, Any] = field(default_factory=dict)
+    spec: JobSpec[Tick]
     max_attempts: int = 3
 
 
@@ -75,8 +74,8 @@ class PeriodicJobs:
             async with self._db.transaction() as conn:
                 if await job_store.take_tick(conn, schedule.name, slot):
                     job = self._queue.new(
-                        schedule.kind,
-                        {**schedule.payload, "slot": slot.isoformat()},
+                        schedule.spec,
+                        Tick(slot=slot),
                         dedup_key=f"periodic:{schedule.name}:{slot.isoformat()}",
                         max_attempts=schedule.max_attempts,
                     )

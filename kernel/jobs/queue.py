@@ -1,16 +1,13 @@
-"""Enqueueing jobs, the job a handler receives, and the retry rules."""
+"""Enqueueing jobs, and the retry rules."""
 
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
-
-import orjson
 
 from kernel.clock import Clock
+from kernel.jobs.spec import JobSpec, P
 from storage import jobs as job_store
 from storage.events import Executor
 
@@ -29,21 +26,6 @@ class RetryLater(JobError):
 
 class GiveUp(JobError):
     """The job can never succeed: no more attempts."""
-
-
-@dataclass(frozen=True, slots=True)
-class Job:
-    """What a handler gets: one attempt at one job."""
-
-    id: int
-    kind: str
-    payload: dict[str, Any]
-    attempt: int  # 1 on the first run
-    max_attempts: int
-
-    @property
-    def last_attempt(self) -> bool:
-        return self.attempt >= self.max_attempts
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,8 +52,8 @@ class JobQueue:
 
     async def enqueue(
         self,
-        kind: str,
-        payload: Mapping[str, Any] | None = None,
+        spec: JobSpec[P],
+        payload: P,
         *,
         conn: Executor | None = None,
         delay: float = 0.0,
@@ -87,7 +69,7 @@ class JobQueue:
         ids = await self.enqueue_many(
             [
                 self.new(
-                    kind,
+                    spec,
                     payload,
                     delay=delay,
                     run_at=run_at,
@@ -101,8 +83,8 @@ class JobQueue:
 
     def new(
         self,
-        kind: str,
-        payload: Mapping[str, Any] | None = None,
+        spec: JobSpec[P],
+        payload: P,
         *,
         delay: float = 0.0,
         run_at: datetime | None = None,
@@ -112,11 +94,11 @@ class JobQueue:
         """A job to pass to :meth:`enqueue_many`."""
         when = run_at or self._clock.now() + timedelta(seconds=delay)
         return job_store.NewJob(
-            kind=kind,
-            payload=orjson.dumps(payload or {}).decode(),
+            kind=spec.kind,
+            payload=spec.encode(payload),
             run_at=when,
             dedup_key=dedup_key,
-            max_attempts=max_attempts or self.max_attempts,
+            max_attempts=max_attempts or spec.max_attempts or self.max_attempts,
         )
 
     async def enqueue_many(

@@ -24,10 +24,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
-import orjson
-
 from kernel.clock import Clock
-from kernel.jobs.queue import Backoff, GiveUp, Job, RetryLater
+from kernel.jobs.queue import Backoff, GiveUp, RetryLater
+from kernel.jobs.spec import Job, JobHandler
 from kernel.metrics import KernelMetrics
 from storage import jobs as job_store
 from storage.database import Database
@@ -35,7 +34,6 @@ from storage.errors import StorageError
 
 log = logging.getLogger("rtc.jobs")
 
-Handler = Callable[[Job], Awaitable[None]]
 
 # Seconds kept between a handler's deadline and its lease's end, for recording the outcome.
 _LEASE_MARGIN = 0.1
@@ -47,7 +45,7 @@ class Worker:
     def __init__(
         self,
         db: Database,
-        handlers: Mapping[str, Handler],
+        handlers: Mapping[str, JobHandler[Any]],
         clock: Clock,
         metrics: KernelMetrics,
         *,
@@ -181,13 +179,18 @@ class Worker:
             )
             self._metrics.jobs_finished.labels(kind, "failed").inc()
             return
-        job = Job(
-            claimed.id, kind, orjson.loads(claimed.payload), claimed.attempt, claimed.max_attempts
-        )
+        handler = self._handlers[kind]
+        try:
+            job: Job[Any] = handler.job(
+                claimed.id, claimed.payload, claimed.attempt, claimed.max_attempts
+            )
+        except ValueError as unreadable:
+            await self._give_up(claimed, f"unreadable payload: {unreadable}")
+            return
         started = time.perf_counter()
         try:
             async with asyncio.timeout(max(0.0, self._lease - _LEASE_MARGIN)):
-                await self._handlers[kind](job)
+                await handler.run(job)
         except GiveUp as exc:
             await self._give_up(claimed, str(exc))
         except RetryLater as exc:

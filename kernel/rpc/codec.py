@@ -156,6 +156,11 @@ def encode_event(method: bytes, seq: int, payload_json: bytes) -> bytes:
     )
 
 
+def encode_live(method: str, params_json: bytes) -> bytes:
+    """A notification whose params are already JSON (a live event's data)."""
+    return b'{"jsonrpc":"2.0","method":' + orjson.dumps(method) + b',"params":' + params_json + b"}"
+
+
 def encode_notification(method: str, params: dict[str, Any]) -> bytes:
     """A server-to-client notification outside the event log (no ``seq``)."""
     return orjson.dumps({"jsonrpc": "2.0", "method": method, "params": params})

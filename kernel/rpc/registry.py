@@ -19,6 +19,7 @@ from pydantic.alias_generators import to_camel
 from pydantic.json_schema import models_json_schema
 
 from kernel.errors import ALL_ERRORS, Forbidden, InvalidParams, Unauthenticated
+from kernel.events import EventSpec
 
 UserId = NewType("UserId", int)
 
@@ -149,18 +150,10 @@ class MethodSpec(Generic[P, R]):
             raise InvalidParams(f"invalid params: {summary}", fields=fields) from None
 
 
-@dataclass(frozen=True, slots=True)
-class EventSpec:
-    name: str
-    data: type[BaseModel]
-    summary: str
-    logged: bool  # from the event log: params {seq, data}; else the data is the params
-
-
 @dataclass
 class MethodRegistry:
     methods: dict[str, MethodSpec[Any, Any]] = field(default_factory=dict)
-    events: dict[str, EventSpec] = field(default_factory=dict)
+    events: dict[str, EventSpec[Any]] = field(default_factory=dict)
 
     def add(
         self,
@@ -188,10 +181,12 @@ class MethodRegistry:
             and not issubclass(params, IdempotentParams),
         )
 
-    def add_event(
-        self, name: str, data: type[BaseModel], summary: str, *, logged: bool = True
-    ) -> None:
-        self.events[name] = EventSpec(name, data, summary, logged)
+    def add_event(self, spec: EventSpec[Any]) -> None:
+        """Document ``spec`` (its name, model and summary) in the OpenRPC document."""
+        known = self.events.get(spec.name)
+        if known is not None and known is not spec:
+            raise ValueError(f"event {spec.name} declared twice")
+        self.events[spec.name] = spec
 
     def get(self, name: str) -> MethodSpec[Any, Any] | None:
         return self.methods.get(name)

@@ -26,19 +26,16 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Mapping
-from datetime import datetime, timedelta
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from datetime import timedelta
 
-import orjson
-
-from kernel.bus import Bus
 from kernel.clock import Clock
-from kernel.jobs import Job, JobQueue, RetryLater
-from kernel.jobs.worker import Handler
+from kernel.jobs import Job, JobQueue, RetryLater, Tick
 from kernel.push import PushNotice, PushPolicy
-from rtc_server.config import PushSettings
-from rtc_server.metrics import Metrics
+from rtc_server.push.jobs import PUSH_EVENT, PUSH_SEND, PushEvent, PushSend
+from rtc_server.push.metrics import PushMetrics
 from rtc_server.push.providers.base import Outcome, PushMessage, PushProvider, SendResult
+from rtc_server.push.settings import PushSettings
 from storage import jobs as job_store
 from storage import push as push_store
 from storage.database import Database
@@ -52,22 +49,19 @@ class PushDelivery:
         self,
         db: Database,
         queue: JobQueue,
-        bus: Bus,
+        online: Callable[[list[int]], Awaitable[set[int]]],
         providers: Mapping[str, PushProvider],
         settings: PushSettings,
         clock: Clock,
-        metrics: Metrics,
+        metrics: PushMetrics,
     ) -> None:
         self._db = db
         self.queue = queue
-        self._bus = bus
+        self._online = online  # Bus.online: who has a socket on any instance
         self.providers = dict(providers)
         self._settings = settings
         self._clock = clock
         self._metrics = metrics
-
-    def handlers(self) -> dict[str, Handler]:
-        return {"push.event": self.decide, "push.send": self.send, "push.prune": self.prune}
 
     # Publishing side: called by EventPublisher.
 
@@ -76,7 +70,7 @@ class PushDelivery:
         pushed after the ack wait rather than at once, never lost)."""
         users = list(user_ids)
         try:
-            return await self._bus.online(users)
+            return await self._online(users)
         except Exception:  # noqa: BLE001 - the bus's failures are its own to log
             return set(users)
 
@@ -85,12 +79,12 @@ class PushDelivery:
     ) -> list[job_store.NewJob]:
         """The ``push.event`` jobs of one published event."""
         wait = self._settings.ack_timeout if policy.wait_for_ack is None else policy.wait_for_ack
-        published = self._clock.now().isoformat()
+        published = self._clock.now()
         notice = policy.notice.to_json()
         return [
             self.queue.new(
-                "push.event",
-                {"u": user, "s": seq, "e": event, "n": notice, "t": published},
+                PUSH_EVENT,
+                PushEvent(user=user, seq=seq, event=event, notice=notice, published=published),
                 delay=0.0 if policy.immediate or user not in online else wait,
                 dedup_key=f"push:{user}:{seq}",
             )
@@ -110,9 +104,9 @@ class PushDelivery:
 
     # push.event: decide which devices get it.
 
-    async def decide(self, job: Job) -> None:
-        user, seq = int(job.payload["u"]), int(job.payload["s"])
-        notice = PushNotice.from_json(job.payload["n"])
+    async def decide(self, job: Job[PushEvent]) -> None:
+        user, seq = job.payload.user, job.payload.seq
+        notice = PushNotice.from_json(job.payload.notice)
         inputs = await push_store.decision_inputs(
             self._db, user, notice.category, list(self.providers)
         )
@@ -130,21 +124,22 @@ class PushDelivery:
             seq,
             inputs.device_ids,
             self._clock.now(),
-            send_payload=orjson.dumps(job.payload).decode(),
+            send_kind=PUSH_SEND.kind,
+            send_payload=PUSH_EVENT.encode(job.payload),
             max_attempts=self.queue.max_attempts,
         )
 
     # push.send: one device, one provider call.
 
-    async def send(self, job: Job) -> None:
+    async def send(self, job: Job[PushSend]) -> None:
         p = job.payload
-        user, seq, device_id = int(p["u"]), int(p["s"]), str(p["d"])
-        notice = PushNotice.from_json(p["n"])
+        user, seq, device_id = p.user, p.seq, p.device
+        notice = PushNotice.from_json(p.notice)
         now = self._clock.now()
         state = await push_store.pending_send(self._db, user, seq, device_id)
         if state.status != "pending":
             return  # sent, skipped or failed already: never twice
-        if now > datetime.fromisoformat(p["t"]) + timedelta(seconds=notice.ttl):
+        if now > p.published + timedelta(seconds=notice.ttl):
             await self._finish(user, seq, device_id, "failed", "expired")
             return
         if state.acked_seq >= seq:
@@ -156,7 +151,7 @@ class PushDelivery:
             await self._finish(user, seq, device_id, "skipped", "device_gone")
             return
         started = time.perf_counter()
-        result = await provider.send(device, PushMessage(user, seq, str(p["e"]), notice))
+        result = await provider.send(device, PushMessage(user, seq, p.event, notice))
         latency = time.perf_counter() - started
         self._metrics.push_attempts.labels(provider.name, result.outcome.value).inc()
         self._metrics.push_latency.labels(provider.name).observe(latency)
@@ -169,10 +164,10 @@ class PushDelivery:
             )
 
     async def _record(
-        self, job: Job, device: push_store.Device, result: SendResult, latency: float
+        self, job: Job[PushSend], device: push_store.Device, result: SendResult, latency: float
     ) -> bool:
         """Log the attempt and settle the delivery; True when the queue should retry."""
-        user, seq = int(job.payload["u"]), int(job.payload["s"])
+        user, seq = job.payload.user, job.payload.seq
         now = self._clock.now()
         finish = _settle(result)
         if finish is None and job.last_attempt:
@@ -219,7 +214,7 @@ class PushDelivery:
         )
         self._metrics.push_skipped.labels(reason).inc()
 
-    async def prune(self, job: Job) -> None:
+    async def prune(self, job: Job[Tick]) -> None:
         before = self._clock.now() - timedelta(days=self._settings.retention_days)
         removed = await push_store.prune(self._db, before)
         if removed:

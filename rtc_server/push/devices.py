@@ -19,7 +19,7 @@ from pydantic import Field, model_validator
 from kernel.clock import Clock
 from kernel.errors import InvalidParams, NotFound
 from kernel.rpc.registry import Access, Caller, MethodRegistry, Params, Result
-from rtc_server.config import PushSettings
+from rtc_server.push.settings import PushSettings
 from storage import push as push_store
 from storage.database import Database
 

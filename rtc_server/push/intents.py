@@ -14,13 +14,12 @@ once per device.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Mapping
 from typing import Any
 
-import orjson
-
 from kernel.clock import Clock
-from kernel.jobs import Job
+from kernel.events import PushedEvent
+from kernel.jobs import Job, Tick
 from kernel.push import PushPolicy
 from rtc_server.push.delivery import PushDelivery
 from storage import push as push_store
@@ -28,25 +27,24 @@ from storage.database import Database
 
 log = logging.getLogger("rtc.push")
 
-#: Builds the push of one event from its data (the event's JSON, decoded).
-Renderer = Callable[[dict[str, Any]], PushPolicy]
-
 # Intents handed over per transaction; a sweep runs as many as needed.
 _BATCH = 500
 
 
 class PushIntents:
-    def __init__(self, db: Database, delivery: PushDelivery, clock: Clock) -> None:
+    def __init__(
+        self,
+        db: Database,
+        delivery: PushDelivery,
+        clock: Clock,
+        pushed: Mapping[str, PushedEvent[Any]],
+    ) -> None:
         self._db = db
         self._delivery = delivery
         self._clock = clock
-        self.renderers: dict[str, Renderer] = {}
+        self._pushed = pushed  # how each event is pushed, by name (features declare it)
 
-    def render(self, event: str, renderer: Renderer) -> None:
-        """Push ``event``'s intents as ``renderer`` says (domain code registers these)."""
-        self.renderers[event] = renderer
-
-    async def run(self, job: Job) -> None:
+    async def run(self, job: Job[Tick]) -> None:
         """The ``push.intents`` job."""
         await self.sweep()
 
@@ -78,16 +76,16 @@ class PushIntents:
                 return handed
 
     def _policy(self, intent: push_store.Intent) -> PushPolicy | None:
-        renderer = self.renderers.get(intent.event)
-        if renderer is None or intent.payload is None:
+        pushed = self._pushed.get(intent.event)
+        if pushed is None or intent.payload is None:
             log.warning(
                 "push intent dropped",
                 extra={
                     "event": intent.event,
                     "user": intent.user_id,
                     "seq": intent.seq,
-                    "why": "no renderer" if renderer is None else "event pruned",
+                    "why": "no renderer" if pushed is None else "event pruned",
                 },
             )
             return None
-        return renderer(orjson.loads(intent.payload))
+        return pushed.policy(intent.payload)

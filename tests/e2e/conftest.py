@@ -19,7 +19,7 @@ import pytest
 from kernel.clock import FakeClock
 from rtc_server.app import App
 from rtc_server.client import RtcClient
-from rtc_server.config import Settings
+from rtc_server.features import Settings
 
 
 class CodeLog(logging.Handler):

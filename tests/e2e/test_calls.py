@@ -11,6 +11,7 @@ import orjson
 from kernel.clock import FakeClock
 from rtc_server.app import App
 from rtc_server.client import RtcClient
+from signalling.feature import CallsFeature
 
 from .admins import login_admin
 from .calls import Booked, booked, connected_call, ended, live_of, start, step
@@ -287,7 +288,7 @@ async def test_unanswered_calls_time_out_as_missed_told_to_both(
         call_id = (await start(b.customer, b.booking_id))["callId"]
         await next_of(b.provider, "call.incoming")
         clock.advance(29)
-        assert await app.calls.sweep() == 0  # 29 s: still ringing
+        assert await app.feature(CallsFeature).service.sweep() == 0  # 29 s: still ringing
         assert app.db is not None
         state = await app.db.fetchval("SELECT state FROM call_sessions WHERE id = $1", call_id)
         assert state == "ringing"
@@ -350,7 +351,7 @@ async def test_a_dropped_socket_resumes_within_the_grace_else_the_call_ends(
         resumed = await back.call("calls.resume", {"callId": call_id})
         assert resumed["call"]["state"] == "accepted" and resumed["policy"] == "open"
         clock.advance(10)  # past the first drop's grace: resumed, so nothing ends
-        await app.calls.sweep()
+        await app.feature(CallsFeature).service.sweep()
         state = await app.db.fetchval("SELECT state FROM call_sessions WHERE id = $1", call_id)
         assert state == "accepted"
         # Signals now go to the new socket.
@@ -401,13 +402,17 @@ async def test_a_party_with_no_socket_anywhere_starts_its_grace_without_a_record
         b = await booked(clients, app)
         call_id = await connected_call(b)
         assert app.db is not None
-        assert await app.calls.check_presence() == 0  # both parties are online
+        assert (
+            await app.feature(CallsFeature).service.check_presence() == 0
+        )  # both parties are online
         await b.customer.close()
         await wait_for(lambda: lost(app, call_id, "caller"))
         await app.db.execute(
             "UPDATE call_sessions SET caller_lost_at = NULL WHERE id = $1", call_id
         )
-        assert await app.calls.check_presence() == 1  # the caller; the callee is online
+        assert (
+            await app.feature(CallsFeature).service.check_presence() == 1
+        )  # the caller; the callee is online
         assert await lost(app, call_id, "caller") and not await lost(app, call_id, "callee")
         clock.advance(21)
         change = await ended(b.provider, call_id)

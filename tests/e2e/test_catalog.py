@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from api.catalog.feature import CatalogFeature
 from rtc_server.app import App
 from rtc_server.client import RpcCallError, RtcClient
 
@@ -58,10 +59,10 @@ async def test_pages_and_etag_not_modified(clients: Clients, app: App) -> None:
     assert len(first["services"]) == 10 and first["nextAfter"] is not None
     rest = await client.call("services.list", {"limit": 10, "after": first["nextAfter"]})
     assert len(rest["services"]) == 5 and rest["nextAfter"] is None
-    loads = app.catalog_cache.loads
+    loads = app.feature(CatalogFeature).cache.loads
     again = await client.call("services.list", {"limit": 10, "etag": first["etag"]})
     assert again == {"notModified": True}
-    assert app.catalog_cache.loads == loads  # served from memory
+    assert app.feature(CatalogFeature).cache.loads == loads  # served from memory
     # An etag names one answer: another query with it is answered in full.
     other = await client.call("services.list", {"limit": 10, "after": 1, "etag": first["etag"]})
     assert other["services"] and other["etag"] != first["etag"]
@@ -100,13 +101,13 @@ async def test_admin_change_invalidates_the_cache_and_the_etag(clients: Clients,
 async def test_catalog_changed_signal_drops_the_copy(app: App, clients: Clients) -> None:
     client = await clients.anonymous()
     await client.call("services.list")
-    loads = app.catalog_cache.loads
+    loads = app.feature(CatalogFeature).cache.loads
     await client.call("services.list")
-    assert app.catalog_cache.loads == loads
+    assert app.feature(CatalogFeature).cache.loads == loads
     # What another instance's admin change sends to this one.
     await app.signals.publish("catalog.changed", {"version": 99})
     await client.call("services.list")
-    assert app.catalog_cache.loads == loads + 1
+    assert app.feature(CatalogFeature).cache.loads == loads + 1
 
 
 async def test_second_instance_sees_the_change_by_version_not_by_signal(
@@ -126,7 +127,7 @@ async def test_second_instance_sees_the_change_by_version_not_by_signal(
         await admin.call("admin.services.create", new_service())
         stale = await reader.call("services.list", {"etag": before["etag"]})
         assert stale == {"notModified": True}
-        other.catalog_cache.invalidate()  # what the Redis bus would deliver
+        other.feature(CatalogFeature).cache.invalidate()  # what the Redis bus would deliver
         fresh = await reader.call("services.list", {"etag": before["etag"]})
         assert len(fresh["services"]) == 16
     finally:

@@ -28,6 +28,7 @@ from rtc_server.metrics import Metrics
 from rtc_server.scaleout.local_redis import RedisServer
 from rtc_server.scaleout.redis_bus import RedisBus
 from storage.database import Database, PoolSettings
+from tests.events import Loose, loose
 
 from .processes import ServerProcess, clean_env, login, start_server, stop_server
 
@@ -94,7 +95,7 @@ class Publisher:
         return cls(db, bus)
 
     async def publish(self, users: list[int], data: dict[str, Any]) -> None:
-        seqs = await self.events.publish_many(users, "test.event", data)
+        seqs = await self.events.publish_many(users, loose("test.event"), Loose.of(data))
         for user, seq in seqs.items():
             self.sent.setdefault(user, {})[seq] = data
 

@@ -11,6 +11,7 @@ from rtc_server.app import App
 from rtc_server.client import RtcClient
 from storage import events as event_log
 from storage.errors import StorageError
+from tests.events import Loose, loose
 
 from .conftest import AppFactory, Clients
 
@@ -32,7 +33,9 @@ async def test_published_event_reaches_every_device_of_the_user(app: App, client
     clients.opened.append(second)
     await second.authenticate(tokens["accessToken"])
     user_id = tokens["user"]["id"]
-    seq = await app.publisher.publish(user_id, "booking.offered", {"bookingId": 42})
+    seq = await app.publisher.publish(
+        user_id, loose("booking.offered"), Loose.of({"bookingId": 42})
+    )
     for device in (first, second):
         event = await device.next_event()
         assert (event.method, event.seq, event.data) == ("booking.offered", seq, {"bookingId": 42})
@@ -42,7 +45,7 @@ async def test_ack_is_cumulative_and_never_goes_back(app: App, clients: Clients)
     client, tokens = await clients.login()
     user_id = tokens["user"]["id"]
     for n in range(3):
-        await app.publisher.publish(user_id, "notification.created", {"n": n})
+        await app.publisher.publish(user_id, loose("notification.created"), Loose.of({"n": n}))
     await collect(client, 3)
     assert (await client.ack(2))["ackedSeq"] == 2
     assert (await client.ack(1))["ackedSeq"] == 2
@@ -52,16 +55,16 @@ async def test_ack_is_cumulative_and_never_goes_back(app: App, clients: Clients)
 async def test_reconnect_replays_missed_events_in_order(app: App, clients: Clients) -> None:
     client, tokens = await clients.login()
     user_id = tokens["user"]["id"]
-    await app.publisher.publish(user_id, "e", {"n": 1})
+    await app.publisher.publish(user_id, loose("e"), Loose.of({"n": 1}))
     assert await collect(client, 1) == [1]
     await client.close()  # the network drops
     for n in range(2, 6):
-        await app.publisher.publish(user_id, "e", {"n": n})
+        await app.publisher.publish(user_id, loose("e"), Loose.of({"n": n}))
     resumed = await client.reconnect()
     clients.opened.append(resumed)
     assert await collect(resumed, 4) == [2, 3, 4, 5]
     assert [e.data["n"] for e in resumed.received if e.seq] == [2, 3, 4, 5]
-    await app.publisher.publish(user_id, "e", {"n": 6})
+    await app.publisher.publish(user_id, loose("e"), Loose.of({"n": 6}))
     assert await collect(resumed, 1) == [6]
 
 
@@ -71,7 +74,7 @@ async def test_without_last_seq_a_new_socket_resumes_after_the_last_ack(
     client, tokens = await clients.login()
     user_id = tokens["user"]["id"]
     for n in range(4):
-        await app.publisher.publish(user_id, "e", {"n": n})
+        await app.publisher.publish(user_id, loose("e"), Loose.of({"n": n}))
     await collect(client, 4)
     await client.ack(2)
     fresh = await clients.anonymous()
@@ -90,7 +93,7 @@ async def test_resume_under_concurrent_publishing_loses_and_repeats_nothing(
 
     async def publisher() -> None:
         for n in range(total):
-            published.append(await app.publisher.publish(user_id, "e", {"n": n}))
+            published.append(await app.publisher.publish(user_id, loose("e"), Loose.of({"n": n})))
             if n % 10 == 0:
                 await asyncio.sleep(0)
 
@@ -118,7 +121,7 @@ async def test_resume_under_concurrent_publishing_loses_and_repeats_nothing(
 async def test_publish_many_is_one_write_for_all_recipients(app: App, clients: Clients) -> None:
     logged_in = [await clients.login() for _ in range(5)]
     users = [tokens["user"]["id"] for _, tokens in logged_in]
-    seqs = await app.publisher.publish_many(users, "catalog.changed", {"v": 2})
+    seqs = await app.publisher.publish_many(users, loose("catalog.changed"), Loose.of({"v": 2}))
     assert sorted(seqs) == sorted(users)
     for client, tokens in logged_in:
         event = await client.next_event()
@@ -129,7 +132,7 @@ async def test_pruned_log_answers_not_recovered(app: App, clients: Clients) -> N
     client, tokens = await clients.login()
     user_id = tokens["user"]["id"]
     for n in range(30):
-        await app.publisher.publish(user_id, "e", {"n": n})
+        await app.publisher.publish(user_id, loose("e"), Loose.of({"n": n}))
     await collect(client, 30)
     assert app.db is not None
     removed = await event_log.prune(app.db, max_age_seconds=3600, max_per_user=10)
@@ -154,7 +157,7 @@ async def test_header_auth_resumes_from_the_last_seq_header(app: App, clients: C
     _, tokens = await clients.login()
     user_id = tokens["user"]["id"]
     for n in range(5):
-        await app.publisher.publish(user_id, "e", {"n": n})
+        await app.publisher.publish(user_id, loose("e"), Loose.of({"n": n}))
     client = await RtcClient.connect(
         f"ws://127.0.0.1:{app.sockets.port}/ws", access_token=tokens["accessToken"], last_seq=3
     )
@@ -169,11 +172,11 @@ async def test_events_survive_a_server_restart(make_app: AppFactory, code_log: o
     opened = Clients(first, code_log)  # type: ignore[arg-type]
     client, tokens = await opened.login()
     user_id = tokens["user"]["id"]
-    await first.publisher.publish(user_id, "e", {"n": 1})
+    await first.publisher.publish(user_id, loose("e"), Loose.of({"n": 1}))
     await collect(client, 1)
     await first.stop()
     second = await make_app()
-    await second.publisher.publish(user_id, "e", {"n": 2})
+    await second.publisher.publish(user_id, loose("e"), Loose.of({"n": 2}))
     resumed = await RtcClient.connect(f"ws://127.0.0.1:{second.sockets.port}/ws")
     await resumed.authenticate(tokens["accessToken"], last_seq=1)
     assert await collect(resumed, 1) == [2]
@@ -195,7 +198,9 @@ async def test_fan_out_in_chunks_reaches_everyone_once(
     make_app: AppFactory, code_log: object
 ) -> None:
     app, opened, logged_in, users = await five_users_in_chunks_of_two(make_app, code_log)
-    seqs = await app.publisher.publish_many(users + users[:2], "catalog.changed", {"v": 3})
+    seqs = await app.publisher.publish_many(
+        users + users[:2], loose("catalog.changed"), Loose.of({"v": 3})
+    )
     assert sorted(seqs) == sorted(users)
     for client, tokens in logged_in:
         event = await client.next_event()
@@ -214,7 +219,9 @@ async def test_fan_out_whose_write_fails_mid_way_tells_the_caller(
     app, opened, logged_in, users = await five_users_in_chunks_of_two(make_app, code_log)
     missing = max(users) + 1_000_000  # no such user: its chunk (the third) fails
     with pytest.raises(StorageError):
-        await app.publisher.publish_many([*users, missing], "catalog.changed", {"v": 4})
+        await app.publisher.publish_many(
+            [*users, missing], loose("catalog.changed"), Loose.of({"v": 4})
+        )
     for client, _ in logged_in[:4]:
         event = await client.next_event()
         assert event.data == {"v": 4}
@@ -233,7 +240,7 @@ async def test_fan_out_whose_write_fails_mid_way_tells_the_caller(
 async def test_deleting_a_user_deletes_their_events(app: App, clients: Clients) -> None:
     _, tokens = await clients.login()
     user_id = tokens["user"]["id"]
-    await app.publisher.publish(user_id, "e", {"n": 1})
+    await app.publisher.publish(user_id, loose("e"), Loose.of({"n": 1}))
     assert app.db is not None
     await app.db.execute("DELETE FROM users WHERE id = $1", user_id)
     assert (

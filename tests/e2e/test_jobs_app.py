@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from rtc_server.app import App
+from kernel.jobs import Tick
+from rtc_server.app import PRUNE_JOBS, App
 
 
 async def test_the_servers_worker_runs_enqueued_jobs_and_its_periodic_ticks(app: App) -> None:
@@ -14,7 +15,7 @@ async def test_the_servers_worker_runs_enqueued_jobs_and_its_periodic_ticks(app:
     async with asyncio.timeout(10):
         while await app.db.fetchval("SELECT count(*) FROM job_ticks") == 0:
             await asyncio.sleep(0.01)
-    job_id = await app.jobs.enqueue("jobs.prune")
+    job_id = await app.jobs.enqueue(PRUNE_JOBS, Tick())
     assert job_id is not None
     async with asyncio.timeout(10):
         while await app.db.fetchval("SELECT count(*) FROM jobs") > 0:

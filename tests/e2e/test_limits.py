@@ -15,6 +15,7 @@ from kernel.errors import CloseCode
 from kernel.rpc.registry import Access, Caller, Empty, Result
 from rtc_server.app import App
 from rtc_server.client import RpcCallError, RtcClient
+from tests.events import Loose, loose
 
 from .conftest import AppFactory, Clients, CodeLog, ws_url
 
@@ -171,7 +172,7 @@ async def test_slow_consumer_is_closed_not_buffered(
     big = {"blob": "x" * 8000}
     async with asyncio.timeout(20):
         while app.metrics.send_drops._value.get() == drops_before:
-            await app.publisher.publish(user_id, "bulk", big)
+            await app.publisher.publish(user_id, loose("bulk"), Loose.of(big))
     writer.close()
     await logins.close()
 

@@ -15,6 +15,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from kernel.clock import FakeClock
 from kernel.push import PushNotice, PushPolicy
 from rtc_server.app import App
+from rtc_server.push.feature import PushFeature
+from tests.events import Loose, loose
 from tests.fakes.fcm import FakeFcm
 from tests.fakes.webpush import FakeWebPush, b64url
 
@@ -79,7 +81,7 @@ async def test_a_closed_app_is_pushed_once_and_an_acknowledging_one_is_not(
             await asyncio.sleep(0.01)
 
     await push_app.publisher.publish_many(
-        [online_user, closed_user], "booking.offered", {"bookingId": 7}, push=OFFER
+        [online_user, closed_user], loose("booking.offered"), Loose.of({"bookingId": 7}), push=OFFER
     )
     async with asyncio.timeout(10):
         await fcm.delivered.wait()  # the closed app, at once
@@ -91,8 +93,18 @@ async def test_a_closed_app_is_pushed_once_and_an_acknowledging_one_is_not(
     push_app.worker.wake()
     await jobs_drained(push_app)
     assert [m["token"] for m in fcm.messages] == ["fcm-closed"]
-    assert push_app.metrics.push_attempts.labels("fcm", "sent")._value.get() == 1
-    assert push_app.metrics.push_skipped.labels("acknowledged")._value.get() == 1
+    assert (
+        push_app.metrics.registry.get_sample_value(
+            "rtc_push_attempts_total", {"provider": "fcm", "outcome": "sent"}
+        )
+        == 1
+    )
+    assert (
+        push_app.metrics.registry.get_sample_value(
+            "rtc_push_skipped_total", {"reason": "acknowledged"}
+        )
+        == 1
+    )
 
 
 # --- Booking offers: push intents written by bookings.create ----------------------------
@@ -109,7 +121,7 @@ async def offer_market(app: App, clients: Clients) -> Market:
 async def settle(app: App) -> None:
     """Hand the offers' push intents over (the periodic push.intents job, run now) and
     let the worker finish every due push job (running ones included)."""
-    await app.push_intents.sweep()
+    await app.feature(PushFeature).intents.sweep()
     assert app.worker is not None
     app.worker.wake()
     await jobs_due_drained(app)
@@ -137,7 +149,12 @@ async def test_an_acknowledged_offer_is_not_pushed(
     clock.advance(30.0)  # bookings.offer_push_after
     await settle(push_app)
     assert fcm.messages == []
-    assert push_app.metrics.push_skipped.labels("acknowledged")._value.get() == 1
+    assert (
+        push_app.metrics.registry.get_sample_value(
+            "rtc_push_skipped_total", {"reason": "acknowledged"}
+        )
+        == 1
+    )
 
 
 async def test_an_unacknowledged_offer_is_pushed_once_after_the_delay(
@@ -219,7 +236,9 @@ async def test_a_browser_subscribes_with_the_servers_vapid_key_and_gets_pushes(
         async with asyncio.timeout(5):
             while await app.bus.online([user]):
                 await asyncio.sleep(0.01)
-        await app.publisher.publish(user, "booking.offered", {"bookingId": 7}, push=OFFER)
+        await app.publisher.publish(
+            user, loose("booking.offered"), Loose.of({"bookingId": 7}), push=OFFER
+        )
         async with asyncio.timeout(10):
             await service.delivered.wait()
         assert service.received[0].payload["title"] == "New job"

@@ -22,6 +22,7 @@ import pytest
 
 from kernel.clock import FakeClock
 from recordings import host as host_module
+from recordings.feature import RecordingsFeature
 from recordings.media import LEGS
 from recordings.store import LocalStore, file_key
 from rtc_server.client import RpcCallError, RtcClient
@@ -76,7 +77,7 @@ async def recorded_call(
             await asyncio.gather(caller.tone.done.wait(), callee.tone.done.wait())
         # Hang up once the media host (the customer's instance, where the call
         # started) has every packet each party sent.
-        host = b.m.app.media
+        host = b.m.app.feature(RecordingsFeature).media
         async with asyncio.timeout(5):
             while True:
                 got = host.packets(call_id)
@@ -167,11 +168,15 @@ async def test_a_recorded_call_forwards_both_ways_and_records_each_leg_completel
         assert spectrum[np.abs(freqs - hz) < 5].max() > 0.5 * spectrum.max()
 
     # The operator's counters saw the call's packets.
-    packets = app.metrics.recording_packets
-    received = packets.labels("received")._value.get()
-    assert received >= 2 * PACKETS
-    assert packets.labels("forwarded")._value.get() >= 2 * PACKETS - 10
-    assert packets.labels("lost")._value.get() == packets.labels("dropped")._value.get() == 0
+    def packets(outcome: str) -> float:
+        value = app.metrics.registry.get_sample_value(
+            "rtc_recording_packets_total", {"outcome": outcome}
+        )
+        return value or 0.0
+
+    assert packets("received") >= 2 * PACKETS
+    assert packets("forwarded") >= 2 * PACKETS - 10
+    assert packets("lost") == packets("dropped") == 0
 
     # Admins see the trail: the call's events end with recording.ready.
     admin, _ = await login_admin(clients)
@@ -254,13 +259,13 @@ async def test_links_are_signed_expire_and_serve_ranges_and_retention_deletes(
     assert len(list((app.settings.data_dir / "recordings").glob("**/*.ogg"))) == 3
     clock.advance(31 * 86400)
     fresh = await admin.call("recordings.link", {"recordingId": recording_id, "leg": "callee"})
-    assert await app.recordings.enforce_retention() == 1
+    assert await app.feature(RecordingsFeature).service.enforce_retention() == 1
     status, _, _ = await download(fresh["url"])
     assert status == 410
     got = await admin.call("recordings.get", {"recordingId": recording_id})
     assert got["state"] == "deleted"
     assert not list((app.settings.data_dir / "recordings").glob("**/*.ogg"))
-    assert await app.recordings.enforce_retention() == 0
+    assert await app.feature(RecordingsFeature).service.enforce_retention() == 0
 
 
 async def test_recorded_calls_are_capped_per_instance_and_can_be_switched_off(
@@ -368,7 +373,8 @@ async def test_a_full_disk_ends_the_recording_of_a_leg_not_the_call(
     clients: Clients, make_app: AppFactory, tmp_path: Path
 ) -> None:
     app = await make_app(recordings=PARTIES)
-    app.media.store = app.recordings.store = DevFullStore(app.recording_store.root)
+    recordings = app.feature(RecordingsFeature)
+    recordings.media.store = recordings.service.store = DevFullStore(recordings.store.root)
     clients.app = app
     b = await booked(clients, app)
     call_id, caller, callee = await recorded_call(b, packets=SHORT)
@@ -405,7 +411,10 @@ async def test_a_recorded_call_across_instances_has_its_media_where_it_started(
     assert abs(dominant_frequency(callee.heard()) - CALLER_HZ) < 10
     ready = await next_of(on_b, "recording.ready", timeout=10)
     assert ready["callId"] == call_id
-    assert a.app.media.hosted == 0 and b.app.media.hosted == 0
+    assert (
+        a.app.feature(RecordingsFeature).media.hosted == 0
+        and b.app.feature(RecordingsFeature).media.hosted == 0
+    )
     # The media was on A, where the call started (B's answer crossed the bus).
     assert a.app.db is not None
     instance = await a.app.db.fetchval(
@@ -422,9 +431,12 @@ async def test_recording_rows_wait_out_a_database_outage_and_no_file_outlives_re
     marked failed, and whose files retention still finds and removes."""
     app = await make_app(recordings={"retention_days": 30})
     clients.app = app
-    assert app.media is not None and app.recordings is not None
-    app.media.finish_retry_delays = (0.01, 0.01)
-    store = app.recordings.store
+    assert (
+        app.feature(RecordingsFeature).media is not None
+        and app.feature(RecordingsFeature).service is not None
+    )
+    app.feature(RecordingsFeature).media.finish_retry_delays = (0.01, 0.01)
+    store = app.feature(RecordingsFeature).service.store
     real_finish = host_module.store_rows.finish
     outage = {"attempts": 0, "failing": 2}
 
@@ -459,10 +471,10 @@ async def test_recording_rows_wait_out_a_database_outage_and_no_file_outlives_re
     # The database stays away past every retry: the files are stored, no rows say so.
     # (No event says so either: the operator's counter does.)
     outage.update(attempts=0, failing=1_000)
-    failures = app.metrics.recording_failures._value.get()
+    failures = app.metrics.registry.get_sample_value("rtc_recording_failures_total")
     second_call, _, _ = await recorded_call(b, packets=SHORT)
     async with asyncio.timeout(10):
-        while app.metrics.recording_failures._value.get() == failures:
+        while app.metrics.registry.get_sample_value("rtc_recording_failures_total") == failures:
             await asyncio.sleep(0.02)
     assert outage["attempts"] == 3
     second = await recording_of(second_call)
@@ -474,10 +486,10 @@ async def test_recording_rows_wait_out_a_database_outage_and_no_file_outlives_re
     # Retention marks it failed once its call has been over for a while; at the end of
     # retention the files of both recordings go, the orphans included.
     clock.advance(11 * 60)
-    assert await app.recordings.enforce_retention() == 0
+    assert await app.feature(RecordingsFeature).service.enforce_retention() == 0
     got = await admin.call("recordings.get", {"recordingId": second["recordingId"]})
     assert got["state"] == "failed"
     assert all(path is not None and path.exists() for path in orphans)
     clock.advance(31 * 86400)
-    assert await app.recordings.enforce_retention() == 2
+    assert await app.feature(RecordingsFeature).service.enforce_retention() == 2
     assert not list((app.settings.data_dir / "recordings").glob("**/*.ogg"))

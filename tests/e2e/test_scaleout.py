@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 
 from rtc_server.app import App
+from tests.events import Loose, loose
 
 from .admins import login_admin
 from .conftest import AppFactory, Clients, Cluster, CodeLog, device, ws_url
@@ -30,8 +31,8 @@ async def test_events_published_on_one_instance_reach_sockets_on_the_others(
     user, other_user = tokens["user"]["id"], other_tokens["user"]["id"]
 
     async def publish(n: int) -> None:
-        await a.app.publisher.publish(user, "e", {"n": n})
-        await a.app.publisher.publish_many([user, other_user], "both", {"n": n})
+        await a.app.publisher.publish(user, loose("e"), Loose.of({"n": n}))
+        await a.app.publisher.publish_many([user, other_user], loose("both"), Loose.of({"n": n}))
 
     await asyncio.gather(*(publish(n) for n in range(50)))
     for client in (phone_b, on_c):
@@ -41,7 +42,7 @@ async def test_events_published_on_one_instance_reach_sockets_on_the_others(
     # Targeted: events only for the user on C never reach B.
     before = received(b.app)
     for n in range(10):
-        await a.app.publisher.publish(other_user, "e", {"n": n})
+        await a.app.publisher.publish(other_user, loose("e"), Loose.of({"n": n}))
     assert await collect(other, 10) == list(range(51, 61))
     assert received(b.app) == before
 
@@ -57,15 +58,15 @@ async def test_a_client_resumes_on_another_instance_with_nothing_lost(cluster: C
     client, tokens = await b.login()
     user = tokens["user"]["id"]
     for n in range(3):
-        await a.app.publisher.publish(user, "e", {"n": n})
+        await a.app.publisher.publish(user, loose("e"), Loose.of({"n": n}))
     assert await collect(client, 3) == [1, 2, 3]
     await client.close()  # B's socket drops
     for n in range(3, 8):
-        await a.app.publisher.publish(user, "e", {"n": n})
+        await a.app.publisher.publish(user, loose("e"), Loose.of({"n": n}))
     resumed = await client.reconnect(ws_url(c.app))
     c.opened.append(resumed)
     publishing = asyncio.gather(
-        *(a.app.publisher.publish(user, "e", {"n": n}) for n in range(8, 20))
+        *(a.app.publisher.publish(user, loose("e"), Loose.of({"n": n})) for n in range(8, 20))
     )
     assert await collect(resumed, 17) == list(range(4, 21))
     await publishing
@@ -126,7 +127,7 @@ async def test_an_instance_starts_and_serves_its_own_sockets_without_redis(
     try:
         assert not app.bus.healthy
         client, tokens = await clients.login()
-        await app.publisher.publish(tokens["user"]["id"], "e", {"n": 1})
+        await app.publisher.publish(tokens["user"]["id"], loose("e"), Loose.of({"n": 1}))
         assert await collect(client, 1) == [1]
         # Degraded, not unready: the load balancer keeps sending sockets here.
         async with aiohttp.ClientSession() as http:

@@ -9,13 +9,15 @@ from dataclasses import dataclass
 
 from kernel.bus import InProcessBus
 from kernel.clock import FakeClock
-from kernel.jobs import JobQueue, Worker
+from kernel.jobs import JobHandler, JobQueue, Worker, handlers
 from kernel.publisher import EventPublisher
 from kernel.push import PushNotice, PushPolicy
-from rtc_server.config import PushSettings
 from rtc_server.metrics import Metrics
 from rtc_server.push.delivery import PushDelivery
+from rtc_server.push.jobs import PUSH_EVENT, PUSH_SEND
+from rtc_server.push.metrics import PushMetrics
 from rtc_server.push.providers.base import PushProvider
+from rtc_server.push.settings import PushSettings
 from storage import Database
 from storage import push as push_store
 
@@ -59,12 +61,18 @@ class PushEnv:
         metrics = Metrics()
         queue = JobQueue(db, clock, max_attempts=5)
         delivery = PushDelivery(
-            db, queue, bus, providers, settings or PushSettings(), clock, metrics
+            db,
+            queue,
+            bus.online,
+            providers,
+            settings or PushSettings(),
+            clock,
+            PushMetrics(metrics.registry),
         )
         publisher = EventPublisher(db, bus, metrics, push=delivery)
         worker = Worker(
             db,
-            delivery.handlers(),
+            handlers(JobHandler(PUSH_EVENT, delivery.decide), JobHandler(PUSH_SEND, delivery.send)),
             clock,
             metrics,
             rng=random.Random(3),

@@ -16,16 +16,32 @@ from kernel.jobs import (
     Backoff,
     GiveUp,
     Job,
+    JobHandler,
+    JobPayload,
     JobQueue,
+    JobSpec,
     Periodic,
     PeriodicJobs,
     RetryLater,
+    Tick,
     Worker,
 )
-from kernel.jobs.worker import Handler
 from rtc_server.metrics import Metrics
 from storage import Database, PoolSettings
 from storage import jobs as job_store
+
+
+class Data(JobPayload):
+    name: str | None = None
+    n: int | None = None
+
+
+Handler = Callable[[Job[Data]], Awaitable[None]]
+
+
+def spec(kind: str) -> JobSpec[Data]:
+    """The test's kinds of job all carry :class:`Data`."""
+    return JobSpec(kind, Data)
 
 
 async def wait_until(condition: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
@@ -47,7 +63,8 @@ def queue(db: Database, clock: FakeClock) -> JobQueue:
 def make_worker(
     db: Database, clock: FakeClock, handlers: dict[str, Handler], **options: object
 ) -> Worker:
-    return Worker(db, handlers, clock, Metrics(), rng=random.Random(7), **options)  # type: ignore[arg-type]
+    by_kind = {kind: JobHandler(spec(kind), run) for kind, run in handlers.items()}
+    return Worker(db, by_kind, clock, Metrics(), rng=random.Random(7), **options)  # type: ignore[arg-type]
 
 
 async def job_row(db: Database, job_id: int) -> dict[str, object] | None:
@@ -58,15 +75,15 @@ async def job_row(db: Database, job_id: int) -> dict[str, object] | None:
 async def test_a_job_runs_with_its_payload_and_is_deleted(
     db: Database, clock: FakeClock, queue: JobQueue
 ) -> None:
-    seen: list[Job] = []
+    seen: list[Job[Data]] = []
 
-    async def handler(job: Job) -> None:
+    async def handler(job: Job[Data]) -> None:
         seen.append(job)
 
-    job_id = await queue.enqueue("greet", {"name": "Asha"})
+    job_id = await queue.enqueue(spec("greet"), Data(name="Asha"))
     assert job_id is not None
     assert await make_worker(db, clock, {"greet": handler}).run_due() == 1
-    assert [(j.kind, j.payload, j.attempt) for j in seen] == [("greet", {"name": "Asha"}, 1)]
+    assert [(j.kind, j.payload, j.attempt) for j in seen] == [("greet", Data(name="Asha"), 1)]
     assert await job_row(db, job_id) is None
 
 
@@ -78,10 +95,10 @@ async def test_a_job_commits_and_rolls_back_with_the_callers_transaction(
 
     with pytest.raises(Boom):
         async with db.transaction() as conn:
-            await queue.enqueue("greet", conn=conn, dedup_key="rolled-back")
+            await queue.enqueue(spec("greet"), Data(), conn=conn, dedup_key="rolled-back")
             raise Boom
     async with db.transaction() as conn:
-        await queue.enqueue("greet", conn=conn, dedup_key="committed")
+        await queue.enqueue(spec("greet"), Data(), conn=conn, dedup_key="committed")
     keys = await db.fetch("SELECT dedup_key FROM jobs")
     assert [r["dedup_key"] for r in keys] == ["committed"]
 
@@ -89,11 +106,14 @@ async def test_a_job_commits_and_rolls_back_with_the_callers_transaction(
 async def test_a_dedup_key_is_enqueued_once_while_its_job_exists(
     db: Database, clock: FakeClock, queue: JobQueue
 ) -> None:
-    first = await queue.enqueue("greet", dedup_key="push:1:7")
+    first = await queue.enqueue(spec("greet"), Data(), dedup_key="push:1:7")
     assert first is not None
-    assert await queue.enqueue("greet", dedup_key="push:1:7") is None
+    assert await queue.enqueue(spec("greet"), Data(), dedup_key="push:1:7") is None
     ids = await queue.enqueue_many(
-        [queue.new("greet", dedup_key="push:1:7"), queue.new("greet", dedup_key="push:1:8")]
+        [
+            queue.new(spec("greet"), Data(), dedup_key="push:1:7"),
+            queue.new(spec("greet"), Data(), dedup_key="push:1:8"),
+        ]
     )
     assert len(ids) == 1 and ids[0] != first
     assert await db.fetchval("SELECT count(*) FROM jobs") == 2
@@ -104,10 +124,10 @@ async def test_a_job_is_not_run_before_its_time(
 ) -> None:
     ran: list[int] = []
 
-    async def handler(job: Job) -> None:
+    async def handler(job: Job[Data]) -> None:
         ran.append(job.id)
 
-    await queue.enqueue("later", delay=10.0)
+    await queue.enqueue(spec("later"), Data(), delay=10.0)
     worker = make_worker(db, clock, {"later": handler})
     assert await worker.run_due() == 0
     clock.advance(10.0)
@@ -122,9 +142,9 @@ async def test_several_workers_run_every_job_exactly_once(db_dsn: str, clock: Fa
     by_worker: Counter[str] = Counter()
 
     def handler_for(name: str) -> Handler:
-        async def handler(job: Job) -> None:
+        async def handler(job: Job[Data]) -> None:
             await asyncio.sleep(0)  # let the others claim meanwhile
-            runs[job.payload["n"]] += 1
+            runs[job.payload.n or 0] += 1
             by_worker[name] += 1
 
         return handler
@@ -140,7 +160,7 @@ async def test_several_workers_run_every_job_exactly_once(db_dsn: str, clock: Fa
         queue = JobQueue(pools[0], clock)
         for start in range(0, 300, 50):
             await queue.enqueue_many(
-                [queue.new("count", {"n": n}) for n in range(start, start + 50)]
+                [queue.new(spec("count"), Data(n=n)) for n in range(start, start + 50)]
             )
 
         async def all_done() -> bool:
@@ -162,7 +182,7 @@ async def test_notify_wakes_an_idle_worker_long_before_its_poll(
 ) -> None:
     done = asyncio.Event()
 
-    async def handler(job: Job) -> None:
+    async def handler(job: Job[Data]) -> None:
         done.set()
 
     worker = make_worker(db, clock, {"ping": handler}, poll_interval=60.0)
@@ -170,7 +190,7 @@ async def test_notify_wakes_an_idle_worker_long_before_its_poll(
     try:
         await worker.listening.wait()
         await worker.run_due()  # nothing: the loop is idle and waits up to 60 s
-        await queue.enqueue("ping")
+        await queue.enqueue(spec("ping"), Data())
         async with asyncio.timeout(5):
             await done.wait()
     finally:
@@ -182,10 +202,10 @@ async def test_a_crashed_workers_job_is_retried_once_its_lease_ends(
 ) -> None:
     ran: list[int] = []
 
-    async def handler(job: Job) -> None:
+    async def handler(job: Job[Data]) -> None:
         ran.append(job.attempt)
 
-    job_id = await queue.enqueue("send")
+    job_id = await queue.enqueue(spec("send"), Data())
     # A worker claims it, then dies before finishing (nothing recorded).
     [claimed] = await job_store.claim(db, "dead", 10, clock.now(), timedelta(seconds=60))
     assert claimed.id == job_id and claimed.attempt == 1
@@ -203,7 +223,7 @@ async def test_a_crashed_workers_job_is_retried_once_its_lease_ends(
 async def test_a_late_outcome_of_an_expired_lease_is_ignored(
     db: Database, clock: FakeClock, queue: JobQueue
 ) -> None:
-    job_id = await queue.enqueue("send")
+    job_id = await queue.enqueue(spec("send"), Data())
     assert job_id is not None
     [first] = await job_store.claim(db, "slow", 10, clock.now(), timedelta(seconds=5))
     clock.advance(6.0)
@@ -219,11 +239,11 @@ async def test_failures_back_off_exponentially_then_the_job_fails_for_good(
 ) -> None:
     attempts: list[int] = []
 
-    async def flaky(job: Job) -> None:
+    async def flaky(job: Job[Data]) -> None:
         attempts.append(job.attempt)
         raise RuntimeError("provider down")
 
-    job_id = await queue.enqueue("flaky", max_attempts=3)
+    job_id = await queue.enqueue(spec("flaky"), Data(), max_attempts=3)
     assert job_id is not None
     worker = make_worker(db, clock, {"flaky": flaky}, backoff=Backoff(base=10.0, cap=3600.0))
     for attempt, (low, high) in [(1, (5.0, 10.0)), (2, (10.0, 20.0))]:
@@ -248,14 +268,14 @@ async def test_failures_back_off_exponentially_then_the_job_fails_for_good(
 async def test_retry_later_honours_the_handlers_delay_and_give_up_stops_at_once(
     db: Database, clock: FakeClock, queue: JobQueue
 ) -> None:
-    async def throttled(job: Job) -> None:
+    async def throttled(job: Job[Data]) -> None:
         raise RetryLater("429", after=30.0)
 
-    async def hopeless(job: Job) -> None:
+    async def hopeless(job: Job[Data]) -> None:
         raise GiveUp("token unregistered")
 
-    throttled_id = await queue.enqueue("throttled")
-    hopeless_id = await queue.enqueue("hopeless", max_attempts=10)
+    throttled_id = await queue.enqueue(spec("throttled"), Data())
+    hopeless_id = await queue.enqueue(spec("hopeless"), Data(), max_attempts=10)
     worker = make_worker(db, clock, {"throttled": throttled, "hopeless": hopeless})
     start = clock.now()
     assert await worker.run_due() == 2
@@ -271,10 +291,10 @@ async def test_a_lease_that_ends_on_the_last_attempt_fails_the_job(
 ) -> None:
     ran: list[int] = []
 
-    async def handler(job: Job) -> None:
+    async def handler(job: Job[Data]) -> None:
         ran.append(job.attempt)
 
-    job_id = await queue.enqueue("send", max_attempts=1)
+    job_id = await queue.enqueue(spec("send"), Data(), max_attempts=1)
     await job_store.claim(db, "dead", 10, clock.now(), timedelta(seconds=60))
     clock.advance(61.0)
     assert await make_worker(db, clock, {"send": handler}).run_due() == 1
@@ -287,14 +307,14 @@ async def test_a_handler_that_outlives_its_lease_is_cancelled_and_retried(
 ) -> None:
     cancelled = asyncio.Event()
 
-    async def stuck(job: Job) -> None:
+    async def stuck(job: Job[Data]) -> None:
         try:
             await asyncio.Event().wait()
         except asyncio.CancelledError:
             cancelled.set()
             raise
 
-    job_id = await queue.enqueue("stuck")
+    job_id = await queue.enqueue(spec("stuck"), Data())
     assert await make_worker(db, clock, {"stuck": stuck}, lease=0.3).run_due() == 1
     row = await job_row(db, job_id)  # type: ignore[arg-type]
     assert cancelled.is_set()
@@ -304,11 +324,11 @@ async def test_a_handler_that_outlives_its_lease_is_cancelled_and_retried(
 async def test_a_worker_claims_only_the_kinds_it_handles(
     db: Database, clock: FakeClock, queue: JobQueue
 ) -> None:
-    async def handler(job: Job) -> None:
+    async def handler(job: Job[Data]) -> None:
         return None
 
-    await queue.enqueue("mine")
-    other = await queue.enqueue("theirs")
+    await queue.enqueue(spec("mine"), Data())
+    other = await queue.enqueue(spec("theirs"), Data())
     assert await make_worker(db, clock, {"mine": handler}).run_due() == 1
     row = await job_row(db, other)  # type: ignore[arg-type]
     assert row is not None and row["attempts"] == 0
@@ -327,7 +347,10 @@ async def test_a_periodic_job_runs_once_per_tick_across_two_instances(
     two_instances: tuple[Database, Database], clock: FakeClock
 ) -> None:
     a, b = two_instances
-    schedules = [Periodic("sweep", 10.0, "sweep"), Periodic("report", 30.0, "report")]
+    schedules = [
+        Periodic("sweep", 10.0, JobSpec("sweep", Tick)),
+        Periodic("report", 30.0, JobSpec("report", Tick)),
+    ]
     instances = [PeriodicJobs(db, JobQueue(db, clock), clock, schedules) for db in (a, b)]
     taken: list[str] = []
     for _ in range(60):  # 60 checks a second apart: ticks at every 10 s and 30 s
@@ -338,7 +361,7 @@ async def test_a_periodic_job_runs_once_per_tick_across_two_instances(
     assert Counter(taken) == {"sweep": 6, "report": 2}
     ran: Counter[str] = Counter()
 
-    async def handler(job: Job) -> None:
+    async def handler(job: Job[Data]) -> None:
         ran[job.kind] += 1
 
     worker = make_worker(a, clock, {"sweep": handler, "report": handler})
@@ -351,7 +374,7 @@ async def test_a_worker_listens_again_after_its_connection_is_killed(
 ) -> None:
     done = asyncio.Event()
 
-    async def handler(job: Job) -> None:
+    async def handler(job: Job[Data]) -> None:
         done.set()
 
     worker = make_worker(db, clock, {"ping": handler}, poll_interval=60.0)
@@ -368,8 +391,38 @@ async def test_a_worker_listens_again_after_its_connection_is_killed(
         async with asyncio.timeout(5):
             while worker.listens < 2:  # the loss is noticed and a new connection listens
                 await asyncio.sleep(0.01)
-        await queue.enqueue("ping")  # woken by NOTIFY: the 60 s poll would be too late
+        await queue.enqueue(
+            spec("ping"), Data()
+        )  # woken by NOTIFY: the 60 s poll would be too late
         async with asyncio.timeout(5):
             await done.wait()
     finally:
         await worker.stop()
+
+
+async def test_a_payload_its_spec_cannot_read_fails_the_job_at_once(
+    db: Database, clock: FakeClock, queue: JobQueue
+) -> None:
+    ran: list[int] = []
+
+    async def handler(job: Job[Data]) -> None:
+        ran.append(job.id)
+
+    # A row an older release (or a hand) wrote, with a payload the model refuses.
+    job_id = await db.fetchval(
+        "INSERT INTO jobs (kind, payload, run_at, max_attempts, created_at)"
+        " VALUES ('greet', '{\"n\": \"many\"}', $1, 5, $1) RETURNING id",
+        clock.now(),
+    )
+    assert await make_worker(db, clock, {"greet": handler}).run_due() == 1
+    row = await job_row(db, job_id)
+    assert ran == []
+    assert row is not None and row["failed_at"] is not None and row["attempts"] == 1
+    assert "unreadable payload" in str(row["last_error"])
+
+
+def test_a_spec_refuses_a_payload_of_another_model() -> None:
+    with pytest.raises(TypeError, match="carries Data, not Tick"):
+        spec("greet").encode(Tick())  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="lowerCamel"):
+        JobSpec("Greet Someone", Data)

@@ -15,6 +15,7 @@ from rtc_server.push.providers.apns import ApnsKey, ApnsProvider
 from rtc_server.push.providers.base import Outcome, PushMessage
 from storage import Database
 from storage import push as push_store
+from tests.events import Loose, loose
 from tests.fakes.apns import KEY_ID, TEAM, TOPIC, ApnsReply, FakeApns
 
 from .push_env import PushEnv, offer_policy
@@ -45,7 +46,9 @@ def env(db: Database, clock: FakeClock, provider: ApnsProvider) -> PushEnv:
 async def pushed_user(env: PushEnv, policy: PushPolicy | None = None) -> int:
     user = await env.user()
     await env.device(user, "iphone", TOKEN, "apns")
-    await env.publisher.publish(user, "booking.offered", {}, push=policy or offer_policy(7))
+    await env.publisher.publish(
+        user, loose("booking.offered"), Loose.of({}), push=policy or offer_policy(7)
+    )
     await env.deliver()
     return user
 

@@ -12,11 +12,12 @@ import pytest
 
 from kernel.clock import FakeClock
 from kernel.jobs import Backoff
-from rtc_server.config import PushSettings
 from rtc_server.push.providers.base import Outcome, PushMessage
 from rtc_server.push.providers.fcm import FcmProvider, ServiceAccount
+from rtc_server.push.settings import PushSettings
 from storage import Database
 from storage import push as push_store
+from tests.events import Loose, loose
 from tests.fakes.fcm import FakeFcm, Reply, fcm_error
 
 from .push_env import PushEnv, offer_policy
@@ -40,7 +41,7 @@ async def env(db: Database, clock: FakeClock, provider: FcmProvider) -> PushEnv:
 async def push_one(env: PushEnv, token: str = "fcm-token-1") -> int:
     user = await env.user()
     await env.device(user, "phone", token)
-    await env.publisher.publish(user, "booking.offered", {}, push=offer_policy())
+    await env.publisher.publish(user, loose("booking.offered"), Loose.of({}), push=offer_policy())
     await env.deliver()
     return user
 
@@ -154,7 +155,7 @@ async def test_an_expired_access_token_is_refreshed_once_and_the_send_repeated(
     user = await push_one(env, "fcm-token-1")
     fcm.expire_access_tokens()
     await env.device(user, "tablet", "fcm-token-2")
-    await env.publisher.publish(user, "booking.offered", {}, push=offer_policy())
+    await env.publisher.publish(user, loose("booking.offered"), Loose.of({}), push=offer_policy())
     await env.deliver()
     assert fcm.token_fetches == 2
     assert len(fcm.messages) == 3  # 1 before, then phone and tablet
@@ -199,7 +200,7 @@ async def test_a_payload_over_4096_bytes_is_refused_before_sending(
     user = await env.user()
     await env.device(user, "phone", "fcm-token-1")
     big = offer_policy(body="x" * 4000, data={"note": "y" * 200})
-    await env.publisher.publish(user, "booking.offered", {}, push=big)
+    await env.publisher.publish(user, loose("booking.offered"), Loose.of({}), push=big)
     await env.deliver()
     assert fcm.sends == 0
     assert await env.deliveries(user) == {"phone": ("failed", "too_large")}

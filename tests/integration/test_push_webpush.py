@@ -13,6 +13,7 @@ from kernel.clock import FakeClock
 from kernel.push import PushPolicy
 from rtc_server.push.providers.webpush import MAX_BODY, VapidKey, WebPushProvider
 from storage import Database
+from tests.events import Loose, loose
 from tests.fakes.fcm import Reply
 from tests.fakes.webpush import Browser, FakeWebPush
 
@@ -45,7 +46,9 @@ async def test_a_push_is_encrypted_for_the_browser_with_ttl_urgency_topic_and_va
 ) -> None:
     browser = service.browser()
     user = await subscribed(env, browser)
-    seq = await env.publisher.publish(user, "booking.offered", {}, push=offer_policy(booking=9))
+    seq = await env.publisher.publish(
+        user, loose("booking.offered"), Loose.of({}), push=offer_policy(booking=9)
+    )
     await env.deliver()
     [received] = service.received
     assert received.payload == {
@@ -69,7 +72,7 @@ async def test_a_gone_subscription_is_deleted(
     browser = service.browser()
     service.script[browser.id] = [Reply(status)]
     user = await subscribed(env, browser)
-    await env.publisher.publish(user, "booking.offered", {}, push=offer_policy())
+    await env.publisher.publish(user, loose("booking.offered"), Loose.of({}), push=offer_policy())
     await env.deliver()
     assert await env.tokens(user) == {}
     assert await env.logs(user) == [("token_invalid", status, f"http_{status}")]
@@ -82,7 +85,7 @@ async def test_a_throttled_push_is_retried_after_retry_after(
     service.script[browser.id] = [Reply(429, headers={"Retry-After": "40"})]
     user = await subscribed(env, browser)
     start = env.clock.now()
-    await env.publisher.publish(user, "booking.offered", {}, push=offer_policy())
+    await env.publisher.publish(user, loose("booking.offered"), Loose.of({}), push=offer_policy())
     await env.deliver()
     [job] = await env.pending_jobs("push.send")
     assert job["run_at"] == start + timedelta(seconds=40)
@@ -98,7 +101,7 @@ async def test_a_payload_over_the_limit_is_refused_before_sending(
     browser = service.browser()
     user = await subscribed(env, browser)
     big = offer_policy(body="x" * MAX_BODY)
-    await env.publisher.publish(user, "booking.offered", {}, push=big)
+    await env.publisher.publish(user, loose("booking.offered"), Loose.of({}), push=big)
     await env.deliver()
     assert service.posts == 0
     assert await env.deliveries(user) == {"laptop": ("failed", "too_large")}
@@ -110,7 +113,7 @@ async def test_a_call_is_urgent_and_lives_for_its_ring_time(
     browser = service.browser()
     user = await subscribed(env, browser)
     policy = PushPolicy.call("Incoming call", "Ravi", ring_seconds=25, call_id="c-3")
-    await env.publisher.publish(user, "call.incoming", {}, push=policy)
+    await env.publisher.publish(user, loose("call.incoming"), Loose.of({}), push=policy)
     await env.deliver()
     [received] = service.received
     assert received.headers["TTL"] == "25" and received.headers["Urgency"] == "high"

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from rtc_server.config import ConfigError, Settings, load_settings
+from rtc_server.config import ConfigError, load_settings
+from rtc_server.features import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 

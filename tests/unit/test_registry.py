@@ -6,6 +6,7 @@ import pytest
 from pydantic import Field
 
 from kernel.errors import ALL_ERRORS, Forbidden, InvalidParams, Unauthenticated
+from kernel.events import EventSpec
 from kernel.rpc.registry import (
     Access,
     Caller,
@@ -57,7 +58,7 @@ def registry() -> MethodRegistry:
     r.add("demo.ping", ping, result=Ping, access=Access.PUBLIC)
     r.add("admin.ping", ping, result=Ping, access=Access.ADMIN)
     r.add("demo.charge", charge, params=Charge, result=Ping)
-    r.add_event("demo.happened", Greeting, "Something happened")
+    r.add_event(EventSpec("demo.happened", Greeting, "Something happened"))
     return r
 
 

@@ -7,11 +7,12 @@ import logging
 from pathlib import Path
 
 from kernel.clock import Clock
-from rtc_server.config import ConfigError, PushSettings
+from rtc_server.config import ConfigError
 from rtc_server.push.providers.apns import ApnsKey, ApnsProvider
 from rtc_server.push.providers.base import PushProvider
 from rtc_server.push.providers.fcm import FcmProvider, ServiceAccount
 from rtc_server.push.providers.webpush import VapidKey, WebPushProvider
+from rtc_server.push.settings import PushSettings
 
 log = logging.getLogger("rtc.push")
 

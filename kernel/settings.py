@@ -1,0 +1,14 @@
+"""The base of every settings section: a small frozen model, unknown keys refused.
+
+Each feature declares its section (``[calls]``, ``[bookings]`` …) as a subclass; the
+composition root (:mod:`rtc_server.config`) gathers the sections of every installed
+feature into one settings model, loaded and validated once at start-up.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")

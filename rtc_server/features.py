@@ -1,0 +1,39 @@
+"""The features this server is made of, in the order they are installed.
+
+Adding a feature is adding its class here (and writing its module): the composition
+root (:mod:`rtc_server.app`) installs each, and its settings section joins
+:data:`Settings`. A feature that uses another's port comes after it.
+"""
+
+from __future__ import annotations
+
+from api.addresses import AddressesFeature
+from api.admin import AdminFeature
+from api.auth.feature import AuthFeature
+from api.bookings.feature import BookingsFeature
+from api.catalog.feature import CatalogFeature
+from api.notifications import NotificationsFeature
+from api.profile import ProfileFeature
+from api.providers import ProvidersFeature
+from kernel.feature import Feature
+from recordings.feature import RecordingsFeature
+from rtc_server.config import settings_model
+from rtc_server.push.feature import PushFeature
+from signalling.feature import CallsFeature
+
+FEATURES: tuple[type[Feature], ...] = (
+    PushFeature,
+    AuthFeature,
+    ProfileFeature,
+    AddressesFeature,
+    CatalogFeature,
+    ProvidersFeature,
+    AdminFeature,
+    NotificationsFeature,
+    BookingsFeature,
+    CallsFeature,  # provides signalling.ports.CALLS
+    RecordingsFeature,  # uses CALLS
+)
+
+#: The settings of a server made of :data:`FEATURES` (the core's sections and theirs).
+Settings = settings_model(FEATURES)
