@@ -119,6 +119,12 @@ class App:
         raise LookupError(f"{kind.__name__} is not installed")
 
     async def start(self) -> None:
+        await self.prepare()
+        await self.listen()
+
+    async def prepare(self) -> None:
+        """Everything but the ports: the database, the kernel, the installed features and
+        the dispatcher (the driver tests drive it without sockets from here)."""
         self.db, self._embedded = await open_database(self.settings)
         applied = await apply_migrations(self.db)
         if applied:
@@ -128,6 +134,10 @@ class App:
         self.kit = self._build_kernel(self.db)
         for feature in self.features:
             await feature.install(self.kit)
+        self._build_dispatcher()
+
+    async def listen(self) -> None:
+        """The socket port, the HTTP port, the features' start hooks, the background."""
         await self._listen()
         for hook in self.kit.declared.starts:
             await hook()
@@ -176,11 +186,11 @@ class App:
         kit.every(3600.0, PRUNE_JOBS)
         return kit
 
-    async def _listen(self) -> None:
-        """The core's own methods, then the socket port and the HTTP port."""
+    def _build_dispatcher(self) -> None:
+        """The core's own methods (they bind sockets to the login feature's users)."""
         s = self.settings
-        authenticator = self.kit.port(AUTHENTICATOR)
-        SessionMethods(self.registry, authenticator, self.delivery).register()
+        self.authenticator = self.kit.port(AUTHENTICATOR)
+        SessionMethods(self.registry, self.authenticator, self.delivery).register()
         self.dispatcher = Dispatcher(
             self.registry,
             s.server,
@@ -188,12 +198,15 @@ class App:
             idempotency=self.idempotency,
             log_requests=s.log.requests,
         )
+
+    async def _listen(self) -> None:
+        s = self.settings
         self.sockets = SocketServer(
             s.server,
             hub=self.hub,
             dispatcher=self.dispatcher,
             delivery=self.delivery,
-            authenticator=authenticator,
+            authenticator=self.authenticator,
             metrics=self.metrics,
         )
         await self.sockets.start()
@@ -258,6 +271,11 @@ class App:
         log.info("shutting down")
         if hasattr(self, "sockets"):
             await self.sockets.shutdown()
+        elif hasattr(self, "dispatcher"):  # prepared, never listening (the driver tests)
+            await self.dispatcher.drain(self.settings.server.shutdown_grace)
+            for task in list(self.dispatcher.tasks):
+                task.cancel()
+            await self.delivery.close()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

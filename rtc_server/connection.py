@@ -14,14 +14,11 @@ import logging
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from websockets.asyncio.server import ServerConnection
-from websockets.protocol import State
-
 from kernel.errors import CloseCode
 from kernel.rpc.registry import Caller, UserId
 from rtc_server.delivery import DeliveryCursor
-from rtc_server.framing import text_frame
 from rtc_server.ratelimit import TokenBucket
+from rtc_server.sink import FrameSink
 
 if TYPE_CHECKING:
     from kernel.identity import Identity
@@ -34,7 +31,7 @@ _ids = itertools.count(1)
 class Connection:
     __slots__ = (
         "id",
-        "ws",
+        "sink",
         "caller",
         "identity",
         "cursor",
@@ -49,12 +46,11 @@ class Connection:
         "auth_timeout",
         "_metrics",
         "_send_limit",
-        "_plain",
     )
 
     def __init__(
         self,
-        ws: ServerConnection,
+        sink: FrameSink,
         *,
         ip: str | None,
         metrics: Metrics,
@@ -64,7 +60,7 @@ class Connection:
         auth_timeout: float,
     ) -> None:
         self.id = next(_ids)
-        self.ws = ws
+        self.sink = sink  # the websocket (rtc_server.sink), or memory in driver tests
         self.caller = Caller(connection_id=self.id, ip=ip)
         self.identity: Identity | None = None
         self.cursor: DeliveryCursor | None = None
@@ -79,8 +75,6 @@ class Connection:
         self.auth_timeout = auth_timeout
         self._metrics = metrics
         self._send_limit = send_limit
-        # No extension negotiated: frames are plain header + payload (framing.py).
-        self._plain = not ws.protocol.extensions
 
     @property
     def user_id(self) -> UserId | None:
@@ -119,10 +113,10 @@ class Connection:
 
     def send(self, frame: bytes) -> bool:
         """Queue one text frame (UTF-8 JSON) without waiting; False if not sent."""
-        ws = self.ws
-        if self.closing or ws.protocol.state is not State.OPEN:
+        sink = self.sink
+        if self.closing or not sink.open:
             return False
-        if ws.transport.get_write_buffer_size() > self._send_limit:
+        if sink.buffered() > self._send_limit:
             self._metrics.send_drops.inc()
             log.warning(
                 "slow consumer: send buffer full, closing",
@@ -131,11 +125,7 @@ class Connection:
             self.close(CloseCode.SLOW_CONSUMER, "send buffer full: reconnect and resume")
             return False
         try:
-            if self._plain:
-                ws.transport.write(text_frame(frame))
-            else:  # an extension (compression) transforms frames: the library's way
-                ws.protocol.send_text(frame)
-                ws.send_data()
+            sink.write(frame)
         except Exception:  # the transport died under us: the read loop will see it
             log.debug("write failed", exc_info=True)
             return False
@@ -154,16 +144,16 @@ class Connection:
     def close(self, code: int, reason: str) -> None:
         """Start the closing handshake (does not wait for it)."""
         if self._mark_closing(code):
-            # ws.close() waits for the peer; run it in the background, bounded by the
-            # library's close_timeout.
-            task = asyncio.get_running_loop().create_task(self.ws.close(code, reason))
+            # The closing handshake waits for the peer; run it in the background,
+            # bounded by the library's close_timeout.
+            task = asyncio.get_running_loop().create_task(self.sink.close(code, reason))
             _closing_tasks.add(task)
             task.add_done_callback(_closing_tasks.discard)
 
     async def close_now(self, code: int, reason: str) -> None:
         """Close from the socket's own read loop, waiting for the handshake."""
         if self._mark_closing(code):
-            await self.ws.close(code, reason)
+            await self.sink.close(code, reason)
 
     def _mark_closing(self, code: int) -> bool:
         if self.closing:

@@ -13,7 +13,6 @@ import logging
 from typing import Any
 
 import orjson
-from websockets.exceptions import ConnectionClosed
 
 from kernel.errors import CloseCode
 from kernel.rpc.codec import encode_event
@@ -23,6 +22,7 @@ from rtc_server.delivery import DeliveryCursor
 from rtc_server.hub import Hub
 from rtc_server.metrics import Metrics
 from rtc_server.session_state import Resumed
+from rtc_server.sink import SinkClosed
 from storage import events as event_log
 from storage.database import Database
 from storage.errors import StorageError
@@ -84,12 +84,12 @@ class EventDelivery:
                 for stored in batch:
                     # send() waits while the client's buffer is full: a replay
                     # follows the client's reading speed.
-                    await conn.ws.send(_frame(stored), text=True)
+                    await conn.sink.send(_frame(stored))
                     after = stored.seq
                 self._metrics.events_delivered.labels("replay").inc(len(batch))
                 if len(batch) < batch_size:
                     break
-        except ConnectionClosed:
+        except SinkClosed:
             return
         except StorageError:
             # The client must not stay connected without its events: it reconnects

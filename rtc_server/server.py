@@ -13,7 +13,6 @@ import http
 import logging
 import time
 import weakref
-from typing import cast
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
@@ -32,6 +31,7 @@ from rtc_server.keepalive import KeepaliveSchedule
 from rtc_server.metrics import Metrics
 from rtc_server.session_methods import SESSION_READY
 from rtc_server.session_state import session_state
+from rtc_server.sink import SinkClosed, WebSocketSink
 from storage.errors import StorageError
 
 log = logging.getLogger("rtc.server")
@@ -136,7 +136,7 @@ class SocketServer:
             ws.request = Request(ws.request.path, _NO_HEADERS)
         ws.response = None
         conn = Connection(
-            ws,
+            WebSocketSink(ws),
             ip=ip,
             metrics=self.metrics,
             send_limit=s.send_buffer_bytes,
@@ -259,9 +259,8 @@ def client_address(ws: ServerConnection, hops: int) -> str | None:
 
 async def _ping(conn: Connection) -> None:
     try:
-        # websockets returns the pong future itself.
-        waiter = cast("asyncio.Future[float]", await conn.ws.ping())
-    except ConnectionClosed:
+        waiter = await conn.sink.ping()
+    except SinkClosed:
         return
     conn.pong_waiter = waiter
     # A pong that never comes fails with ConnectionClosed at close: retrieve it so

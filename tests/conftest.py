@@ -13,6 +13,11 @@ each test that asks for ``db_dsn`` or ``db`` gets a fresh copy of it, dropped af
                                  more database of the test's own, dropped after it
     embedded_data_dir  function  a directory for a test's own EmbeddedPostgres
 
+A server of a test's own (the driver and end-to-end tiers):
+
+    clock              function  a FakeClock at the real time (tokens' times are checked)
+    code_log           function  the login codes the development SMS sender logged
+
 Redis (rtc_server/scaleout/local_redis.py): a real redis-server started once per run (or
 ``RTC_TEST_REDIS_URL``); each test gets its own key and channel prefix on it.
 
@@ -32,11 +37,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import shutil
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -44,8 +51,10 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
+from kernel.clock import FakeClock
 from rtc_server.scaleout.local_redis import RedisServer
 from storage import Database, EmbeddedPostgres, PoolSettings, apply_migrations
+from tests.servers import CodeLog
 
 TEMPLATE_DATABASE = "rtc_template"
 
@@ -241,3 +250,23 @@ def redis_servers() -> Iterator[Callable[[], RedisServer]]:
     finally:
         for server in started:
             server.close()
+
+
+# Servers of a test's own (driver and end-to-end tiers).
+
+
+@pytest.fixture
+def code_log() -> Iterator[CodeLog]:
+    handler = CodeLog()
+    logger = logging.getLogger("rtc.auth")
+    logger.addHandler(handler)
+    previous = logger.level
+    logger.setLevel(logging.INFO)
+    yield handler
+    logger.removeHandler(handler)
+    logger.setLevel(previous)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(datetime.now(UTC))

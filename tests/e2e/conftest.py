@@ -7,10 +7,8 @@ developer reads them: no part of the login path is replaced.
 from __future__ import annotations
 
 import asyncio
-import logging
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,54 +17,7 @@ import pytest
 from kernel.clock import FakeClock
 from rtc_server.app import App
 from rtc_server.client import RtcClient
-from rtc_server.features import Settings
-
-
-class CodeLog(logging.Handler):
-    """Collects the codes the development SMS sender writes to the log."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.codes: dict[str, list[str]] = {}
-
-    def emit(self, record: logging.LogRecord) -> None:
-        code = getattr(record, "code", None)
-        phone = getattr(record, "phone", None)
-        if code is not None and phone is not None:
-            self.codes.setdefault(phone, []).append(code)
-
-    def last(self, phone: str) -> str:
-        return self.codes[phone][-1]
-
-
-@pytest.fixture
-def code_log() -> Iterator[CodeLog]:
-    handler = CodeLog()
-    logger = logging.getLogger("rtc.auth")
-    logger.addHandler(handler)
-    previous = logger.level
-    logger.setLevel(logging.INFO)
-    yield handler
-    logger.removeHandler(handler)
-    logger.setLevel(previous)
-
-
-def settings_for(dsn: str, data_dir: Path, **sections: dict[str, Any]) -> Settings:
-    base: dict[str, dict[str, Any]] = {
-        "server": {"host": "127.0.0.1", "port": 0, "ping_interval": 0},
-        "http": {"host": "127.0.0.1", "port": 0},
-        "database": {"dsn": dsn, "pool_max": 10},
-        "events": {"gap_timeout": 0.05},
-    }
-    for name, values in sections.items():
-        base[name] = {**base.get(name, {}), **values}
-    return Settings(data_dir=data_dir, **base)  # type: ignore[arg-type]
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(datetime.now(UTC))
-
+from tests.servers import CodeLog, settings_for
 
 AppFactory = Callable[..., Awaitable[App]]
 
@@ -175,3 +126,12 @@ async def device(on: Clients, tokens: Any) -> RtcClient:
     on.opened.append(client)
     await client.authenticate(tokens["accessToken"])
     return client
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every end-to-end test is slow: it starts whole servers on real ports (run by
+    the README's test command; left out by ``-m "not slow"``)."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(item.path).parents:
+            item.add_marker(pytest.mark.slow)

@@ -7,15 +7,11 @@ import asyncio
 from collections import Counter
 from typing import Any
 
-import pytest
-
 from rtc_server.app import App
 from rtc_server.client import RpcCallError, RtcClient
 
 from .conftest import Clients, ws_url
 from .market import key, later, market
-
-pytestmark = pytest.mark.slow
 
 
 async def devices(app: App, tokens: Any, count: int, clients: Clients) -> list[RtcClient]:

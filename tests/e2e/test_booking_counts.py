@@ -6,16 +6,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
 from rtc_server.app import App
 from rtc_server.client import RtcClient
 from storage.bookings import FILL_COUNTS
 
 from .conftest import Clients
 from .market import Market, key, later, market
-
-pytestmark = pytest.mark.slow
 
 
 async def received(app: App, client: RtcClient, user_id: int) -> list[Any]:

@@ -19,8 +19,6 @@ from storage.database import Connection
 from .conftest import Clients, ws_url
 from .market import Market, key, later, market, refused
 
-pytestmark = pytest.mark.slow
-
 
 async def device(app: App, m: Market, clients: Clients) -> RtcClient:
     """A second socket of the provider."""

@@ -17,8 +17,6 @@ from rtc_server.dispatch import current_connection
 from .conftest import Clients
 from .market import key, later, market
 
-pytestmark = pytest.mark.slow
-
 # bookings.create: BEGIN, the claim with the locks, the insert with its counts, the
 # events with the answer, COMMIT. A status change: BEGIN, the claim with the locks, the
 # change with its counts, events and answer, COMMIT.

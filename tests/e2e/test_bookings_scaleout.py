@@ -3,12 +3,8 @@ the provider's devices on the others, and the answer comes back the same way."""
 
 from __future__ import annotations
 
-import pytest
-
 from .conftest import Cluster, device
 from .market import key, later, market, next_of
-
-pytestmark = pytest.mark.slow
 
 
 async def test_an_offer_crosses_instances_and_the_accept_comes_back(

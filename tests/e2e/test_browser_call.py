@@ -44,7 +44,7 @@ from .webrtc_peers import Peer
 if TYPE_CHECKING:
     from playwright.async_api import BrowserContext, Page
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
+pytestmark = pytest.mark.timeout(120)
 
 PAGES = Path(__file__).parent / "browser"
 BROWSER_HZ = 880  # the tone of the browser's fake microphone

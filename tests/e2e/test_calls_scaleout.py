@@ -5,8 +5,6 @@ stops still times out (another instance's sweep ends it)."""
 
 from __future__ import annotations
 
-import pytest
-
 from kernel.clock import FakeClock
 
 from .admins import login_admin
@@ -14,8 +12,6 @@ from .calls import ended, live_of, start, step
 from .conftest import Cluster, device
 from .market import later, market, next_of
 from .test_call_signalling import OFFER
-
-pytestmark = pytest.mark.slow
 
 FAST = {"sweep_interval": 0.02}
 

@@ -32,8 +32,6 @@ from tests.events import Loose, loose
 
 from .processes import ServerProcess, clean_env, login, start_server, stop_server
 
-pytestmark = pytest.mark.slow
-
 USERS = 9
 
 

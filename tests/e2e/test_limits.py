@@ -1,67 +1,20 @@
-"""Limits and bad input on real sockets: the right error or close code, and nothing else."""
+"""Limits that need a real socket: framing (binary, oversized, invalid UTF-8), TCP
+back-pressure and keepalive pings. The dispatcher's limits and bad JSON-RPC input are
+tested on sockets in memory: ``tests/driver/test_limits.py``."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
 
-import orjson
-import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 from websockets.asyncio.client import connect
 
 from kernel.errors import CloseCode
-from kernel.rpc.registry import Access, Caller, Empty, Result
 from rtc_server.app import App
-from rtc_server.client import RpcCallError, RtcClient
+from rtc_server.client import RtcClient
 from tests.events import Loose, loose
 
 from .conftest import AppFactory, Clients, CodeLog, ws_url
-
-
-async def send_and_read(app: App, frame: str | bytes) -> object:
-    async with connect(ws_url(app)) as ws:
-        await ws.send(frame)
-        return orjson.loads(await asyncio.wait_for(ws.recv(), 5))
-
-
-@pytest.mark.parametrize(
-    ("frame", "code"),
-    [
-        ("{not json", -32700),
-        ('{"jsonrpc":"2.0","method":"system.ping","id":1,"params":"x"}', -32600),
-        ('{"jsonrpc":"1.0","method":"system.ping","id":1}', -32600),
-        ('{"jsonrpc":"2.0","method":"no.such","id":1}', -32601),
-        ('{"jsonrpc":"2.0","method":"auth.requestOtp","id":1,"params":{"phone":5}}', -32602),
-        ('{"jsonrpc":"2.0","method":"auth.requestOtp","id":1,"params":[1,2]}', -32602),
-        ('{"jsonrpc":"2.0","method":"events.ack","id":1,"params":{"seq":1e400}}', -32700),
-        ('{"jsonrpc":"2.0","method":"auth.sessions","id":1}', 4001),
-        ("[" + "[" * 5000 + "]" * 5000 + "]", -32700),
-    ],
-)
-async def test_malformed_frames_get_the_right_error(app: App, frame: str, code: int) -> None:
-    answer = await send_and_read(app, frame)
-    assert isinstance(answer, dict)
-    assert answer["error"]["code"] == code
-    assert "Traceback" not in answer["error"]["message"]
-
-
-async def test_batch_answers_each_request_and_skips_notifications(app: App) -> None:
-    frame = orjson.dumps(
-        [
-            {"jsonrpc": "2.0", "id": 1, "method": "system.ping"},
-            {"jsonrpc": "2.0", "method": "system.ping"},
-            {"jsonrpc": "2.0", "id": 2, "method": "no.such"},
-            7,
-        ]
-    ).decode()
-    answer = await send_and_read(app, frame)
-    assert isinstance(answer, list) and len(answer) == 3
-    by_id = {item.get("id"): item for item in answer}
-    assert by_id[1]["result"]["pong"] is True
-    assert by_id[2]["error"]["code"] == -32601
-    assert by_id[None]["error"]["code"] == -32600
 
 
 async def test_binary_frame_closes_1003(app: App) -> None:
@@ -102,52 +55,6 @@ async def test_invalid_utf8_closes_1007(app: App) -> None:
     writer.close()
 
 
-async def test_rate_limit_answers_then_closes_abusers(make_app: AppFactory) -> None:
-    app = await make_app(server={"rate_per_second": 1, "rate_burst": 5, "abuse_limit": 10})
-    client = await RtcClient.connect(ws_url(app))
-    results = await asyncio.gather(
-        *(client.call("system.ping") for _ in range(8)), return_exceptions=True
-    )
-    limited = [r for r in results if isinstance(r, RpcCallError)]
-    assert sum(isinstance(r, dict) for r in results) == 5
-    assert len(limited) == 3 and all(r.name == "rate_limited" for r in limited)
-    assert all(r.data["retryAfterMs"] > 0 for r in limited)
-    for _ in range(12):
-        await client.notify("system.ping")
-    assert await client.wait_closed() == CloseCode.RATE_ABUSE
-
-
-async def test_in_flight_limit_answers_overloaded(make_app: AppFactory) -> None:
-    app = await make_app(server={"max_inflight": 2})
-    release = asyncio.Event()
-
-    async def slow(caller: Caller, params: Empty) -> Pong:
-        await release.wait()
-        return Pong()
-
-    app.registry.add("test.slow", slow, result=Pong, access=Access.PUBLIC)
-    client = await RtcClient.connect(ws_url(app))
-    calls = [asyncio.create_task(client.call("test.slow")) for _ in range(3)]
-    done, _ = await asyncio.wait(calls, timeout=5, return_when=asyncio.FIRST_COMPLETED)
-    (first,) = done
-    with pytest.raises(RpcCallError) as overloaded:
-        first.result()
-    assert overloaded.value.name == "overloaded" and overloaded.value.data["retryable"]
-    release.set()
-    assert [(await c)["ok"] for c in calls if c is not first] == [True, True]
-    await client.close()
-
-
-class Pong(Result):
-    ok: bool = True
-
-
-async def test_unauthenticated_socket_is_closed_after_auth_timeout(make_app: AppFactory) -> None:
-    app = await make_app(server={"auth_timeout": 0.3})
-    client = await RtcClient.connect(ws_url(app))
-    assert await client.wait_closed() == CloseCode.AUTH_TIMEOUT
-
-
 async def test_slow_consumer_is_closed_not_buffered(
     make_app: AppFactory, code_log: CodeLog
 ) -> None:
@@ -175,158 +82,6 @@ async def test_slow_consumer_is_closed_not_buffered(
             await app.publisher.publish(user_id, loose("bulk"), Loose.of(big))
     writer.close()
     await logins.close()
-
-
-frames = st.one_of(
-    st.text(max_size=300),
-    st.binary(max_size=300).map(lambda b: b.decode("latin-1")),
-    st.recursive(
-        st.none()
-        | st.booleans()
-        | st.integers(-(2**70), 2**70)
-        | st.floats()
-        | st.text(max_size=20),
-        lambda c: (
-            st.lists(c, max_size=5)
-            | st.dictionaries(
-                st.sampled_from(["jsonrpc", "id", "method", "params", "x"]), c, max_size=5
-            )
-        ),
-        max_leaves=25,
-    ).map(
-        lambda v: (
-            orjson.dumps(v, option=orjson.OPT_NON_STR_KEYS).decode() if _encodable(v) else "null"
-        )
-    ),
-    st.fixed_dictionaries(
-        {
-            "jsonrpc": st.sampled_from(["2.0", "2", 2]),
-            "id": st.one_of(st.integers(), st.text(max_size=5), st.none()),
-            "method": st.sampled_from(
-                [
-                    "system.ping",
-                    "auth.requestOtp",
-                    "events.ack",
-                    "session.authenticate",
-                    "auth.verifyOtp",
-                    "x",
-                ]
-            ),
-            "params": st.dictionaries(
-                st.sampled_from(["phone", "role", "code", "seq", "accessToken", "lastSeq"]),
-                st.one_of(st.integers(), st.text(max_size=12), st.none()),
-                max_size=4,
-            ),
-        }
-    ).map(
-        lambda d: (
-            orjson.dumps(d, option=orjson.OPT_NON_STR_KEYS).decode() if _encodable(d) else "null"
-        )
-    ),
-)
-
-
-def _encodable(value: object) -> bool:
-    try:
-        orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
-    except TypeError:
-        return False
-    return True
-
-
-@settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
-@given(batch=st.lists(frames, min_size=1, max_size=8))
-def test_random_frames_never_break_the_server(app_loop_runner: object, batch: list[str]) -> None:
-    """Whatever arrives, each request gets an answer or a clean close, and the server
-    keeps serving a well-behaved socket."""
-    runner, app, good = app_loop_runner  # type: ignore[misc]
-
-    async def attempt() -> None:
-        async with connect(ws_url(app)) as ws:
-            for frame in batch:
-                await ws.send(frame)
-            await ws.send('{"jsonrpc":"2.0","id":"last","method":"system.ping"}')
-            async with asyncio.timeout(5):
-                while True:
-                    try:
-                        answer = orjson.loads(await ws.recv())
-                    except Exception:  # closed by a limit: acceptable, not a crash
-                        break
-                    items = answer if isinstance(answer, list) else [answer]
-                    for item in items:
-                        if "error" in item:
-                            assert set(item["error"]) == {"code", "message", "data"}
-                            assert "Traceback" not in item["error"]["message"]
-                    if any(i.get("id") == "last" for i in items):
-                        break
-        assert (await good.call("system.ping"))["pong"]
-
-    runner.run(attempt())
-
-
-@pytest.fixture
-def app_loop_runner(db_dsn: str, tmp_path: object):  # type: ignore[no-untyped-def]
-    """One server for all hypothesis examples (a fresh one per example would be slow)."""
-    from .conftest import settings_for
-
-    runner = asyncio.Runner()
-    app = App(
-        settings_for(
-            db_dsn,
-            tmp_path,
-            server={
-                "rate_burst": 10_000,  # type: ignore[arg-type]
-                "rate_per_second": 10_000,
-            },
-        )
-    )
-    runner.run(app.start())
-    good = runner.run(RtcClient.connect(ws_url(app)))
-    yield runner, app, good
-    runner.run(good.close())
-    runner.run(app.stop())
-    runner.close()
-
-
-async def test_session_authenticate_must_be_sent_alone(app: App) -> None:
-    frame = orjson.dumps(
-        [
-            {
-                "jsonrpc": "2.0",
-                "id": 1,
-                "method": "session.authenticate",
-                "params": {"accessToken": "x"},
-            },
-            {"jsonrpc": "2.0", "id": 2, "method": "system.ping"},
-        ]
-    ).decode()
-    answer = await send_and_read(app, frame)
-    assert isinstance(answer, list)
-    by_id = {item["id"]: item for item in answer}
-    assert by_id[1]["error"]["code"] == -32600
-    assert by_id[2]["result"]["pong"] is True
-
-
-async def test_refused_batch_is_answered_as_a_batch(make_app: AppFactory) -> None:
-    app = await make_app(server={"max_inflight": 4})
-    big = orjson.dumps(
-        [{"jsonrpc": "2.0", "id": n, "method": "system.ping"} for n in range(5)]
-    ).decode()
-    answer = await send_and_read(app, big)
-    assert isinstance(answer, dict) and answer["error"]["data"]["limit"] == 4
-    async with connect(ws_url(app)) as ws:
-        for _ in range(60):  # drain the bucket (burst 40)
-            await ws.send('{"jsonrpc":"2.0","method":"system.ping"}')
-        await ws.send('[{"jsonrpc":"2.0","id":"b","method":"system.ping"}]')
-        async with asyncio.timeout(5):
-            while True:
-                reply = orjson.loads(await ws.recv())
-                if isinstance(reply, list) or reply.get("id") == "b":
-                    break
-        assert isinstance(reply, list)
-        assert reply[0]["id"] == "b" and reply[0]["error"]["code"] == 4029
 
 
 async def test_keepalive_pings_and_closes_a_silent_peer(make_app: AppFactory) -> None:

@@ -17,8 +17,6 @@ from rtc_server.client import RtcClient
 
 from .processes import CLI, ServerProcess, clean_env, login, start_server, stop_server
 
-pytestmark = pytest.mark.slow
-
 
 @pytest.fixture
 async def served(db_dsn: str, tmp_path: Path) -> AsyncIterator[ServerProcess]:

@@ -35,8 +35,6 @@ from .conftest import AppFactory, Clients, Cluster, device
 from .market import key, later, market, next_of
 from .recorded import RecordedParty
 
-pytestmark = pytest.mark.slow
-
 CALLER_HZ, CALLEE_HZ = 440.0, 660.0
 PACKETS = 100  # 2 s of audio per party
 SENT_MS = PACKETS * 20

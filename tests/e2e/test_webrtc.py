@@ -27,7 +27,6 @@ from .conftest import AppFactory, Clients, CodeLog
 from .market import next_of
 from .webrtc_peers import Peer
 
-pytestmark = pytest.mark.slow
 TURN_SECRET = "coturn-test-secret-0123456789abcdef"
 
 

@@ -12,7 +12,7 @@ from kernel.rpc.registry import Caller, IdempotentParams, Result
 from rtc_server.app import App
 from rtc_server.client import RpcCallError
 
-from .conftest import Clients
+from .conftest import MemoryClients
 
 
 class Create(IdempotentParams):
@@ -26,7 +26,7 @@ class Created(Result):
 
 
 @pytest.fixture
-def counter(app: App) -> list[int]:
+def counter(core: App) -> list[int]:
     numbers = itertools.count(1)
     calls: list[int] = []
     gate = asyncio.Event()
@@ -39,12 +39,12 @@ def counter(app: App) -> list[int]:
             raise Unprocessable("refused this time")
         return Created(number=next(numbers), amount=params.amount)
 
-    app.registry.add("test.create", create, params=Create, result=Created)
-    app.test_gate = gate  # type: ignore[attr-defined]
+    core.registry.add("test.create", create, params=Create, result=Created)
+    core.test_gate = gate  # type: ignore[attr-defined]
     return calls
 
 
-async def test_retry_returns_the_first_result(clients: Clients, counter: list[int]) -> None:
+async def test_retry_returns_the_first_result(clients: MemoryClients, counter: list[int]) -> None:
     client, _ = await clients.login()
     first = await client.call("test.create", {"idempotencyKey": "key-0001", "amount": 5})
     again = await client.call("test.create", {"idempotencyKey": "key-0001", "amount": 5})
@@ -54,7 +54,7 @@ async def test_retry_returns_the_first_result(clients: Clients, counter: list[in
     assert counter == [5, 5]
 
 
-async def test_keys_are_per_user(clients: Clients, counter: list[int]) -> None:
+async def test_keys_are_per_user(clients: MemoryClients, counter: list[int]) -> None:
     alice, _ = await clients.login()
     bob, _ = await clients.login()
     await alice.call("test.create", {"idempotencyKey": "shared-key", "amount": 1})
@@ -62,7 +62,7 @@ async def test_keys_are_per_user(clients: Clients, counter: list[int]) -> None:
     assert counter == [1, 1]
 
 
-async def test_same_key_other_params_is_refused(clients: Clients, counter: list[int]) -> None:
+async def test_same_key_other_params_is_refused(clients: MemoryClients, counter: list[int]) -> None:
     client, _ = await clients.login()
     await client.call("test.create", {"idempotencyKey": "key-0003", "amount": 5})
     with pytest.raises(RpcCallError) as refused:
@@ -71,7 +71,9 @@ async def test_same_key_other_params_is_refused(clients: Clients, counter: list[
     assert counter == [5]
 
 
-async def test_failed_first_call_lets_the_retry_run(clients: Clients, counter: list[int]) -> None:
+async def test_failed_first_call_lets_the_retry_run(
+    clients: MemoryClients, counter: list[int]
+) -> None:
     client, _ = await clients.login()
     with pytest.raises(RpcCallError):
         await client.call("test.create", {"idempotencyKey": "key-0004", "amount": 1, "fail": True})
@@ -81,10 +83,10 @@ async def test_failed_first_call_lets_the_retry_run(clients: Clients, counter: l
 
 
 async def test_concurrent_retry_while_first_runs(
-    app: App, clients: Clients, counter: list[int]
+    core: App, clients: MemoryClients, counter: list[int]
 ) -> None:
     client, _ = await clients.login()
-    gate: asyncio.Event = app.test_gate  # type: ignore[attr-defined]
+    gate: asyncio.Event = core.test_gate  # type: ignore[attr-defined]
     gate.clear()
     first = asyncio.create_task(
         client.call("test.create", {"idempotencyKey": "key-0005", "amount": 2})
@@ -102,7 +104,7 @@ async def test_concurrent_retry_while_first_runs(
     assert counter == [2]
 
 
-async def test_key_is_required_and_validated(clients: Clients, counter: list[int]) -> None:
+async def test_key_is_required_and_validated(clients: MemoryClients, counter: list[int]) -> None:
     client, _ = await clients.login()
     with pytest.raises(RpcCallError) as missing:
         await client.call("test.create", {"amount": 1})
@@ -113,19 +115,19 @@ async def test_key_is_required_and_validated(clients: Clients, counter: list[int
 
 
 async def test_claim_of_a_dead_first_call_is_taken_over(
-    app: App, clients: Clients, counter: list[int]
+    core: App, clients: MemoryClients, counter: list[int]
 ) -> None:
     """A first call whose process died leaves a claim without result: after
     stale_after, a retry runs instead of being refused for a day."""
     client, _ = await clients.login()
-    gate: asyncio.Event = app.test_gate  # type: ignore[attr-defined]
+    gate: asyncio.Event = core.test_gate  # type: ignore[attr-defined]
     gate.clear()
     stuck = asyncio.create_task(
         client.call("test.create", {"idempotencyKey": "key-0006", "amount": 3})
     )
     while not counter:
         await asyncio.sleep(0.01)
-    app.dispatcher.idempotency.stale_after = 0.0
+    core.dispatcher.idempotency.stale_after = 0.0
     retry = asyncio.create_task(
         client.call("test.create", {"idempotencyKey": "key-0006", "amount": 3})
     )
