@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from api.addresses import AddressesFeature
 from api.admin import AdminFeature
+from api.announcements import AnnouncementsFeature
 from api.auth.feature import AuthFeature
 from api.bookings.feature import BookingsFeature
 from api.catalog.feature import CatalogFeature
@@ -29,6 +30,7 @@ FEATURES: tuple[type[Feature], ...] = (
     CatalogFeature,
     ProvidersFeature,
     AdminFeature,
+    AnnouncementsFeature,
     NotificationsFeature,
     BookingsFeature,
     CallsFeature,  # provides signalling.ports.CALLS

@@ -184,3 +184,16 @@ async def stats(db: Executor) -> StatsRow:
         registrations_by_status={r["status"]: r["n"] for r in statuses},
         active_services=services,
     )
+
+
+async def audience(db: Executor, roles: list[str], after_id: int, limit: int) -> list[int]:
+    """Active accounts of ``roles`` by id after ``after_id`` (a page of an announcement's
+    audience; the primary key makes each page an index range)."""
+    rows = await db.fetch(
+        "SELECT id FROM users WHERE id > $1 AND role = ANY($2::text[]) AND is_active"
+        " ORDER BY id LIMIT $3",
+        after_id,
+        roles,
+        limit,
+    )
+    return [r["id"] for r in rows]

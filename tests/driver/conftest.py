@@ -20,8 +20,10 @@ from typing import Any
 import pytest
 
 from kernel.clock import FakeClock
+from kernel.jobs import Worker
 from rtc_server.app import App
 from rtc_server.client import RtcClient
+from storage import accounts
 from tests.driver.memory import MemorySocket
 from tests.servers import CodeLog, settings_for
 
@@ -66,6 +68,18 @@ class MemoryClients:
         await client.call("auth.requestOtp", {"phone": phone, "role": role})
         tokens = await client.login(phone, role, self.code_log.last("+91" + phone[-10:]))
         return client, tokens
+
+    async def admin(self) -> tuple[RtcClient, Any]:
+        """An admin (made by an operator, as ``rtc-server create-admin`` does), logged in."""
+        phone = self.new_phone()
+        assert self.app.db is not None
+        await accounts.create_admin(self.app.db, "+91" + phone[-10:], "Ops")
+        return await self.login(phone, role="admin")
+
+    def worker(self) -> Worker:
+        """A job worker of this server whose rounds the test runs (``run_due()``)."""
+        assert self.app.db is not None
+        return Worker(self.app.db, self.app.kit.declared.jobs, self.app.clock, self.app.metrics)
 
     async def device(self, tokens: Any, last_seq: int | None = None) -> RtcClient:
         """Another socket of a logged-in user."""

@@ -138,6 +138,15 @@ MATRIX: dict[str, tuple[Params, tuple[str, ...]]] = {
         (UNAUTH, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, OK),
     ),
     "admin.stats": (lambda f: {}, (UNAUTH, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, OK)),
+    "admin.announce": (
+        lambda f: {
+            "idempotencyKey": key(),
+            "audience": "providers",
+            "title": "Maintenance",
+            "body": "Tonight 02:00-02:30 IST.",
+        },
+        (UNAUTH, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, OK),
+    ),
     "providers.registerService": (
         lambda f: registration_params(f.plumber_id, f.plumber_sub_id),
         (UNAUTH, FORBIDDEN, OK, FORBIDDEN, OK, FORBIDDEN),
