@@ -101,6 +101,8 @@ class Stats(Result):
     verified_users: int
     registrations_by_status: dict[str, int]
     active_services: int
+    revenue_paise: int = Field(description="payments received and not refunded, in paise")
+    payments_by_status: dict[str, int]
     computed_at: datetime = Field(description="the counts are cached for 30 s")
 
 
@@ -201,6 +203,8 @@ class AdminService:
             verified_users=row.verified_users,
             registrations_by_status=row.registrations_by_status,
             active_services=row.active_services,
+            revenue_paise=row.revenue_paise,
+            payments_by_status=row.payments_by_status,
             computed_at=now,
         )
         return self._stats

@@ -20,7 +20,7 @@ from pydantic import Field
 from kernel.clock import Clock
 from kernel.events import EventSpec
 from kernel.feature import Feature, Kit
-from kernel.push import PushNotice, PushPolicy
+from kernel.push import Category, PushNotice, PushPolicy
 from kernel.rpc.cursors import Cursor, decode_cursor, next_cursor
 from kernel.rpc.registry import Caller, Empty, MethodRegistry, Params, Result
 from kernel.settings import Section
@@ -45,6 +45,19 @@ class NotificationType(enum.StrEnum):
     BOOKING_COMPLETED = "booking_completed"
     BOOKING_CANCELLED = "booking_cancelled"  # provider: the customer cancelled
     RATING_RECEIVED = "rating_received"  # the other side rated you
+    PAYMENT_SUCCESS = "payment_success"  # the payer: a listing or labour access is paid
+    PAYMENT_FAILED = "payment_failed"
+    PAYMENT_REFUNDED = "payment_refunded"
+    SERVICE_EXPIRED = "service_expired"  # the provider: a paid listing's period ended
+
+
+#: The push category of each notification type (users switch categories off).
+CATEGORY: dict[str, Category] = {
+    NotificationType.PAYMENT_SUCCESS: "payments",
+    NotificationType.PAYMENT_FAILED: "payments",
+    NotificationType.PAYMENT_REFUNDED: "payments",
+    NotificationType.SERVICE_EXPIRED: "payments",
+}
 
 
 class NotificationSettings(Section):
@@ -207,7 +220,7 @@ class NotificationService:
 
 
 def notification_push(created: NotificationCreated) -> PushPolicy:
-    """``notification.created`` → its own title and body (a booking's change)."""
+    """``notification.created`` → its own title and body, in its type's category."""
     note = created.notification
     booking = note.booking_id
     extra = {"notificationId": str(note.id), "type": str(note.type)}
@@ -217,7 +230,7 @@ def notification_push(created: NotificationCreated) -> PushPolicy:
         PushNotice(
             note.title,
             note.body,
-            "bookings",
+            CATEGORY.get(note.type, "bookings"),
             collapse_key=f"booking:{booking}" if booking is not None else None,
             urgency="high",
             data=extra,

@@ -15,6 +15,7 @@ reach the client.
     ├── InvalidParams         -32602  invalid_params       data.fields names each field
     ├── InternalError         -32603  internal_error       retryable
     ├── Unauthenticated        4001   unauthenticated      data.reason
+    ├── PaymentRequired        4020   payment_required     data.product: what to buy
     ├── Forbidden              4003   forbidden
     ├── NotFound               4004   not_found
     ├── Conflict               4009   conflict
@@ -82,6 +83,13 @@ class Unauthenticated(RpcError):
     code, name = 4001, "unauthenticated"
 
 
+class PaymentRequired(RpcError):
+    """Allowed once something is bought: ``data.product`` names it (for
+    ``payments.initiate``), ``data.pricePaise`` says what it costs."""
+
+    code, name = 4020, "payment_required"
+
+
 class Forbidden(RpcError):
     code, name = 4003, "forbidden"
 
@@ -138,6 +146,7 @@ ALL_ERRORS: tuple[type[RpcError], ...] = (
     InvalidParams,
     InternalError,
     Unauthenticated,
+    PaymentRequired,
     Forbidden,
     NotFound,
     Conflict,

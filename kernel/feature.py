@@ -106,6 +106,11 @@ class Kit(Protocol):
         ...
 
     @property
+    def production(self) -> bool:
+        """``server.environment`` is "production": refuse development-only parts."""
+        ...
+
+    @property
     def data_dir(self) -> Path:
         """The instance's data folder (files a feature keeps locally go under it)."""
         ...

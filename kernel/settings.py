@@ -12,3 +12,7 @@ from pydantic import BaseModel, ConfigDict
 
 class Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ConfigError(Exception):
+    """A setting is invalid or missing: the message names it (start-up stops, exit 2)."""

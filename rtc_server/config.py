@@ -27,6 +27,7 @@ from pydantic_settings import (
 )
 
 from kernel.feature import Feature
+from kernel.settings import ConfigError as ConfigError
 from kernel.settings import Section
 
 _Section = Section
@@ -56,6 +57,8 @@ class ServerSettings(_Section):
     compression: bool = False
     # Sockets that this instance accepts at most (new ones are refused with HTTP 503).
     max_connections: int = Field(50_000, ge=1)
+    # "production" refuses what is only for development (the payment simulator ...).
+    environment: Literal["development", "production"] = "development"
     # Proxies (load balancers) in front of this server that append the client's
     # address to X-Forwarded-For. 0: use the socket's peer address.
     forwarded_for_hops: int = Field(0, ge=0, le=5)
@@ -197,10 +200,6 @@ class CoreSettings(BaseSettings):
 
 # pydantic-settings builds sources from the class; the file is chosen per load.
 _toml_file: dict[str, Path | None] = {}
-
-
-class ConfigError(Exception):
-    """A setting is invalid: the message names it."""
 
 
 def settings_model(features: Iterable[type[Feature]]) -> type[CoreSettings]:

@@ -14,6 +14,7 @@ from api.auth.feature import AuthFeature
 from api.bookings.feature import BookingsFeature
 from api.catalog.feature import CatalogFeature
 from api.notifications import NotificationsFeature
+from api.payments.feature import PaymentsFeature
 from api.profile import ProfileFeature
 from api.providers import ProvidersFeature
 from kernel.feature import Feature
@@ -33,6 +34,7 @@ FEATURES: tuple[type[Feature], ...] = (
     AnnouncementsFeature,
     NotificationsFeature,
     BookingsFeature,
+    PaymentsFeature,
     CallsFeature,  # provides signalling.ports.CALLS
     RecordingsFeature,  # uses CALLS
 )

@@ -90,6 +90,10 @@ class AppKit:
         self._revocations: set[asyncio.Task[None]] = set()
 
     @property
+    def production(self) -> bool:
+        return self._settings.server.environment == "production"
+
+    @property
     def data_dir(self) -> Path:
         return self._settings.data_dir
 

@@ -25,6 +25,7 @@ from kernel.errors import (
     Forbidden,
     NotFound,
     Overloaded,
+    PaymentRequired,
     RateLimited,
     StateConflict,
     Unprocessable,
@@ -199,11 +200,19 @@ class CallLifecycle:
             registration_active=booking.registration_active,
             caller_verified=booking.customer_verified if customer else booking.provider_verified,
             callee_verified=booking.provider_verified if customer else booking.customer_verified,
+            access_missing=customer
+            and booking.requires_labour_access
+            and not booking.customer_labour_access,
         )
         refused = rules.refusal(context, self._settings.booking_statuses)
         if refused is not None:
             self._metrics.calls_refused.labels(refused).inc()
-            raise Unprocessable(rules.REFUSALS[refused], reason=refused, bookingId=booking.id)
+            message = rules.REFUSALS[refused]
+            if refused == "labour_access_required":
+                raise PaymentRequired(
+                    message, product="labourAccess", reason=refused, bookingId=booking.id
+                )
+            raise Unprocessable(message, reason=refused, bookingId=booking.id)
 
     async def _check_rate(self, conn: Executor, user_id: int, now: datetime) -> None:
         limit = self._settings.max_starts_per_minute

@@ -158,6 +158,8 @@ class CallContext:
     registration_active: bool  # the provider's registration of the service
     caller_verified: bool
     callee_verified: bool
+    # A customer calling about a listing that needs labour access they do not have.
+    access_missing: bool = False
 
 
 # reason -> message. Stable reasons: clients show their own text.
@@ -168,6 +170,8 @@ REFUSALS: dict[str, str] = {
     "registration_inactive": "the provider's registration for this service is not active",
     "caller_not_verified": "verify your account before calling",
     "callee_not_verified": "the other party's account is not verified",
+    "labour_access_required": "calling about labour needs labour access: buy it with "
+    "payments.initiate {product: labourAccess}",
 }
 
 
@@ -185,4 +189,6 @@ def refusal(context: CallContext, allowed_statuses: Collection[str]) -> str | No
         return "caller_not_verified"
     if not context.callee_verified:
         return "callee_not_verified"
+    if context.access_missing:
+        return "labour_access_required"
     return None

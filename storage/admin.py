@@ -171,6 +171,8 @@ class StatsRow:
     verified_users: int
     registrations_by_status: dict[str, int]
     active_services: int
+    revenue_paise: int  # paid and not refunded
+    payments_by_status: dict[str, int]
 
 
 async def stats(db: Executor) -> StatsRow:
@@ -178,11 +180,17 @@ async def stats(db: Executor) -> StatsRow:
     verified = await db.fetchval("SELECT count(*) FROM users WHERE is_active AND is_verified")
     statuses = await db.fetch("SELECT status, count(*) AS n FROM provider_services GROUP BY status")
     services = await db.fetchval("SELECT count(*) FROM services WHERE is_active")
+    payments = await db.fetch(
+        "SELECT status, count(*) AS n, sum(amount_paise) AS paise FROM payments GROUP BY status"
+    )
+    revenue = sum(r["paise"] for r in payments if r["status"] in ("paid", "refund_pending"))
     return StatsRow(
         users_by_role={r["role"]: r["n"] for r in roles},
         verified_users=verified,
         registrations_by_status={r["status"]: r["n"] for r in statuses},
         active_services=services,
+        revenue_paise=revenue,
+        payments_by_status={r["status"]: r["n"] for r in payments},
     )
 
 

@@ -164,6 +164,8 @@ class Bookable:
     items: list[dict[str, Any]]  # {subServiceId, slug, name, pricePaise}, the ones priced
     customer_name: str | None
     address: dict[str, Any] | None  # the customer's address asked for (None: not theirs)
+    requires_labour_access: bool  # a labour listing: the customer needs labour access
+    labour_access_until: datetime | None  # the customer's, if ever bought
     booking_id: int  # reserved for the booking
     notification_id: int  # reserved for the provider's notification
 
@@ -187,7 +189,7 @@ def _bookable_sql(with_claim: bool) -> str:
     return f"""
         WITH {claim_cte} r AS (
             SELECT ps.id, ps.provider_id, ps.service_id, s.slug, s.name,
-                   u.full_name AS provider_name,
+                   s.requires_labour_access, u.full_name AS provider_name,
                    (SELECT json_agg(json_build_object(
                                'subServiceId', ss.id, 'slug', ss.slug, 'name', ss.name,
                                'pricePaise', p.price_paise) ORDER BY ss.position, ss.id)
@@ -207,6 +209,8 @@ def _bookable_sql(with_claim: bool) -> str:
             {lock_cursors_sql("(SELECT ARRAY[$4::bigint, provider_id] FROM r)")}
         )
         SELECT {claimed}, r.*, (SELECT full_name FROM users WHERE id = $4) AS customer_name,
+               (SELECT active_until FROM labour_access WHERE user_id = $4)
+                   AS labour_access_until,
                (SELECT jsonb_build_object('type', a.type, 'state', a.state, 'city', a.city,
                                           'fullAddress', a.full_address, 'pincode', a.pincode)
                 FROM addresses a WHERE a.id = $5 AND a.user_id = $4)::text AS address,
@@ -259,6 +263,8 @@ async def bookable(
         items=orjson.loads(row["items"]) if row["items"] else [],
         customer_name=row["customer_name"],
         address=orjson.loads(row["address"]) if row["address"] else None,
+        requires_labour_access=row["requires_labour_access"],
+        labour_access_until=row["labour_access_until"],
         booking_id=row["booking_id"],
         notification_id=row["notification_id"],
     )

@@ -34,6 +34,8 @@ class BookingParties:
     provider_name: str | None
     provider_ok: bool
     provider_verified: bool
+    requires_labour_access: bool  # a labour listing
+    customer_labour_access: bool  # the customer has labour access now
 
 
 async def booking_parties(conn: Executor, booking_id: int, now: datetime) -> BookingParties | None:
@@ -46,9 +48,13 @@ async def booking_parties(conn: Executor, booking_id: int, now: datetime) -> Boo
                c.full_name AS customer_name, coalesce(c.is_active, false) AS customer_ok,
                coalesce(c.is_verified, false) AS customer_verified,
                p.full_name AS provider_name, coalesce(p.is_active, false) AS provider_ok,
-               coalesce(p.is_verified, false) AS provider_verified
+               coalesce(p.is_verified, false) AS provider_verified,
+               coalesce(s.requires_labour_access, false) AS requires_labour_access,
+               coalesce(la.active_until > $2, false) AS customer_labour_access
         FROM bookings b
         LEFT JOIN provider_services ps ON ps.id = b.provider_service_id
+        LEFT JOIN services s ON s.id = ps.service_id
+        LEFT JOIN labour_access la ON la.user_id = b.customer_id
         LEFT JOIN users c ON c.id = b.customer_id
         LEFT JOIN users p ON p.id = b.provider_id
         WHERE b.id = $1

@@ -53,6 +53,7 @@ from kernel.errors import (
     Conflict,
     Forbidden,
     NotFound,
+    PaymentRequired,
     RateLimited,
     StateConflict,
     Unprocessable,
@@ -191,6 +192,15 @@ class BookingService:
             self._check_appointment(params.appointment_at, now)
             if place is None:
                 raise NotFound("no such provider listing", field="providerServiceId")
+            if place.requires_labour_access and not (
+                place.labour_access_until is not None and place.labour_access_until > now
+            ):
+                raise PaymentRequired(
+                    "booking labour needs labour access: buy it with payments.initiate "
+                    "{product: labourAccess}",
+                    product="labourAccess",
+                    reason="labour_access_required",
+                )
             offered = {item["subServiceId"] for item in place.items}
             for i, sub in enumerate(params.sub_service_ids):
                 if sub not in offered:

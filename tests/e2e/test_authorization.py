@@ -27,6 +27,7 @@ from .conftest import Clients, e164
 ACTORS = ("anonymous", "customer", "provider", "other_customer", "other_provider", "admin")
 OK, UNAUTH, FORBIDDEN, NOT_FOUND = "allowed", "unauthenticated", "forbidden", "not_found"
 STATE = "state_conflict"  # a party past the authorization checks, the call ringing
+CONFLICT = "conflict"
 
 _keys = itertools.count(1)
 
@@ -82,6 +83,7 @@ class Fixture:
     completed_id: int
     report_id: int
     call_id: int = 0  # a ringing call of the customer to the provider about pending_id
+    order_id: str = "BX-NONE"  # an order of the customer's (labour access, not paid)
     recording_id: int = 0  # a finished recording of that call (parties may not download)
 
 
@@ -291,6 +293,42 @@ MATRIX: dict[str, tuple[Params, tuple[str, ...]]] = {
         lambda f: {"limit": 1},
         (UNAUTH, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, OK),
     ),
+    # Labour access is bought by customers; a listing fee by its provider.
+    "payments.initiate": (
+        lambda f: {"idempotencyKey": key(), "product": "labourAccess"},
+        (UNAUTH, OK, FORBIDDEN, OK, FORBIDDEN, FORBIDDEN),
+    ),
+    "payments.verify": (
+        lambda f: {"orderId": f.order_id},
+        (UNAUTH, OK, NOT_FOUND, NOT_FOUND, NOT_FOUND, FORBIDDEN),
+    ),
+    "payments.get": (
+        lambda f: {"orderId": f.order_id},
+        (UNAUTH, OK, NOT_FOUND, NOT_FOUND, NOT_FOUND, FORBIDDEN),
+    ),
+    "payments.list": (lambda f: {}, (UNAUTH, OK, OK, OK, OK, FORBIDDEN)),
+    "payments.labourAccess": (
+        lambda f: {},
+        (UNAUTH, OK, FORBIDDEN, OK, FORBIDDEN, FORBIDDEN),
+    ),
+    # The provider's free listing is a year from its end: not due for renewal yet.
+    "listings.renew": (
+        lambda f: {"idempotencyKey": key(), "providerServiceId": f.provider_service_id},
+        (UNAUTH, FORBIDDEN, CONFLICT, FORBIDDEN, NOT_FOUND, FORBIDDEN),
+    ),
+    "admin.payments.list": (
+        lambda f: {"limit": 1},
+        (UNAUTH, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, OK),
+    ),
+    "admin.payments.get": (
+        lambda f: {"orderId": f.order_id},
+        (UNAUTH, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, OK),
+    ),
+    # Past the checks, the admin finds the order is not paid.
+    "admin.payments.refund": (
+        lambda f: {"idempotencyKey": key(), "orderId": f.order_id, "reason": "a test"},
+        (UNAUTH, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, STATE),
+    ),
 }
 
 OURS = (
@@ -306,6 +344,8 @@ OURS = (
     "earnings.",
     "calls.",
     "recordings.",
+    "payments.",
+    "listings.",
 )
 
 
@@ -338,6 +378,9 @@ async def test_who_may_call(clients: Clients, method: str) -> None:
     )
     subs: dict[int, int] = {r["service_id"]: r["sub"] for r in rows}
     params, expected = MATRIX[method]
+    # Booking labour needs labour access: both customers have it (payments test the rule).
+    for customer in ("customer", "other_customer"):
+        await _labour_access(clients, actors[customer])
     recorded = method.startswith("recordings.")
     called = method.startswith("calls.") or method == "admin.calls.get" or recorded
     booked = called or method.startswith(("bookings.", "ratings.", "reports."))
@@ -371,6 +414,11 @@ async def test_who_may_call(clients: Clients, method: str) -> None:
             fixture.call_id = started["callId"]
         if recorded:
             fixture.recording_id = await _recording(clients, fixture.call_id)
+        if "payments." in method:
+            order = await actors["customer"].call(
+                "payments.initiate", {"idempotencyKey": key(), "product": "labourAccess"}
+            )
+            fixture.order_id = order["orderId"]
         fixture.booking_params = booking.params()  # type: ignore[attr-defined]
         seen[actor] = await outcome(actors[actor], method, params(fixture))
         # The customer's bookings per minute are limited (8): a minute between actors.
@@ -400,6 +448,17 @@ async def test_who_may_call(clients: Clients, method: str) -> None:
             victim = await accounts.get_user(clients.app.db, fixture.victim_id)
             assert victim is not None and victim.is_active and victim.is_verified
     assert seen == dict(zip(ACTORS, expected, strict=True))
+
+
+async def _labour_access(clients: Clients, customer: RtcClient) -> None:
+    assert clients.app.db is not None
+    me = await customer.call("me.get")
+    await clients.app.db.execute(
+        "INSERT INTO labour_access (user_id, active_until, updated_at) VALUES ($1, $2, $2)"
+        " ON CONFLICT (user_id) DO NOTHING",
+        me["id"],
+        clients.app.clock.now() + timedelta(days=365),
+    )
 
 
 async def _recording(clients: Clients, call_id: int) -> int:
