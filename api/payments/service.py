@@ -20,6 +20,7 @@ order through one path, :meth:`PaymentService.settle`:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -154,6 +155,7 @@ class PaymentService:
         self._zone = ZoneInfo(timezone)
         self._public_url = public_url  # where the payer's browser comes back to
         self.gateway: Gateway | None = None  # set once the HTTP port listens
+        self._asking: dict[str, asyncio.Future[GatewayStatus]] = {}  # status calls in flight
 
     def _gateway(self) -> Gateway:
         if self.gateway is None:
@@ -300,7 +302,7 @@ class PaymentService:
         if current.status in FINAL:
             return Settled(current, False)
         try:
-            answer = await gateway.status(order_id)
+            answer = await self._status_once(gateway, order_id)
         except ForgedAnswer as forged:
             await self._security(
                 "forged_answer", order_id, None, ip, {"source": source, "error": str(forged)}
@@ -308,6 +310,17 @@ class PaymentService:
             raise
         payment = await self._apply(order_id, answer, source)
         return payment
+
+    async def _status_once(self, gateway: Gateway, order_id: str) -> GatewayStatus:
+        """The gateway's answer about an order, asked once however many settlements of
+        it run at once on this instance (a storm of callbacks; the gateway rate-limits
+        its status API): they share the call in flight."""
+        asking = self._asking.get(order_id)
+        if asking is None:
+            asking = asyncio.ensure_future(gateway.status(order_id))
+            self._asking[order_id] = asking
+            asking.add_done_callback(lambda _: self._asking.pop(order_id, None))
+        return await asyncio.shield(asking)
 
     async def _apply(self, order_id: str, answer: GatewayStatus, source: Source) -> Settled:
         now = self._clock.now()
