@@ -82,8 +82,16 @@ class RegistrationCounts(Result):
     expired: int = 0
 
 
+class AdminListing(Result):
+    provider_service_id: int
+    service_slug: str
+    status: str = Field(description="pending (until paid), active, expired")
+    active_until: datetime | None = Field(description="the end of what is paid for")
+
+
 class AdminProvider(AdminUser):
     registrations: RegistrationCounts
+    listings: list[AdminListing]
 
 
 class ProviderPage(Result):
@@ -104,6 +112,13 @@ class Stats(Result):
     revenue_paise: int = Field(description="payments received and not refunded, in paise")
     payments_by_status: dict[str, int]
     computed_at: datetime = Field(description="the counts are cached for 30 s")
+
+
+def _counts(listings: list[admin.ListingRow]) -> RegistrationCounts:
+    counts: dict[str, int] = {}
+    for listing in listings:
+        counts[listing.status] = counts.get(listing.status, 0) + 1
+    return RegistrationCounts(**counts)
 
 
 def _user_fields(row: admin.UserListRow) -> dict[str, object]:
@@ -157,12 +172,21 @@ class AdminService:
     async def list_providers(self, caller: Caller, params: ListProviders) -> ProviderPage:
         """Provider accounts, oldest first, with their registrations by status."""
         page, next_cursor = await self._page(params, "provider")
-        counts = await admin.registration_counts(self._db, [r.id for r in page])
+        listings = await admin.listings_of(self._db, [r.id for r in page])
         return ProviderPage(
             providers=[
                 AdminProvider(
                     **_user_fields(r),
-                    registrations=RegistrationCounts(**counts.get(r.id, {})),
+                    registrations=_counts(listings.get(r.id, [])),
+                    listings=[
+                        AdminListing(
+                            provider_service_id=x.id,
+                            service_slug=x.service_slug,
+                            status=x.status,
+                            active_until=x.active_until,
+                        )
+                        for x in listings.get(r.id, [])
+                    ],
                 )
                 for r in page
             ],

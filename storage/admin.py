@@ -79,20 +79,31 @@ async def list_users(
     return [UserListRow(*(r[k] for k in UserListRow.__slots__)) for r in rows]
 
 
-async def registration_counts(db: Executor, provider_ids: list[int]) -> dict[int, dict[str, int]]:
-    """provider id → {status: count} of their registrations (removed ones left out)."""
+@dataclass(frozen=True, slots=True)
+class ListingRow:
+    id: int
+    service_slug: str
+    status: str
+    active_until: datetime | None
+
+
+async def listings_of(db: Executor, provider_ids: list[int]) -> dict[int, list[ListingRow]]:
+    """provider id → their registrations (removed ones left out), oldest first."""
     rows = await db.fetch(
         """
-        SELECT provider_id, status, count(*) AS n FROM provider_services
-        WHERE provider_id = ANY($1::bigint[]) AND status <> 'removed'
-        GROUP BY provider_id, status
+        SELECT ps.provider_id, ps.id, s.slug, ps.status, ps.active_until
+        FROM provider_services ps JOIN services s ON s.id = ps.service_id
+        WHERE ps.provider_id = ANY($1::bigint[]) AND ps.status <> 'removed'
+        ORDER BY ps.provider_id, ps.id
         """,
         provider_ids,
     )
-    counts: dict[int, dict[str, int]] = {}
+    listings: dict[int, list[ListingRow]] = {}
     for r in rows:
-        counts.setdefault(r["provider_id"], {})[r["status"]] = r["n"]
-    return counts
+        listings.setdefault(r["provider_id"], []).append(
+            ListingRow(r["id"], r["slug"], r["status"], r["active_until"])
+        )
+    return listings
 
 
 async def set_verified(db: Executor, user_id: int, verified: bool) -> UserListRow | None:

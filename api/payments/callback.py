@@ -15,7 +15,9 @@ from __future__ import annotations
 import html
 import ipaddress
 import logging
-from typing import Literal
+import time
+from collections.abc import Callable
+from typing import Any, Literal
 from urllib.parse import parse_qsl
 
 from aiohttp import web
@@ -60,10 +62,38 @@ _PAGES: dict[str, tuple[str, str]] = {
 }
 
 
+# Security events written per client address per minute at most: a flood of forged
+# posts is counted (metrics, log) but cannot fill the table.
+_EVENTS_PER_MINUTE = 30
+
+
 class PaymentCallbacks:
-    def __init__(self, service: PaymentService, networks: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        service: PaymentService,
+        networks: tuple[str, ...] = (),
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._service = service
         self._networks = [ipaddress.ip_network(n, strict=False) for n in networks]
+        self._monotonic = monotonic
+        self._written: dict[str | None, tuple[float, int]] = {}  # ip -> (minute, count)
+
+    async def _security_event(
+        self, kind: str, order_id: str | None, ip: str | None, detail: dict[str, Any]
+    ) -> None:
+        minute = self._monotonic() // 60
+        seen_minute, count = self._written.get(ip, (minute, 0))
+        if seen_minute != minute:
+            count = 0
+        if len(self._written) > 10_000:
+            self._written = {k: v for k, v in self._written.items() if v[0] == minute}
+        self._written[ip] = (minute, count + 1)
+        if count >= _EVENTS_PER_MINUTE:
+            self._service.count_security_event(kind, first=count == _EVENTS_PER_MINUTE)
+            return
+        await self._service.security_event(kind, order_id, ip, detail)
 
     async def callback(self, request: web.Request) -> web.StreamResponse:
         return await self._handle(request, "callback")
@@ -76,7 +106,7 @@ class PaymentCallbacks:
     ) -> web.StreamResponse:
         ip = request.remote
         if self._networks and not _within(ip, self._networks):
-            await self._service.security_event("network_refused", None, ip, {"source": source})
+            await self._security_event("network_refused", None, ip, {"source": source})
             return _answer(source, "refused", 403)
         if request.content_length is not None and request.content_length > _MAX_BODY:
             return _answer(source, "refused", 413)
@@ -90,14 +120,14 @@ class PaymentCallbacks:
         gateway = self._service.gateway
         if fields is None or gateway is None or not gateway.verify_callback(fields):
             order = fields.get("ORDERID") if fields else None
-            await self._service.security_event(
+            await self._security_event(
                 "bad_checksum", order, ip, {"source": source, "fields": sorted(fields or {})}
             )
             return _answer(source, "refused", 400)
         order_id = fields.get("ORDERID", "")
         payment = await self._service.find(order_id)
         if payment is None:
-            await self._service.security_event("unknown_order", order_id, ip, {"source": source})
+            await self._security_event("unknown_order", order_id, ip, {"source": source})
             return _answer(source, "unknown", 404)
         try:
             settled = await self._service.settle(order_id, source_of(source), ip=ip)
@@ -124,7 +154,7 @@ class PaymentCallbacks:
             amount is not None and amount != payment.amount_paise
         )
         if disagrees:
-            await self._service.security_event(
+            await self._security_event(
                 "callback_disagrees",
                 payment.order_id,
                 ip,

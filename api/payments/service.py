@@ -446,6 +446,13 @@ class PaymentService:
     async def find(self, order_id: str) -> PaymentRow | None:
         return await store.get(self._db, order_id)
 
+    def count_security_event(self, kind: str, *, first: bool) -> None:
+        """A security event counted but not written: its address wrote too many this
+        minute (logged for the first of them)."""
+        self._metrics.security_events.labels(kind).inc()
+        if first:
+            log.warning("payment security events not recorded: too many", extra={"kind": kind})
+
     async def security_event(
         self, kind: str, order_id: str | None, ip: str | None, detail: dict[str, Any]
     ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -63,6 +64,16 @@ class PaymentSettings(Section):
         if url not in PAYTM_HOSTS and not url.startswith(("http://", "https://")):
             raise ValueError('"staging", "production" or an http(s) URL')
         return url.rstrip("/")
+
+    @field_validator("callback_networks")
+    @classmethod
+    def _networks(cls, networks: tuple[str, ...]) -> tuple[str, ...]:
+        for network in networks:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ValueError(f"{network!r}: not a network (CIDR)") from None
+        return networks
 
     @model_validator(mode="after")
     def _merchant(self) -> PaymentSettings:

@@ -77,6 +77,11 @@ async def test_providers_list_with_registration_counts(clients: Clients, app: Ap
     assert set(by_name) == {"Ravi Kumar", "Anil Nair"}
     assert by_name["Ravi Kumar"]["registrations"] == {"pending": 1, "active": 1, "expired": 0}
     assert by_name["Anil Nair"]["registrations"] == {"pending": 0, "active": 0, "expired": 0}
+    # Each listing with its real status and the end of what is paid for.
+    listings = {x["serviceSlug"]: x for x in by_name["Ravi Kumar"]["listings"]}
+    assert listings["plumber"]["status"] == "pending" and listings["plumber"]["activeUntil"] is None
+    assert listings["labors"]["status"] == "active" and listings["labors"]["activeUntil"]
+    assert by_name["Anil Nair"]["listings"] == []
     assert all("bookings" not in key.lower() for key in by_name["Ravi Kumar"])
     first = await admin.call("admin.providers.list", {"limit": 1})
     rest = await admin.call("admin.providers.list", {"limit": 1, "cursor": first["nextCursor"]})

@@ -205,6 +205,20 @@ async def test_a_post_without_a_valid_checksum_is_refused_and_changes_nothing(
     assert await count(app, "SELECT count(*) FROM payment_events") == 0
 
 
+async def test_a_flood_of_forged_posts_cannot_fill_the_audit(
+    make_app: AppFactory, paytm: PaytmSimulator
+) -> None:
+    app = await shop(make_app, paytm)
+    forged = {"ORDERID": "BX1", "STATUS": "TXN_SUCCESS", "CHECKSUMHASH": "AAAA"}
+    answers = [(await post_form(app, CALLBACK_PATH, forged)).status_code for _ in range(35)]
+    assert answers == [400] * 35
+    assert await count(app, "SELECT count(*) FROM payment_security_events") == 30
+    counted = app.metrics.registry.get_sample_value(
+        "rtc_payment_security_events_total", {"kind": "bad_checksum"}
+    )
+    assert counted == 35
+
+
 async def test_a_tampered_callback_is_refused(
     make_app: AppFactory, paytm: PaytmSimulator, code_log: CodeLog
 ) -> None:

@@ -77,6 +77,9 @@ def test_missing_config_file_is_an_error(tmp_path: Path) -> None:
     [
         ("RTC_AUTH__JWT_SECRET", "short", "auth.jwt_secret"),
         ("RTC_REDIS__URL", "localhost:6379", "redis.url"),
+        ("RTC_PAYMENTS__CALLBACK_NETWORKS", '["203.192.240.*"]', "payments.callback_networks"),
+        ("RTC_PAYMENTS__PAYTM_BASE_URL", "securegw.paytm.in", "payments.paytm_base_url"),
+        ("RTC_PAYMENTS__GATEWAY", "paytm", "payments.*needs paytm_mid"),
     ],
 )
 def test_settings_that_would_fail_later_fail_at_start(
@@ -110,3 +113,17 @@ def test_calls_policy_is_relay_only_whenever_turn_is_configured(
     monkeypatch.setenv("RTC_CALLS__TURN_URLS", '["http://127.0.0.1:3478"]')
     with pytest.raises(ConfigError, match="calls.turn_urls"):
         load_settings(ROOT / "config.toml")
+
+
+def test_paytm_needs_its_merchant_and_a_key_of_an_aes_size(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("RTC_PAYMENTS__GATEWAY", "paytm")
+    monkeypatch.setenv("RTC_PAYMENTS__PAYTM_MID", "BuildX00000000000001")
+    monkeypatch.setenv("RTC_PAYMENTS__PAYTM_MERCHANT_KEY", "too-short")
+    with pytest.raises(ConfigError, match="RTC_PAYMENTS__PAYTM_MERCHANT_KEY"):
+        load_settings(ROOT / "config.toml")
+    monkeypatch.setenv("RTC_PAYMENTS__PAYTM_MERCHANT_KEY", "k" * 16)
+    monkeypatch.setenv("RTC_PAYMENTS__PAYTM_BASE_URL", "production")
+    payments = load_settings(ROOT / "config.toml").payments  # type: ignore[attr-defined]
+    assert payments.paytm_url == "https://securegw.paytm.in"
