@@ -50,6 +50,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
+from hypothesis import settings
 
 from kernel.clock import FakeClock
 from rtc_server.scaleout.local_redis import RedisServer
@@ -57,6 +58,12 @@ from storage import Database, EmbeddedPostgres, PoolSettings, apply_migrations
 from tests.servers import CodeLog
 
 TEMPLATE_DATABASE = "rtc_template"
+
+# Property tests depend on no example database of a machine (a fresh clone runs what
+# CI runs), and a failure prints the blob that reproduces it exactly
+# (@reproduce_failure) besides the falsifying example.
+settings.register_profile("project", database=None, print_blob=True)
+settings.load_profile("project")
 
 T = TypeVar("T")
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from recordings.ogg import (
@@ -312,6 +312,23 @@ def test_a_file_cut_short_still_decodes_up_to_its_last_whole_page(tmp_path: Path
     assert len(decode_ogg(path)) == 2 * 48_000
 
 
+def within_window(order: list[int]) -> bool:
+    """Every packet arrives fewer than REORDER_WINDOW frames behind the newest before it
+    (the premise of the property below: later ones are not waited for, by design)."""
+    newest = -1
+    for frame in order:
+        if newest - frame >= REORDER_WINDOW:
+            return False
+        newest = max(newest, frame)
+    return True
+
+
+def test_the_premise_of_the_window_holds_for_the_failing_example_hypothesis_found() -> None:
+    # count=7, lost={1, 2, 3, 4}, swaps=[1]: frame 0 behind frame 5, out of the window.
+    assert not within_window([5, 0, 6])
+    assert within_window([0, 5, 6])
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     start_seq=st.integers(0, 65_535),
@@ -321,6 +338,8 @@ def test_a_file_cut_short_still_decodes_up_to_its_last_whole_page(tmp_path: Path
     swaps=st.lists(st.integers(1, 118), max_size=20),
     duplicates=st.lists(st.integers(0, 119), max_size=10),
 )
+# What hypothesis once found on a fresh clone (a swap after losses left the window).
+@example(start_seq=0, start_ts=0, count=7, lost={1, 2, 3, 4}, swaps=[1], duplicates=[])
 def test_any_reordering_within_the_window_and_any_loss_keep_the_timeline(
     start_seq: int,
     start_ts: int,
@@ -331,9 +350,11 @@ def test_any_reordering_within_the_window_and_any_loss_keep_the_timeline(
 ) -> None:
     # Packet i carries frame i; the last packet arrives (the end is never lost).
     order = [i for i in range(count) if i not in lost or i == count - 1]
-    for at in swaps:  # neighbours swapped: reordering by one, well within the window
+    for at in swaps:  # neighbours swapped, as long as every packet stays within the window
         if at < len(order) - 1:
             order[at - 1], order[at] = order[at], order[at - 1]
+            if not within_window(order):  # after losses a swap can reorder by more
+                order[at - 1], order[at] = order[at], order[at - 1]
     for at in duplicates:
         if at < len(order):
             order.insert(at, order[at])
