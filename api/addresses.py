@@ -21,7 +21,7 @@ from kernel.rpc.registry import (
     Params,
     Result,
 )
-from kernel.rpc.text import NO_CONTROL, Trimmed, refuse_nulls
+from kernel.rpc.text import Line, Paragraphs, refuse_nulls
 from storage import addresses
 from storage.database import Database
 
@@ -31,9 +31,9 @@ MAX_PAGE = 50
 ROLES = frozenset({"customer", "provider"})
 
 AddressType = Literal["home", "office", "other"]
-State = Annotated[str, Trimmed(2, 100), NO_CONTROL]
-City = Annotated[str, Trimmed(2, 100), NO_CONTROL]
-FullAddress = Annotated[str, Trimmed(10, 500), NO_CONTROL]
+State = Annotated[str, Line(2, 100)]
+City = Annotated[str, Line(2, 100)]
+FullAddress = Annotated[str, Paragraphs(10, 500)]
 # Indian PIN codes: 6 digits, the first (the postal region) 1-9.
 Pincode = Annotated[str, Field(pattern=r"^[1-9][0-9]{5}$")]
 AddressId = Annotated[int, Field(ge=1, le=2**63 - 1)]

@@ -19,7 +19,7 @@ from kernel.clock import Clock
 from kernel.errors import Conflict, NotFound
 from kernel.feature import Feature, Kit
 from kernel.rpc.registry import Access, Caller, Empty, MethodRegistry, Params, Result
-from kernel.rpc.text import Trimmed
+from kernel.rpc.text import Line
 from storage import admin
 from storage.database import Database
 
@@ -28,7 +28,7 @@ STATS_TTL = timedelta(seconds=30)
 
 Id = Annotated[int, Field(ge=1, le=2**63 - 1)]
 Cursor = Annotated[str, Field(min_length=1, max_length=20, pattern=r"^[1-9][0-9]{0,18}$")]
-Search = Annotated[str, Trimmed(1, 100)]
+Search = Annotated[str, Line(1, 100)]
 RevokedHook = Callable[[int, list[UUID], str], Awaitable[None]]
 
 

@@ -26,7 +26,7 @@ from kernel.jobs import Job, JobPayload, JobQueue, JobSpec
 from kernel.publisher import EventPublisher
 from kernel.push import PushNotice, PushPolicy
 from kernel.rpc.registry import Access, Caller, IdempotentParams, Result
-from kernel.rpc.text import NO_CONTROL, Trimmed
+from kernel.rpc.text import Line, Paragraphs
 from storage import admin
 from storage.database import Database
 
@@ -44,8 +44,8 @@ ROLES: dict[str, list[str]] = {
 
 class Announce(IdempotentParams):
     audience: Literal["customers", "providers", "everyone"]
-    title: Annotated[str, Trimmed(1, 80), NO_CONTROL]
-    body: Annotated[str, Trimmed(1, 500), NO_CONTROL]
+    title: Annotated[str, Line(1, 80)]
+    body: Annotated[str, Paragraphs(1, 500)]
     push: bool = Field(False, description="also push it to users who allow promotional pushes")
 
 

@@ -34,7 +34,7 @@ from kernel.rpc.registry import (
     Params,
     Result,
 )
-from kernel.rpc.text import NO_CONTROL, Trimmed, invalid, refuse_nulls
+from kernel.rpc.text import Paragraphs, invalid, refuse_nulls
 from storage import bookings, providers, ratings
 from storage.database import Database
 from storage.events import Executor
@@ -49,7 +49,7 @@ ROLES = frozenset({"provider"})
 
 Id = Annotated[int, Field(ge=1, le=2**63 - 1)]
 Years = Annotated[int, Field(ge=0, le=80)]
-Description = Annotated[str, Trimmed(1, 1000), NO_CONTROL]
+Description = Annotated[str, Paragraphs(1, 1000)]
 Cursor = Annotated[str, Field(min_length=1, max_length=200)]
 
 

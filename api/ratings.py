@@ -27,7 +27,7 @@ from kernel.clock import Clock
 from kernel.errors import Conflict, NotFound, StateConflict
 from kernel.outbox import Outbox
 from kernel.rpc.registry import Caller, IdempotentParams, MethodRegistry, Result
-from kernel.rpc.text import NO_CONTROL, Trimmed
+from kernel.rpc.text import Paragraphs
 from storage import bookings, ratings
 from storage import notifications as notification_store
 from storage.database import Database
@@ -36,7 +36,7 @@ from storage.events import lock_cursors
 ROLES = frozenset({"customer", "provider"})
 
 Id = Annotated[int, Field(ge=1, le=2**63 - 1)]
-Review = Annotated[str, Trimmed(1, 500), NO_CONTROL]
+Review = Annotated[str, Paragraphs(1, 500)]
 
 
 class RateBooking(IdempotentParams):

@@ -22,7 +22,7 @@ from kernel.clock import Clock
 from kernel.errors import Conflict, NotFound, RateLimited
 from kernel.rpc.cursors import Cursor, decode_cursor, next_cursor
 from kernel.rpc.registry import Access, Caller, IdempotentParams, MethodRegistry, Params, Result
-from kernel.rpc.text import NO_CONTROL, Trimmed
+from kernel.rpc.text import Line, Paragraphs
 from storage import bookings, reports
 from storage.database import Database
 
@@ -36,8 +36,8 @@ ReportStatus = Literal["open", "resolved", "closed"]
 
 class CreateReport(IdempotentParams):
     booking_id: Id
-    reason: Annotated[str, Trimmed(2, 100), NO_CONTROL]
-    description: Annotated[str, Trimmed(10, 2000), NO_CONTROL]
+    reason: Annotated[str, Line(2, 100)]
+    description: Annotated[str, Paragraphs(10, 2000)]
 
 
 class ListReports(Params):

@@ -12,7 +12,7 @@ from pydantic import Field, model_validator
 
 from kernel.rpc.cursors import Cursor
 from kernel.rpc.registry import IdempotentParams, Params, Result
-from kernel.rpc.text import NO_CONTROL, Trimmed, invalid
+from kernel.rpc.text import Line, invalid
 
 Id = Annotated[int, Field(ge=1, le=2**63 - 1)]
 MAX_PAGE = 50
@@ -45,7 +45,7 @@ class CallStep(IdempotentParams):
 
 class RejectCall(IdempotentParams):
     call_id: Id
-    reason: Annotated[str, Trimmed(1, 200), NO_CONTROL] | None = None
+    reason: Annotated[str, Line(1, 200)] | None = None
 
 
 class Description(Params):

@@ -30,6 +30,7 @@ from kernel.errors import (
 )
 from kernel.identity import Identity
 from kernel.rpc.registry import Access, Caller, Empty, MethodRegistry, Params, Result, UserId
+from kernel.rpc.text import FullName
 from storage import accounts, admin
 from storage.database import Database
 
@@ -79,7 +80,7 @@ class VerifyOtp(Params):
     phone: str = Field(min_length=4, max_length=32)
     role: Role
     code: str = Field(pattern=r"^[0-9]{4,8}$")
-    full_name: str | None = Field(None, min_length=2, max_length=100)
+    full_name: FullName | None = None
     device: Device | None = None
 
 
@@ -342,9 +343,10 @@ class AuthService:
 
         Presenting a token that was already rotated means it leaked (or a client
         misbehaves): the whole session is revoked (RFC 6819 section 5.2.2.3). Except
-        within ``refresh_retry_grace`` of its rotation: then the answer was most likely
-        lost on the way to a phone on a bad network, and the session rotates again
-        (every other token of it retired), instead of logging the user out.
+        within ``refresh_retry_grace`` of its rotation, and only while the token it was
+        rotated to was never used: then that answer was most likely lost on the way to
+        a phone on a bad network, and the session rotates again (every other token of
+        it retired), instead of logging the user out.
         """
         if not tokens.looks_like_refresh_token(params.refresh_token):
             raise Unauthenticated("invalid refresh token", reason="token_invalid")
@@ -354,7 +356,13 @@ class AuthService:
             row = await accounts.lock_refresh_token(conn, old_hash)
             if row is None:
                 raise Unauthenticated("invalid refresh token", reason="token_invalid")
-            retry = row.used_at is not None and now - row.used_at <= self._retry_grace
+            # A retry: this token's answer was lost, so the token it was rotated to was
+            # never used. A token whose successor was used is a replay, grace or not.
+            retry = (
+                row.used_at is not None
+                and row.successor_unused
+                and now - row.used_at <= self._retry_grace
+            )
             if row.used_at is not None and not retry:
                 revoked = await accounts.revoke_sessions(
                     conn, row.user_id, "refresh_token_reuse", row.session_id

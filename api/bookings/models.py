@@ -15,15 +15,15 @@ from api.bookings.rules import Side, Status, allowed_actions
 from kernel.idempotency import ClaimsKeyInTransaction
 from kernel.rpc.cursors import Cursor
 from kernel.rpc.registry import IdempotentParams, Params, Result
-from kernel.rpc.text import NO_CONTROL, Trimmed, invalid
+from kernel.rpc.text import Line, Paragraphs, invalid
 from storage.bookings import BookingRow, RatingRow
 
 MAX_PAGE = 50
 MAX_SUB_SERVICES = 50
 
 Id = Annotated[int, Field(ge=1, le=2**63 - 1)]
-Reason = Annotated[str, Trimmed(2, 500), NO_CONTROL]
-Description = Annotated[str, Trimmed(1, 1000), NO_CONTROL]
+Reason = Annotated[str, Line(2, 500)]
+Description = Annotated[str, Paragraphs(1, 1000)]
 SideName = Literal["customer", "provider"]
 StatusName = Literal["pending", "accepted", "rejected", "in_progress", "completed", "cancelled"]
 

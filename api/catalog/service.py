@@ -26,7 +26,7 @@ from kernel.rpc.registry import (
     Params,
     Result,
 )
-from kernel.rpc.text import NO_CONTROL, Slug, Trimmed, invalid, refuse_nulls
+from kernel.rpc.text import Line, Slug, invalid, refuse_nulls
 from kernel.signals import Signals
 from storage import catalog
 from storage.database import Database
@@ -41,7 +41,7 @@ MAX_PRICE_PAISE = 10_000_000  # ₹1,00,000: far above any listing fee; catches 
 BillingCycle = Literal[
     "one_time", "monthly", "quarterly", "yearly", "biennial", "triennial", "lifetime"
 ]
-Name = Annotated[str, Trimmed(2, 100), NO_CONTROL]
+Name = Annotated[str, Line(2, 100)]
 ServiceId = Annotated[int, Field(ge=1, le=2**63 - 1)]
 NOT_MODIFIED = Encoded(b'{"notModified":true}')
 

@@ -10,7 +10,7 @@ from pydantic import Field, model_validator
 from kernel.events import EventSpec
 from kernel.rpc.cursors import Cursor
 from kernel.rpc.registry import IdempotentParams, Params, Result
-from kernel.rpc.text import NO_CONTROL, Trimmed, invalid
+from kernel.rpc.text import Line, invalid
 
 Id = Annotated[int, Field(ge=1, le=2**63 - 1)]
 OrderId = Annotated[str, Field(pattern=r"^[A-Za-z0-9@._-]{1,50}$")]
@@ -90,7 +90,7 @@ class ListingPeriod(Result):
 
 class Refund(IdempotentParams):
     order_id: OrderId
-    reason: Annotated[str, Trimmed(3, 200), NO_CONTROL]
+    reason: Annotated[str, Line(3, 200)]
 
 
 class Payment(Result):

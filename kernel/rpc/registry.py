@@ -20,6 +20,7 @@ from pydantic.json_schema import models_json_schema
 
 from kernel.errors import ALL_ERRORS, Forbidden, InvalidParams, Unauthenticated
 from kernel.events import EventSpec
+from kernel.rpc.text import nul_path
 
 UserId = NewType("UserId", int)
 
@@ -139,6 +140,12 @@ class MethodSpec(Generic[P, R]):
             raise InvalidParams("params must be an object (by name)")
         if not raw and self.params is Empty:
             return _EMPTY  # type: ignore[return-value]
+        nul = nul_path(raw)
+        if nul is not None:
+            message = "NUL characters are not allowed"
+            raise InvalidParams(
+                f"invalid params: {nul}: {message}", fields=[{"field": nul, "message": message}]
+            )
         try:
             return self.params.model_validate(raw or {})
         except ValidationError as exc:
