@@ -254,6 +254,8 @@ class RefreshRow:
     token_expires_at: datetime
     used_at: datetime | None
     session_revoked_at: datetime | None
+    # The token it was rotated to was never used: this one's answer was lost (a retry).
+    successor_unused: bool
 
 
 async def lock_refresh_token(conn: Executor, token_hash: bytes) -> RefreshRow | None:
@@ -261,10 +263,12 @@ async def lock_refresh_token(conn: Executor, token_hash: bytes) -> RefreshRow | 
     row = await conn.fetchrow(
         """
         SELECT t.session_id, s.user_id, u.role, u.is_active AS user_active,
-               t.expires_at AS token_expires_at, t.used_at, s.revoked_at AS session_revoked_at
+               t.expires_at AS token_expires_at, t.used_at, s.revoked_at AS session_revoked_at,
+               coalesce(n.used_at IS NULL, false) AS successor_unused
         FROM refresh_tokens t
         JOIN auth_sessions s ON s.id = t.session_id
         JOIN users u ON u.id = s.user_id
+        LEFT JOIN refresh_tokens n ON n.token_hash = t.replaced_by
         WHERE t.token_hash = $1
         FOR UPDATE OF t, s
         """,
@@ -284,16 +288,20 @@ async def rotate_refresh_token(
     """Retire ``old_hash`` (and any other live token of the session) for ``new_hash``.
 
     A token keeps the time of its first use: retries within the grace period must not
-    extend the grace.
+    extend the grace. ``old_hash`` names ``new_hash`` as its successor; the others were
+    retired without being presented and name none (no grace for them).
     """
     await conn.execute(
         """
-        UPDATE refresh_tokens SET used_at = COALESCE(used_at, $3)
+        UPDATE refresh_tokens
+        SET used_at = COALESCE(used_at, $3),
+            replaced_by = CASE WHEN token_hash = $1 THEN $4 ELSE replaced_by END
         WHERE session_id = $2 AND (token_hash = $1 OR used_at IS NULL)
         """,
         old_hash,
         session_id,
         now,
+        new_hash,
     )
     await conn.execute(
         "INSERT INTO refresh_tokens (token_hash, session_id, expires_at) VALUES ($1, $2, $3)",

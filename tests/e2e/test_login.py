@@ -338,3 +338,18 @@ async def test_retries_do_not_stretch_the_refresh_grace(clients: Clients, clock:
     with pytest.raises(RpcCallError) as reused:
         await client.call("auth.refresh", {"refreshToken": tokens["refreshToken"]})
     assert reused.value.data["reason"] == "token_reused"
+
+
+async def test_the_refresh_grace_covers_only_the_token_whose_answer_was_lost(
+    clients: Clients, clock: FakeClock
+) -> None:
+    """T0 -> T1 (the phone got T1 and used it) -> T2: T0 presented again, even within
+    the grace, is a replay of a stolen token, not a lost answer."""
+    client, tokens = await clients.login()
+    first = await client.call("auth.refresh", {"refreshToken": tokens["refreshToken"]})
+    clock.advance(5)
+    await client.call("auth.refresh", {"refreshToken": first["refreshToken"]})
+    clock.advance(5)  # 10 s after T0's rotation: within the 30 s grace
+    with pytest.raises(RpcCallError) as replayed:
+        await client.call("auth.refresh", {"refreshToken": tokens["refreshToken"]})
+    assert replayed.value.data["reason"] == "token_reused"
