@@ -10,14 +10,18 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import Field
+import orjson
+from pydantic import BaseModel, Field
 
+from kernel.audit import AUDIT
 from kernel.clock import Clock
-from kernel.errors import Conflict, NotFound
+from kernel.errors import Conflict, Forbidden, NotFound
 from kernel.feature import Feature, Kit
+from kernel.rpc.cursors import Cursor as AuditCursor
+from kernel.rpc.cursors import decode_cursor, next_cursor
 from kernel.rpc.registry import Access, Caller, Empty, MethodRegistry, Params, Result
 from kernel.rpc.text import Line
 from storage import admin
@@ -99,6 +103,30 @@ class ProviderPage(Result):
     next_cursor: str | None = Field(description="pass as cursor for the next page; null: no more")
 
 
+class ListActions(Params):
+    admin_id: Id | None = None
+    cursor: AuditCursor | None = Field(None, description="nextCursor of the previous page")
+    limit: int = Field(50, ge=1, le=MAX_PAGE)
+
+
+class Action(Result):
+    """One admin action: who, what (method and params), from where, how it ended."""
+
+    id: int
+    admin_id: int | None
+    admin_name: str | None
+    method: str
+    params: dict[str, Any]
+    ip: str | None
+    outcome: str = Field(description='"ok", or the error\'s name')
+    at: datetime
+
+
+class ActionPage(Result):
+    actions: list[Action]
+    next_cursor: str | None
+
+
 class UserRemoved(Result):
     ok: bool = True
     revoked: int = Field(description="sessions ended by this call (0 when repeated)")
@@ -149,6 +177,7 @@ class AdminService:
         add("admin.users.verify", self.verify, params=VerifyUser, result=AdminUser, access=a)
         add("admin.users.remove", self.remove, params=UserRef, result=UserRemoved, access=a)
         add("admin.stats", self.stats, params=Empty, result=Stats, access=a)
+        add("admin.audit.list", self.audit_list, params=ListActions, result=ActionPage, access=a)
 
     async def _page(
         self, params: ListUsers | ListProviders, role: str | None
@@ -193,8 +222,17 @@ class AdminService:
             next_cursor=next_cursor,
         )
 
+    async def _not_an_admin(self, user_id: int, action: str) -> None:
+        """Admins are made and unmade by operators (the CLI), not by each other."""
+        if await admin.role_of(self._db, user_id) == "admin":
+            raise Forbidden(
+                f"an admin cannot {action} an admin (an operator can, with rtc-server)",
+                reason="admin_account",
+            )
+
     async def verify(self, caller: Caller, params: VerifyUser) -> AdminUser:
-        """Set or clear an account's verified flag."""
+        """Set or clear an account's verified flag (an unverify sticks across logins)."""
+        await self._not_an_admin(params.user_id, "unverify" if not params.verified else "verify")
         row = await admin.set_verified(self._db, params.user_id, params.verified)
         if row is None:
             raise NotFound("no such user", field="userId")
@@ -205,6 +243,7 @@ class AdminService:
         end its sessions and close its sockets. Repeating it is harmless."""
         if params.user_id == caller.require_user():
             raise Conflict("an admin cannot remove themselves", reason="self", field="userId")
+        await self._not_an_admin(params.user_id, "remove")
         async with self._db.transaction() as conn:
             removal = await admin.remove_user(
                 conn, params.user_id, f"removed by admin {caller.user_id}"
@@ -233,11 +272,59 @@ class AdminService:
         )
         return self._stats
 
+    async def audit_list(self, caller: Caller, params: ListActions) -> ActionPage:
+        """What admins did, newest first (of one admin or all)."""
+        query = ("admin.audit", params.admin_id)
+        rows = await admin.actions(
+            self._db,
+            admin_id=params.admin_id,
+            before_id=decode_cursor(params.cursor, query),
+            limit=params.limit + 1,
+        )
+        return ActionPage(
+            actions=[
+                Action(
+                    id=r.id,
+                    admin_id=r.admin_id,
+                    admin_name=r.admin_name,
+                    method=r.method,
+                    params=orjson.loads(r.params),
+                    ip=r.ip,
+                    outcome=r.outcome,
+                    at=r.created_at,
+                )
+                for r in rows[: params.limit]
+            ],
+            next_cursor=next_cursor([r.id for r in rows], params.limit, query),
+        )
+
+
+class AdminAudit:
+    """The audit of admins' actions (:class:`kernel.audit.AuditLog`)."""
+
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self._db = db
+        self._clock = clock
+
+    async def record(self, caller: Caller, method: str, params: BaseModel, outcome: str) -> None:
+        fields = params.model_dump(mode="json", by_alias=True, exclude={"idempotency_key"})
+        await admin.record_action(
+            self._db,
+            admin_id=caller.user_id,
+            method=method,
+            params=orjson.dumps(fields).decode(),
+            ip=caller.ip,
+            outcome=outcome,
+            now=self._clock.now(),
+        )
+
 
 class AdminFeature(Feature):
-    """Admins' view of the marketplace: accounts, blocks, stats (``admin.*``)."""
+    """Admins' view of the marketplace: accounts, blocks, stats, the audit of their own
+    actions (``admin.*``)."""
 
     name = "admin"
 
     async def install(self, kit: Kit) -> None:
         AdminService(kit.db, kit.clock, kit.revoke).register(kit.methods)
+        kit.provide(AUDIT, AdminAudit(kit.db, kit.clock))

@@ -6,6 +6,7 @@ implements :class:`Authenticator`; the core only binds sockets to identities.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Protocol
 from uuid import UUID
@@ -29,6 +30,11 @@ class Authenticator(Protocol):
         Raises :class:`kernel.errors.Unauthenticated` (with ``reason``
         ``token_expired``, ``token_invalid`` or ``session_revoked``) otherwise.
         """
+        ...
+
+    async def alive(self, session_ids: Collection[UUID]) -> set[UUID]:
+        """Those of ``session_ids`` not revoked or expired, whose user is active (the
+        sockets of the others are closed by the session check)."""
         ...
 
 

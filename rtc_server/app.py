@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import TypeVar
 
+from kernel.audit import AUDIT, AuditLog
 from kernel.bus import Bus, InProcessBus
 from kernel.clock import Clock, SystemClock
 from kernel.devices import Devices
@@ -37,6 +38,7 @@ from rtc_server.hub import Hub
 from rtc_server.kit import AppKit
 from rtc_server.metrics import Metrics
 from rtc_server.server import SocketServer
+from rtc_server.session_check import SessionCheck
 from rtc_server.session_methods import SessionMethods
 from storage import jobs as job_store
 from storage.database import Database, PoolSettings
@@ -191,12 +193,21 @@ class App:
         s = self.settings
         self.authenticator = self.kit.port(AUTHENTICATOR)
         SessionMethods(self.registry, self.authenticator, self.delivery).register()
+        self.session_check = SessionCheck(
+            self.hub, self.authenticator, self.metrics, s.server.session_check_interval
+        )
+        self.bus.on_restored(self._check_sessions)
+        try:
+            audit: AuditLog | None = self.kit.port(AUDIT)
+        except LookupError:
+            audit = None  # no feature keeps admins' actions
         self.dispatcher = Dispatcher(
             self.registry,
             s.server,
             self.metrics,
             idempotency=self.idempotency,
             log_requests=s.log.requests,
+            audit=audit,
         )
 
     async def _listen(self) -> None:
@@ -232,7 +243,12 @@ class App:
         self.worker.start()
         self.periodic = PeriodicJobs(self.db, self.jobs, self.clock, declared.schedules)
         self._tasks.append(asyncio.create_task(self.periodic.run_forever()))
+        self._tasks.append(asyncio.create_task(self.session_check.run_forever()))
         self._tasks += [asyncio.create_task(run()) for run in declared.tasks]
+
+    async def _check_sessions(self) -> None:
+        # Revocations published while the bus was down may have been dropped.
+        await self.session_check.check()
 
     async def _housekeeping(self, job: Job[Tick]) -> None:
         await self.housekeeping.run_once()

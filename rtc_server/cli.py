@@ -4,6 +4,7 @@
                        [--log-format json|text]
     rtc-server migrate [--config FILE] [--data-dir DIR]
     rtc-server create-admin --phone P [--name N] [--config FILE] [--data-dir DIR]
+    rtc-server remove-admin --phone P [--config FILE] [--data-dir DIR]
 
 Flags win over environment variables, which win over the config file.
 """
@@ -42,6 +43,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     admin.add_argument("--phone", required=True)
     admin.add_argument("--name")
+    unadmin = commands.add_parser(
+        "remove-admin",
+        parents=[common],
+        help="deactivate an admin account and end its sessions (admins cannot remove admins)",
+    )
+    unadmin.add_argument("--phone", required=True)
     return parser
 
 
@@ -73,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(_migrate(settings))
     if args.command == "create-admin":
         return asyncio.run(_create_admin(settings, args.phone, args.name))
+    if args.command == "remove-admin":
+        return asyncio.run(_remove_admin(settings, args.phone))
     return _serve(settings)
 
 
@@ -152,6 +161,34 @@ async def _create_admin(settings: CoreSettings, phone: str, name: str | None) ->
     verb = "created" if created else "already existed; re-activated"
     log.info(f"admin {verb}", extra={"user": user.id, "phone": user.phone})
     print(f"admin {user.phone} (id {user.id}) {verb}")
+    return 0
+
+
+async def _remove_admin(settings: CoreSettings, phone: str) -> int:
+    from api.auth.phones import InvalidPhone, normalize_phone
+    from api.auth.settings import AuthSettings
+    from rtc_server.app import open_database
+    from storage import accounts
+    from storage.migrate import apply_migrations
+
+    try:
+        normalized = normalize_phone(phone, settings.section(AuthSettings).default_region)
+    except InvalidPhone as exc:
+        print(f"rtc-server: invalid phone: {exc.reason}", file=sys.stderr)
+        return 2
+    db, embedded = await open_database(settings)
+    try:
+        await apply_migrations(db)
+        user_id = await accounts.remove_admin(db, normalized)
+    finally:
+        await db.close()
+        if embedded is not None:
+            await asyncio.to_thread(embedded.stop)
+    if user_id is None:
+        print(f"rtc-server: no admin account for {normalized}", file=sys.stderr)
+        return 1
+    log.info("admin removed", extra={"user": user_id})
+    print(f"admin {normalized} (id {user_id}) removed; its sessions are ended")
     return 0
 
 

@@ -54,6 +54,9 @@ class ServerSettings(_Section):
     ping_interval: float = Field(25.0, ge=0)
     ping_timeout: float = Field(20.0, gt=0)
     shutdown_grace: float = Field(10.0, ge=0)
+    # How often the sessions of authenticated sockets are checked against the
+    # database (also at once when the bus comes back): rtc_server/session_check.py.
+    session_check_interval: float = Field(60.0, ge=1)
     compression: bool = False
     # Sockets that this instance accepts at most (new ones are refused with HTTP 503).
     max_connections: int = Field(50_000, ge=1)

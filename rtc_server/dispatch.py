@@ -17,6 +17,7 @@ from typing import Any, cast
 
 from pydantic import BaseModel
 
+from kernel.audit import AuditLog, audited
 from kernel.errors import (
     CloseCode,
     InternalError,
@@ -38,7 +39,7 @@ from kernel.rpc.codec import (
     encode_error,
     encode_result,
 )
-from kernel.rpc.registry import Access, Encoded, MethodRegistry, MethodSpec
+from kernel.rpc.registry import Access, Caller, Encoded, MethodRegistry, MethodSpec
 from rtc_server.config import ServerSettings
 from rtc_server.connection import Connection
 from rtc_server.metrics import Metrics
@@ -64,8 +65,10 @@ class Dispatcher:
         *,
         idempotency: Idempotency,
         log_requests: bool = False,
+        audit: AuditLog | None = None,
     ) -> None:
         self.registry = registry
+        self.audit = audit  # admins' actions (kernel/audit.py)
         self.idempotency = idempotency
         self.settings = settings
         self.metrics = metrics
@@ -166,11 +169,21 @@ class Dispatcher:
         except Exception as exc:  # noqa: BLE001 - every failure becomes an answer
             error = self._to_rpc_error(exc, spec.name)
             self._record(conn, spec.name, t0, error)
+            await self._audit(caller, spec.name, params, error.name)
             return None if request.notification else encode_error(request.id, error)
         self._record(conn, spec.name, t0, None)
+        await self._audit(caller, spec.name, params, "ok")
         if request.notification:
             return None
         return encode_result(request.id, result_json)
+
+    async def _audit(self, caller: Caller, method: str, params: Any, outcome: str) -> None:
+        if self.audit is None or not audited(caller, method):
+            return
+        try:
+            await self.audit.record(caller, method, params, outcome)
+        except Exception:  # noqa: BLE001 - the action happened; its record is logged
+            log.exception("admin action not audited", extra={"method": method})
 
     async def _run_batch(self, conn: Connection, items: list[Any], t0: float) -> None:
         async def one(item: Any) -> bytes | None:

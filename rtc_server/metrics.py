@@ -26,6 +26,12 @@ class Metrics(KernelMetrics):
         self.socket_closes = Counter(
             "rtc_socket_closes_total", "Websockets closed, by close code", ["code"], registry=r
         )
+        self.session_check_closed = Counter(
+            "rtc_session_check_closed_total",
+            "Websockets closed by the session check (their session ended while the bus"
+            " did not say so)",
+            registry=r,
+        )
         # rtc_rpc_requests_total and rtc_rpc_latency_seconds, by method.
         self.rpc = RpcStats(_LATENCY_BUCKETS)
         r.register(self.rpc)

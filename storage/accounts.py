@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets as _secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -84,13 +85,14 @@ async def get_user(db: Executor, user_id: int) -> UserRow | None:
 async def upsert_verified_user(
     db: Executor, phone: str, role: str, full_name: str | None
 ) -> UserRow:
-    """The account of (phone, role), created on first login, marked verified."""
+    """The account of (phone, role), created on first login, marked verified (the code
+    proved the phone), unless an admin unverified it: that sticks."""
     row = await db.fetchrow(
         f"""
         INSERT INTO users (phone, role, full_name, is_verified, last_login_at)
         VALUES ($1, $2, $3, true, now())
         ON CONFLICT (phone, role) DO UPDATE
-            SET is_verified = true, last_login_at = now(),
+            SET is_verified = NOT users.unverified_by_admin, last_login_at = now(),
                 full_name = COALESCE(users.full_name, EXCLUDED.full_name),
                 updated_at = now()
         RETURNING {_USER_COLUMNS}
@@ -121,6 +123,20 @@ async def create_admin(db: Database, phone: str, full_name: str | None) -> tuple
     user = _user(row)
     assert row is not None and user is not None
     return user, bool(row["created"])
+
+
+async def remove_admin(db: Database, phone: str) -> int | None:
+    """Deactivate the admin account of ``phone`` and end its sessions (an operator's
+    act: admins cannot remove each other). Its id, or None if there is none."""
+    async with db.transaction() as conn:
+        user_id: int | None = await conn.fetchval(
+            "UPDATE users SET is_active = false, updated_at = now()"
+            " WHERE phone = $1 AND role = 'admin' RETURNING id",
+            phone,
+        )
+        if user_id is not None:
+            await revoke_sessions(conn, user_id, "admin removed by an operator")
+    return user_id
 
 
 # --- One-time codes ---------------------------------------------------------------------
@@ -343,6 +359,19 @@ async def session_alive(db: Executor, session_id: UUID) -> bool:
         session_id,
     )
     return bool(alive)
+
+
+async def sessions_alive(db: Executor, session_ids: Sequence[UUID]) -> set[UUID]:
+    """Those of ``session_ids`` still alive (as :func:`session_alive`), in one query."""
+    rows = await db.fetch(
+        """
+        SELECT s.id FROM auth_sessions s JOIN users u ON u.id = s.user_id
+        WHERE s.id = ANY($1::uuid[]) AND s.revoked_at IS NULL AND s.expires_at > now()
+          AND u.is_active
+        """,
+        list(session_ids),
+    )
+    return {row["id"] for row in rows}
 
 
 async def list_sessions(db: Executor, user_id: int) -> list[SessionRow]:

@@ -109,7 +109,8 @@ async def listings_of(db: Executor, provider_ids: list[int]) -> dict[int, list[L
 async def set_verified(db: Executor, user_id: int, verified: bool) -> UserListRow | None:
     row = await db.fetchrow(
         f"""
-        UPDATE users u SET is_verified = $2, updated_at = now() WHERE u.id = $1
+        UPDATE users u SET is_verified = $2, unverified_by_admin = NOT $2, updated_at = now()
+        WHERE u.id = $1
         RETURNING {_USER_COLUMNS}
         """,
         user_id,
@@ -216,3 +217,61 @@ async def audience(db: Executor, roles: list[str], after_id: int, limit: int) ->
         limit,
     )
     return [r["id"] for r in rows]
+
+
+async def role_of(db: Executor, user_id: int) -> str | None:
+    role: str | None = await db.fetchval("SELECT role FROM users WHERE id = $1", user_id)
+    return role
+
+
+async def record_action(
+    db: Executor,
+    *,
+    admin_id: int | None,
+    method: str,
+    params: str,
+    ip: str | None,
+    outcome: str,
+    now: datetime,
+) -> None:
+    await db.execute(
+        "INSERT INTO admin_actions (admin_id, method, params, ip, outcome, created_at)"
+        " VALUES ($1, $2, $3::jsonb, $4, $5, $6)",
+        admin_id,
+        method,
+        params,
+        ip,
+        outcome,
+        now,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ActionRow:
+    id: int
+    admin_id: int | None
+    admin_name: str | None
+    method: str
+    params: str
+    ip: str | None
+    outcome: str
+    created_at: datetime
+
+
+async def actions(
+    db: Executor, *, admin_id: int | None, before_id: int | None, limit: int
+) -> list[ActionRow]:
+    """Admin actions, newest first (of one admin or all)."""
+    rows = await db.fetch(
+        """
+        SELECT a.id, a.admin_id, u.full_name AS admin_name, a.method, a.params::text AS params,
+               a.ip, a.outcome, a.created_at
+        FROM admin_actions a LEFT JOIN users u ON u.id = a.admin_id
+        WHERE ($1::bigint IS NULL OR a.admin_id = $1) AND a.id < $2
+        ORDER BY a.id DESC LIMIT $3
+        """,
+        admin_id,
+        before_id or 2**63 - 1,
+        limit,
+    )
+    return [ActionRow(**dict(r)) for r in rows]

@@ -8,7 +8,7 @@ code state, so a code is consumed exactly once and concurrent guesses serialize.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
@@ -39,6 +39,8 @@ log = logging.getLogger("rtc.auth")
 Role = Literal["customer", "provider", "admin"]
 # Called after sessions are revoked, to close their open sockets (on every instance).
 RevokedHook = Callable[[int, list[UUID], str], Awaitable[None]]
+# Sessions checked per query by Authenticator.alive.
+_ALIVE_BATCH = 5000
 
 
 class SmsSender(Protocol):
@@ -413,6 +415,13 @@ class AuthService:
             session_id=claims.session_id,
             expires_at=claims.expires_at.timestamp(),
         )
+
+    async def alive(self, session_ids: Collection[UUID]) -> set[UUID]:
+        alive: set[UUID] = set()
+        ids = list(session_ids)
+        for start in range(0, len(ids), _ALIVE_BATCH):
+            alive |= await accounts.sessions_alive(self._db, ids[start : start + _ALIVE_BATCH])
+        return alive
 
     # -- sessions --
 

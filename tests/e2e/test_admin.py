@@ -191,3 +191,70 @@ async def test_stats_counts_and_cache(clients: Clients, app: App, clock: FakeClo
     clock.advance(2)
     later = await admin.call("admin.stats")
     assert later["usersByRole"]["customer"] == 2 and later["computedAt"] != stats["computedAt"]
+
+
+async def test_unverify_sticks_across_logins(clients: Clients, clock: FakeClock) -> None:
+    admin, _ = await login_admin(clients)
+    customer, tokens = await clients.login()
+    phone, user_id = tokens["user"]["phone"], tokens["user"]["id"]
+    assert (await customer.call("me.get"))["isVerified"] is True
+    unverified = await admin.call("admin.users.verify", {"userId": user_id, "verified": False})
+    assert unverified["isVerified"] is False
+    # Logging in again proves the phone, but does not undo the admin's decision.
+    clock.advance(31)  # past the resend cooldown
+    again, _ = await clients.login(phone)
+    assert (await again.call("me.get"))["isVerified"] is False
+    # Until an admin verifies it again; then a login keeps it verified.
+    await admin.call("admin.users.verify", {"userId": user_id, "verified": True})
+    clock.advance(31)
+    third, _ = await clients.login(phone)
+    assert (await third.call("me.get"))["isVerified"] is True
+
+
+async def test_admins_cannot_unmake_admins(clients: Clients) -> None:
+    first, _ = await login_admin(clients)
+    second, second_tokens = await login_admin(clients)
+    other = second_tokens["user"]["id"]
+    for method, params in [
+        ("admin.users.remove", {"userId": other}),
+        ("admin.users.verify", {"userId": other, "verified": False}),
+    ]:
+        error = await refused(first, method, params)
+        assert error.name == "forbidden" and error.data["reason"] == "admin_account", method
+    # Nothing changed: the second admin still works.
+    users = await second.call("admin.users.list", {"role": "admin"})
+    assert {u["id"]: u["isActive"] for u in users["users"]}[other] is True
+
+
+async def test_audit_keeps_every_admin_action(clients: Clients) -> None:
+    first, first_tokens = await login_admin(clients)
+    second, second_tokens = await login_admin(clients)
+    customer, tokens = await clients.login()
+    user_id = tokens["user"]["id"]
+    await first.call("admin.users.verify", {"userId": user_id, "verified": False})
+    await refused(first, "admin.users.remove", {"userId": 999_999})
+    await second.call("admin.stats")
+    await customer.call("me.get")  # not an admin: not audited
+    await first.call("auth.sessions")  # login's own methods: not audited
+
+    page = await second.call("admin.audit.list", {"limit": 2})
+    assert [a["method"] for a in page["actions"]] == ["admin.stats", "admin.users.remove"]
+    newest, failed = page["actions"]
+    assert newest["adminId"] == second_tokens["user"]["id"] and newest["outcome"] == "ok"
+    assert newest["adminName"] == "Ops" and newest["ip"] == "127.0.0.1"
+    assert failed["adminId"] == first_tokens["user"]["id"]
+    assert failed["outcome"] == "not_found" and failed["params"] == {"userId": 999_999}
+    rest = await second.call("admin.audit.list", {"limit": 2, "cursor": page["nextCursor"]})
+    assert [(a["method"], a["params"], a["outcome"]) for a in rest["actions"]] == [
+        ("admin.users.verify", {"userId": user_id, "verified": False}, "ok"),
+    ]
+    assert rest["nextCursor"] is None
+    # One admin's actions (reading the audit is an action too).
+    mine = await first.call("admin.audit.list", {"adminId": first_tokens["user"]["id"]})
+    assert [a["method"] for a in mine["actions"]] == ["admin.users.remove", "admin.users.verify"]
+    everyone = await first.call("admin.audit.list", {})
+    assert [a["method"] for a in everyone["actions"]][:3] == [
+        "admin.audit.list",
+        "admin.audit.list",
+        "admin.audit.list",
+    ]

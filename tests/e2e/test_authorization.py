@@ -140,6 +140,10 @@ MATRIX: dict[str, tuple[Params, tuple[str, ...]]] = {
         (UNAUTH, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, OK),
     ),
     "admin.stats": (lambda f: {}, (UNAUTH, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, OK)),
+    "admin.audit.list": (
+        lambda f: {},
+        (UNAUTH, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, OK),
+    ),
     "admin.announce": (
         lambda f: {
             "idempotencyKey": key(),

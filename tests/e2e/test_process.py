@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from kernel.errors import CloseCode
-from rtc_server.client import RtcClient
+from rtc_server.client import RpcCallError, RtcClient
 
 from .processes import CLI, ServerProcess, clean_env, login, start_server, stop_server
 
@@ -155,3 +155,46 @@ async def test_migrate_command(db_dsn: str, tmp_path: Path) -> None:
     _, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 0, err.decode()
     assert b"nothing to apply" in err  # the template database is already migrated
+
+
+async def test_remove_admin_command(db_dsn: str, tmp_path: Path) -> None:
+    env = clean_env(RTC_DATABASE__DSN=db_dsn, RTC_SERVER__SESSION_CHECK_INTERVAL="1")
+
+    async def cli(*args: str) -> tuple[int, str, str]:
+        proc = await asyncio.create_subprocess_exec(
+            *CLI,
+            *args,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode is not None
+        return proc.returncode, out.decode(), err.decode()
+
+    server = await start_server("--data-dir", str(tmp_path), env=env)
+    try:
+        assert (await cli("create-admin", "--phone", "9844400000", "--name", "Ops"))[0] == 0
+        admin = await RtcClient.connect(server.url)
+        await admin.call("auth.requestOtp", {"phone": "9844400000", "role": "admin"})
+        async with asyncio.timeout(5):
+            while not server.codes_for("9844400000"):
+                await asyncio.sleep(0.05)
+        tokens = await admin.login("9844400000", "admin", server.codes_for("9844400000")[-1])
+        code, out, _ = await cli("remove-admin", "--phone", "98444 00000")
+        assert code == 0 and "+919844400000" in out and "removed" in out
+        # Another process ended the session: the server's session check closes the
+        # socket (within server.session_check_interval), and the refresh token is dead.
+        assert await admin.wait_closed(timeout=15) == CloseCode.SESSION_REVOKED
+        again = await RtcClient.connect(server.url)
+        try:
+            with pytest.raises(RpcCallError) as refused:
+                await again.call("auth.refresh", {"refreshToken": tokens["refreshToken"]})
+            assert refused.value.name == "unauthenticated"
+        finally:
+            await again.close()
+        # A phone with no admin account: exit 1, and it says so.
+        code, _, err = await cli("remove-admin", "--phone", "9844400001")
+        assert code == 1 and "no admin account for +919844400001" in err
+    finally:
+        assert await stop_server(server) == 0

@@ -7,12 +7,16 @@ process-level tests, with SIGKILL and restarts, are in test_cluster.py).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 
+from kernel.errors import CloseCode
 from rtc_server.app import App
+from rtc_server.scaleout.local_redis import RedisServer
 from tests.events import Loose, loose
+from tests.waiting import until
 
 from .admins import login_admin
 from .conftest import AppFactory, Clients, Cluster, CodeLog, device, ws_url
@@ -139,3 +143,45 @@ async def test_an_instance_starts_and_serves_its_own_sockets_without_redis(
         assert app.metrics.registry.get_sample_value("rtc_bus_up") == 0
     finally:
         await clients.close()
+
+
+async def test_a_revocation_lost_in_a_redis_outage_closes_its_sockets_when_redis_returns(
+    cluster: Cluster, redis_servers: Callable[[], RedisServer]
+) -> None:
+    redis = redis_servers()
+    # No retry queue: what is published while Redis is down is lost for the others.
+    a, b = await cluster(
+        2,
+        redis={"url": redis.url, "retry_queue": 0, "socket_timeout": 0.5},
+        server={"session_check_interval": 3600},  # only the restore may catch it
+    )
+    admin, _ = await login_admin(a)
+    on_b, tokens = await b.login()
+    other_on_b, _ = await b.login()
+    redis.stop()
+    await until(lambda: not a.app.bus.healthy and not b.app.bus.healthy)
+    removed = await admin.call("admin.users.remove", {"userId": tokens["user"]["id"]})
+    assert removed["revoked"] == 1
+    await asyncio.sleep(0.3)
+    assert on_b.close_code is None  # B never heard of it
+    redis.start()
+    assert await on_b.wait_closed(timeout=20) == CloseCode.SESSION_REVOKED
+    assert b.app.metrics.registry.get_sample_value("rtc_session_check_closed_total") == 1
+    assert (await other_on_b.call("me.get"))["id"]  # the others are untouched
+
+
+async def test_the_session_check_closes_sockets_of_sessions_ended_elsewhere(
+    clients: Clients,
+) -> None:
+    app = clients.app
+    assert app.db is not None
+    client, tokens = await clients.login()
+    second = await device(clients, tokens)
+    other, _ = await clients.login()
+    # Ended in the database only (another process, an operator's SQL): no bus message.
+    await app.db.execute("UPDATE users SET is_active = false WHERE id = $1", tokens["user"]["id"])
+    assert await app.session_check.check() == 2
+    for socket in (client, second):
+        assert await socket.wait_closed() == CloseCode.SESSION_REVOKED
+    assert (await other.call("me.get"))["id"]
+    assert await app.session_check.check() == 0

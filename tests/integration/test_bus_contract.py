@@ -19,6 +19,7 @@ from rtc_server.config import RedisSettings
 from rtc_server.metrics import Metrics
 from rtc_server.scaleout.local_redis import RedisServer
 from rtc_server.scaleout.redis_bus import RedisBus
+from tests.waiting import until
 
 PAYLOAD = b'{"bookingId":7,"note":"caf\xc3\xa9 \\n \\"quoted\\""}'
 
@@ -34,14 +35,6 @@ class Node:
 
     def seqs_for(self, user_id: int) -> list[int]:
         return [b.seqs[user_id] for b in self.events() if user_id in b.seqs]
-
-
-async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.01)
 
 
 NodeFactory = Callable[..., Awaitable[Node]]

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import re
 from pathlib import Path
-from typing import Any
 
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection
@@ -15,19 +14,13 @@ from aiortc.sdp import SessionDescription
 
 from recordings.media import Leg, LegResult, RecordedCall
 from tests.media_tools import TonePeer, decode_ogg, dominant_frequency
+from tests.waiting import until
 
 pytestmark = pytest.mark.slow
 
 TONES: dict[Leg, float] = {"caller": 440.0, "callee": 660.0}
 SECONDS = 3
 PACKETS = SECONDS * 50
-
-
-async def until(predicate: Any, *, timeout: float) -> None:
-    """Poll a condition of the media path (packets in flight on real sockets)."""
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.02)
 
 
 async def recorded_call(
