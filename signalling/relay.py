@@ -66,30 +66,27 @@ class SignalRelay:
         if params.description is not None:
             description = params.description
             self._check_sdp_size(description)
+            try:
+                sdp = ice.filter_sdp(description.sdp, policy)
+            except ValueError as exc:
+                raise invalid(("description.sdp", str(exc))) from None
             relayed = CallSignal(
-                call_id=row.id,
-                description=Description(
-                    type=description.type, sdp=ice.filter_sdp(description.sdp, policy)
-                ),
+                call_id=row.id, description=Description(type=description.type, sdp=sdp)
             )
         else:
             assert params.candidate is not None
-            candidate = params.candidate
-            if candidate.candidate and ice.candidate_type(candidate.candidate) is None:
-                raise invalid(("candidate.candidate", "not an ICE candidate (RFC 8839 5.1)"))
-            if candidate.candidate and not ice.relayable_candidate(candidate.candidate, policy):
-                self._metrics.call_signals.labels("dropped").inc()
-                return Relayed(
-                    relayed=False,
-                    dropped="relay-only: only TURN relay candidates are relayed",
-                )
-            if policy is ice.Policy.RELAY_ONLY:
-                candidate = Candidate.model_validate(
-                    {
-                        **candidate.model_dump(by_alias=True),
-                        "candidate": ice.private_candidate(candidate.candidate),
-                    }
-                )
+            candidate = _checked(params.candidate)
+            if candidate.candidate:
+                # Rebuilt under the policy (relay-only: relay candidates only, their
+                # related address blanked), never relayed as sent.
+                rebuilt = ice.filter_candidate(candidate.candidate, policy)
+                if rebuilt is None:
+                    self._metrics.call_signals.labels("dropped").inc()
+                    return Relayed(
+                        relayed=False,
+                        dropped="relay-only: only TURN relay candidates are relayed",
+                    )
+                candidate = candidate.model_copy(update={"candidate": rebuilt})
             relayed = CallSignal(call_id=row.id, candidate=candidate)
         other_id = row.callee_id if actor is Actor.CALLER else row.caller_id
         other_device = row.callee_device if actor is Actor.CALLER else row.caller_device
@@ -134,10 +131,7 @@ class SignalRelay:
             description = {"type": "offer", "sdp": params.description.sdp}
         candidate = None
         if params.candidate is not None:
-            c = params.candidate
-            if c.candidate and ice.candidate_type(c.candidate) is None:
-                raise invalid(("candidate.candidate", "not an ICE candidate (RFC 8839 5.1)"))
-            candidate = c.model_dump(by_alias=True, exclude_none=True)
+            candidate = _checked(params.candidate).model_dump(by_alias=True, exclude_none=True)
         await media.signal(
             call_id=row.id,
             instance_id=row.instance_id,
@@ -149,3 +143,21 @@ class SignalRelay:
         )
         self._metrics.call_signals.labels("to_media").inc()
         return Relayed(relayed=True)
+
+
+def _checked(candidate: Candidate) -> Candidate:
+    """A trickled candidate whose fields are what they claim to be (invalid params
+    otherwise): a candidate line, a media id, an ICE username fragment, none of which
+    can then spell an address."""
+    if candidate.candidate:
+        try:
+            ice.parse_candidate(candidate.candidate)
+        except ValueError as exc:
+            raise invalid(("candidate.candidate", f"not an ICE candidate: {exc}")) from None
+    if candidate.sdp_mid is not None and not ice.is_mid(candidate.sdp_mid):
+        raise invalid(("candidate.sdpMid", "not a media id (RFC 8843)"))
+    if candidate.username_fragment is not None and not ice.is_ice_ufrag(
+        candidate.username_fragment
+    ):
+        raise invalid(("candidate.usernameFragment", "not an ICE ufrag (RFC 8839 5.4)"))
+    return candidate

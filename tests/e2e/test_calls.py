@@ -17,6 +17,7 @@ from .admins import login_admin
 from .calls import Booked, booked, connected_call, ended, live_of, start, step
 from .conftest import AppFactory, Clients, CodeLog, ws_url
 from .market import key, later, login_named, next_of, refused
+from .test_call_signalling import OFFER
 
 FAST = {"sweep_interval": 0.02}
 
@@ -357,7 +358,7 @@ async def test_a_dropped_socket_resumes_within_the_grace_else_the_call_ends(
         # Signals now go to the new socket.
         await b.customer.call(
             "calls.signal",
-            {"callId": call_id, "description": {"type": "offer", "sdp": "v=0\r\n"}},
+            {"callId": call_id, "description": {"type": "offer", "sdp": OFFER}},
         )
         assert (await live_of(back, "call.signal"))["callId"] == call_id
 
