@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from kernel.feature import Feature, Kit
+from kernel.settings import ConfigError
 from recordings.events import RECORDING_FAILED, RECORDING_READY
 from recordings.host import MediaHost
 from recordings.jobs import MIX, RETENTION
@@ -24,6 +25,11 @@ class RecordingsFeature(Feature):
 
     async def install(self, kit: Kit) -> None:
         s = kit.settings(RecordingSettings)
+        if not s.public_url and kit.production:
+            raise ConfigError(
+                "recordings.public_url is required in production: the https address"
+                " download links point at (the HTTP port as clients reach it)"
+            )
         metrics = RecordingMetrics(kit.metrics)
         self.store = LocalStore(Path(s.dir) if s.dir else kit.data_dir / "recordings")
         self.media = MediaHost(

@@ -65,13 +65,19 @@ def check_key(key: str) -> str:
     return key
 
 
+# Recordings are private: the server's user reads and writes them, its group (a backup
+# agent, an operator) may read them, nobody else.
+FILE_MODE = 0o640
+DIR_MODE = 0o750
+
+
 class LocalStore:
     """Files under one folder: ``<root>/<key>``, temporary ones in ``<root>/.tmp``."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self._tmp = root / ".tmp"
-        self._tmp.mkdir(parents=True, exist_ok=True)
+        _make_dirs(self._tmp)
 
     def temp_path(self, key: str) -> Path:
         flat = check_key(key).replace("/", "_")
@@ -87,9 +93,10 @@ class LocalStore:
             while chunk := f.read(1 << 20):
                 digest.update(chunk)
                 size += len(chunk)
+            os.fchmod(f.fileno(), FILE_MODE)  # written by PyAV with the process umask
             os.fsync(f.fileno())
         final = self.root / key
-        final.parent.mkdir(parents=True, exist_ok=True)
+        _make_dirs(final.parent)
         os.replace(temp, final)
         _fsync_dir(final.parent)
         return StoredFile(key, size, digest.hexdigest())
@@ -120,6 +127,16 @@ class LocalStore:
             except FileNotFoundError:
                 pass
         return removed
+
+
+def _make_dirs(path: Path) -> None:
+    """``path`` and its missing parents, each made with DIR_MODE (not the umask's)."""
+    missing = []
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    for directory in reversed(missing):
+        directory.mkdir(mode=DIR_MODE, exist_ok=True)
 
 
 def _fsync_dir(path: Path) -> None:

@@ -11,6 +11,7 @@ reverse order of installation.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 from collections.abc import Sequence
 from datetime import timedelta
@@ -28,7 +29,7 @@ from kernel.outbox import Outbox
 from kernel.publisher import EventPublisher
 from kernel.rpc.registry import MethodRegistry
 from kernel.signals import Signals
-from rtc_server.config import CoreSettings
+from rtc_server.config import ConfigError, CoreSettings
 from rtc_server.dispatch import Dispatcher
 from rtc_server.events import EventDelivery
 from rtc_server.features import FEATURES
@@ -73,6 +74,7 @@ async def open_database(settings: CoreSettings) -> tuple[Database, EmbeddedPostg
                 max_inactive_connection_lifetime=d.idle_timeout,
                 connect_timeout=d.connect_timeout,
                 command_timeout=d.command_timeout,
+                acquire_timeout=d.acquire_timeout,
                 timezone=d.timezone,
             )
         )
@@ -81,6 +83,26 @@ async def open_database(settings: CoreSettings) -> tuple[Database, EmbeddedPostg
             await asyncio.to_thread(embedded.stop)
         raise
     return db, embedded
+
+
+def check_production(settings: CoreSettings) -> None:
+    """What production refuses of the core's settings (the features check their own)."""
+    if settings.server.environment != "production":
+        return
+    http = settings.http
+    if not http.metrics_token and not _loopback(http.host):
+        raise ConfigError(
+            "http.metrics_token is required in production (RTC_HTTP__METRICS_TOKEN): the"
+            " HTTP port serves public routes, /metrics must not be one of them (or bind"
+            " http.host to a loopback address)"
+        )
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 class App:
@@ -127,6 +149,7 @@ class App:
     async def prepare(self) -> None:
         """Everything but the ports: the database, the kernel, the installed features and
         the dispatcher (the driver tests drive it without sockets from here)."""
+        check_production(self.settings)
         self.db, self._embedded = await open_database(self.settings)
         applied = await apply_migrations(self.db)
         if applied:

@@ -29,6 +29,7 @@ from pydantic_settings import (
 from kernel.feature import Feature
 from kernel.settings import ConfigError as ConfigError
 from kernel.settings import Section
+from rtc_server.admission import check_origins, parse_networks
 
 _Section = Section
 S = TypeVar("S", bound=Section)
@@ -54,6 +55,11 @@ class ServerSettings(_Section):
     ping_interval: float = Field(25.0, ge=0)
     ping_timeout: float = Field(20.0, gt=0)
     shutdown_grace: float = Field(10.0, ge=0)
+    # Seconds a request may take before it is cancelled and answered 5003 (retryable,
+    # reason "deadline"); methods waiting on a gateway declare longer ones. Per-method
+    # overrides: method_deadlines = {"admin.stats" = 10.0}.
+    request_deadline: float = Field(5.0, gt=0, le=300)
+    method_deadlines: dict[str, float] = Field(default_factory=dict)
     # How often the sessions of authenticated sockets are checked against the
     # database (also at once when the bus comes back): rtc_server/session_check.py.
     session_check_interval: float = Field(60.0, ge=1)
@@ -62,9 +68,36 @@ class ServerSettings(_Section):
     max_connections: int = Field(50_000, ge=1)
     # "production" refuses what is only for development (the payment simulator ...).
     environment: Literal["development", "production"] = "development"
-    # Proxies (load balancers) in front of this server that append the client's
-    # address to X-Forwarded-For. 0: use the socket's peer address.
-    forwarded_for_hops: int = Field(0, ge=0, le=5)
+    # Addresses or networks (CIDR) of the proxies in front of this server that append
+    # the address they saw to X-Forwarded-For (rtc_server/admission.py). Empty: the
+    # TCP peer is the client, whatever the headers say.
+    trusted_proxies: list[str] = Field(default_factory=list)
+    # Browser origins ("https://admin.example.com", "http://127.0.0.1:*" for any port)
+    # allowed to open a socket. Handshakes without Origin (the apps) are always allowed;
+    # empty: every browser is refused (HTTP 403).
+    allowed_origins: list[str] = Field(default_factory=list)
+    # Sockets not yet bound to a user that one client address may hold; one more is
+    # closed at once with 4029.
+    max_anonymous_per_ip: int = Field(20, ge=1)
+
+    @field_validator("method_deadlines")
+    @classmethod
+    def _deadlines(cls, values: dict[str, float]) -> dict[str, float]:
+        for method, seconds in values.items():
+            if not 0 < seconds <= 300:
+                raise ValueError(f"{method}: a deadline is between 0 and 300 seconds")
+        return values
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, values: list[str]) -> list[str]:
+        parse_networks(values)
+        return values
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, values: list[str]) -> list[str]:
+        return check_origins(values)
 
 
 class HttpSettings(_Section):
@@ -72,6 +105,10 @@ class HttpSettings(_Section):
 
     host: str = "0.0.0.0"
     port: int = Field(8766, ge=0, le=65535)
+    # Bearer token /metrics asks for (Authorization: Bearer <token>): the port also
+    # serves public routes (downloads, payment callbacks). Secret: set it with
+    # RTC_HTTP__METRICS_TOKEN. Required in production unless host is a loopback address.
+    metrics_token: str = ""
 
 
 class DatabaseSettings(_Section):
@@ -83,6 +120,8 @@ class DatabaseSettings(_Section):
     idle_timeout: float = Field(30.0, ge=0)
     connect_timeout: float = Field(10.0, gt=0)
     command_timeout: float = Field(30.0, gt=0)
+    # Seconds a request waits for a free pool connection before it is answered 5003.
+    acquire_timeout: float = Field(5.0, gt=0)
     timezone: str = "Asia/Kolkata"
 
 

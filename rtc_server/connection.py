@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -44,6 +45,7 @@ class Connection:
         "closing",
         "closed_with",
         "auth_timeout",
+        "anonymous_place",
         "_metrics",
         "_send_limit",
     )
@@ -73,6 +75,8 @@ class Connection:
         self.closing = False
         self.closed_with: int | None = None  # the close code this server sent, if it closed
         self.auth_timeout = auth_timeout
+        # Frees this socket's place among its address's anonymous sockets (admission).
+        self.anonymous_place: Callable[[], None] | None = None
         self._metrics = metrics
         self._send_limit = send_limit
 
@@ -92,6 +96,12 @@ class Connection:
         if self.auth_timer is not None:
             self.auth_timer.cancel()
             self.auth_timer = None
+        self.leave_anonymous()
+
+    def leave_anonymous(self) -> None:
+        place, self.anonymous_place = self.anonymous_place, None
+        if place is not None:
+            place()
 
     def arm_auth_timer(self) -> None:
         """An anonymous socket gets ``auth_timeout`` seconds to authenticate (else 4001)."""

@@ -40,7 +40,7 @@ from kernel.rpc.codec import (
     encode_result,
 )
 from kernel.rpc.registry import Access, Caller, Encoded, MethodRegistry, MethodSpec
-from rtc_server.config import ServerSettings
+from rtc_server.config import ConfigError, ServerSettings
 from rtc_server.connection import Connection
 from rtc_server.metrics import Metrics
 from storage.errors import DatabaseUnavailable, StorageError
@@ -67,6 +67,9 @@ class Dispatcher:
         log_requests: bool = False,
         audit: AuditLog | None = None,
     ) -> None:
+        unknown = sorted(set(settings.method_deadlines) - set(registry.methods))
+        if unknown:
+            raise ConfigError(f"server.method_deadlines: no such methods {unknown}")
         self.registry = registry
         self.audit = audit  # admins' actions (kernel/audit.py)
         self.idempotency = idempotency
@@ -159,13 +162,27 @@ class Dispatcher:
     ) -> bytes | None:
         current_connection.set(conn)  # tasks copy the context: this stays in the task
         caller = conn.caller
+        deadline = self._deadline(spec)
         try:
-            if spec.idempotent:
-                result_json = await self.idempotency.run(
-                    caller, spec.name, params, lambda: _awaitable(spec.handler(caller, params))
-                )
-            else:
-                result_json = _to_json(await _awaitable(spec.handler(caller, params)))
+            async with asyncio.timeout(deadline):
+                if spec.idempotent:
+                    result_json = await self.idempotency.run(
+                        caller, spec.name, params, lambda: _awaitable(spec.handler(caller, params))
+                    )
+                else:
+                    result_json = _to_json(await _awaitable(spec.handler(caller, params)))
+        except TimeoutError:
+            # Cancelled: its transaction rolled back, an idempotency key it held was
+            # released; what it committed before (outbox, events) stands.
+            self.metrics.rpc_deadlines.labels(spec.name).inc()
+            error: RpcError = ServiceUnavailable(
+                f"{spec.name} took longer than {deadline:g} s: retry"
+                + (" with the same idempotencyKey" if spec.idempotent else ""),
+                reason="deadline",
+            )
+            self._record(conn, spec.name, t0, error)
+            await self._audit(caller, spec.name, params, error.name)
+            return None if request.notification else encode_error(request.id, error)
         except Exception as exc:  # noqa: BLE001 - every failure becomes an answer
             error = self._to_rpc_error(exc, spec.name)
             self._record(conn, spec.name, t0, error)
@@ -176,6 +193,10 @@ class Dispatcher:
         if request.notification:
             return None
         return encode_result(request.id, result_json)
+
+    def _deadline(self, spec: MethodSpec[Any, Any]) -> float:
+        s = self.settings
+        return s.method_deadlines.get(spec.name) or spec.deadline or s.request_deadline
 
     async def _audit(self, caller: Caller, method: str, params: Any, outcome: str) -> None:
         if self.audit is None or not audited(caller, method):

@@ -6,11 +6,13 @@ down; otherwise 503 with what is wrong, so a load balancer stops sending new soc
 here. The bus is reported but does not fail readiness: with Redis down every
 instance is equally degraded (each still serves its own sockets, events stay in the
 log), and taking them all out of the load balancer would serve nobody. Then the
-answer is 200 with ``"status": "degraded"`` and ``"bus": false``.
+answer is 200 with ``"status": "degraded"`` and ``"bus": false``. ``/metrics`` asks
+for ``http.metrics_token`` when it is set: the port serves public routes too.
 """
 
 from __future__ import annotations
 
+import hmac
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 
@@ -75,6 +77,17 @@ class HttpServer:
         return web.json_response({"status": status, "checks": checks}, status=200 if ready else 503)
 
     async def _metrics_page(self, request: web.Request) -> web.Response:
+        token = self._settings.metrics_token
+        if token:
+            scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(
+                given.strip().encode(), token.encode()
+            ):
+                return web.Response(
+                    status=401,
+                    text="metrics need Authorization: Bearer <http.metrics_token>\n",
+                    headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+                )
         return web.Response(
             body=self._metrics.render(),
             headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},

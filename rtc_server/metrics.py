@@ -26,6 +26,13 @@ class Metrics(KernelMetrics):
         self.socket_closes = Counter(
             "rtc_socket_closes_total", "Websockets closed, by close code", ["code"], registry=r
         )
+        self.handshakes_refused = Counter(
+            "rtc_handshakes_refused_total",
+            "Sockets refused by admission, by reason (origin: a browser origin not allowed;"
+            " anonymous_cap: too many sockets not logged in from one address)",
+            ["reason"],
+            registry=r,
+        )
         self.session_check_closed = Counter(
             "rtc_session_check_closed_total",
             "Websockets closed by the session check (their session ended while the bus"
@@ -35,6 +42,12 @@ class Metrics(KernelMetrics):
         # rtc_rpc_requests_total and rtc_rpc_latency_seconds, by method.
         self.rpc = RpcStats(_LATENCY_BUCKETS)
         r.register(self.rpc)
+        self.rpc_deadlines = Counter(
+            "rtc_rpc_deadline_exceeded_total",
+            "Requests cancelled at their deadline (server.request_deadline), by method",
+            ["method"],
+            registry=r,
+        )
         self.rpc_errors = Counter(
             "rtc_rpc_errors_total", "Error responses, by error name", ["error"], registry=r
         )

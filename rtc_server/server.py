@@ -22,6 +22,7 @@ from websockets.http11 import Request, Response
 from kernel.errors import CloseCode, RpcError
 from kernel.identity import Authenticator, Identity
 from kernel.rpc.codec import encode_live
+from rtc_server.admission import Admission
 from rtc_server.config import ServerSettings
 from rtc_server.connection import Connection
 from rtc_server.dispatch import Dispatcher
@@ -35,6 +36,11 @@ from rtc_server.sink import SinkClosed, WebSocketSink
 from storage.errors import StorageError
 
 log = logging.getLogger("rtc.server")
+
+# websockets logs every frame at DEBUG, and frames carry login codes and tokens: its
+# logger never goes below INFO, whatever the root level (log.level = "debug" included).
+_WEBSOCKETS_LOG = logging.getLogger("rtc.websockets")
+_WEBSOCKETS_LOG.setLevel(logging.INFO)
 
 LAST_SEQ_HEADER = "RTC-Last-Seq"
 _NO_HEADERS = Headers()
@@ -64,6 +70,11 @@ class SocketServer:
         ] = weakref.WeakKeyDictionary()
         self._background: list[asyncio.Task[None]] = []
         self._port: int | None = None
+        self.admission = Admission(
+            trusted_proxies=settings.trusted_proxies,
+            allowed_origins=settings.allowed_origins,
+            max_anonymous_per_ip=settings.max_anonymous_per_ip,
+        )
         self._pings: KeepaliveSchedule[Connection] | None = None
         if settings.ping_interval:
             self._pings = KeepaliveSchedule(settings.ping_interval, settings.ping_timeout)
@@ -88,6 +99,7 @@ class SocketServer:
             ping_interval=None,
             close_timeout=5,
             server_header=None,
+            logger=_WEBSOCKETS_LOG,
         )
         self._port = int(self._server.sockets[0].getsockname()[1])
         loop = asyncio.get_running_loop()
@@ -104,6 +116,9 @@ class SocketServer:
             return _http_error(ws, http.HTTPStatus.SERVICE_UNAVAILABLE, "restarting")
         if len(self.hub.connections) >= self.settings.max_connections:
             return _http_error(ws, http.HTTPStatus.SERVICE_UNAVAILABLE, "at capacity")
+        if not self.admission.origin_allowed(request.headers.get("Origin")):
+            self.metrics.handshakes_refused.labels("origin").inc()
+            return _http_error(ws, http.HTTPStatus.FORBIDDEN, "origin not allowed")
         if "?" in request.path and "token" in request.path.lower():
             # Tokens in URLs end up in proxy logs: refuse rather than ignore.
             return _http_error(ws, http.HTTPStatus.BAD_REQUEST, "never put a token in the URL")
@@ -117,10 +132,14 @@ class SocketServer:
         if last_seq == -1:
             return _http_error(ws, http.HTTPStatus.BAD_REQUEST, f"bad {LAST_SEQ_HEADER}")
         try:
-            identity = await self.authenticator.authenticate(token.strip())
+            # Within the handshake's own timeout: a stalled database answers 503.
+            async with asyncio.timeout(
+                min(self.settings.request_deadline, self.settings.handshake_timeout / 2)
+            ):
+                identity = await self.authenticator.authenticate(token.strip())
         except RpcError as error:
             return _http_error(ws, http.HTTPStatus.UNAUTHORIZED, error.message)
-        except StorageError:
+        except (StorageError, TimeoutError):
             log.warning("handshake: database unavailable")
             return _http_error(ws, http.HTTPStatus.SERVICE_UNAVAILABLE, "try again")
         self._handshake[ws] = (identity, last_seq)
@@ -128,7 +147,11 @@ class SocketServer:
 
     async def _handle(self, ws: ServerConnection) -> None:
         s = self.settings
-        ip = client_address(ws, s.forwarded_for_hops)
+        peer = ws.remote_address
+        ip = self.admission.client_address(
+            str(peer[0]) if peer else None,
+            ws.request.headers.get_all("X-Forwarded-For") if ws.request is not None else [],
+        )
         # The handshake's headers are not needed any more: a few KiB per socket.
         # (ws.request itself must stay: websockets reads "request is None" as
         # "handshake not done".)
@@ -152,6 +175,13 @@ class SocketServer:
             if handshake is not None:
                 await self._bind_at_handshake(conn, *handshake)
             else:
+                conn.anonymous_place = self.admission.admit_anonymous(ip)
+                if conn.anonymous_place is None:
+                    self.metrics.handshakes_refused.labels("anonymous_cap").inc()
+                    await conn.close_now(
+                        CloseCode.RATE_ABUSE, "too many sockets not logged in from your address"
+                    )
+                    return
                 conn.arm_auth_timer()
             async for message in ws:
                 if isinstance(message, bytes):
@@ -165,6 +195,7 @@ class SocketServer:
             await conn.close_now(CloseCode.INTERNAL_ERROR, "try again")
         finally:
             conn.closing = True
+            conn.leave_anonymous()
             for timer in (conn.auth_timer, conn.gap_timer):
                 if timer is not None:
                     timer.cancel()
@@ -173,7 +204,7 @@ class SocketServer:
             # The code this server sent when it closed, else the one the client sent
             # (1006: the connection dropped without a close frame).
             code = conn.closed_with if conn.closed_with is not None else ws.close_code
-            self.metrics.socket_closes.labels(str(code)).inc()
+            self.metrics.socket_closes.labels(close_label(code)).inc()
 
     async def _bind_at_handshake(
         self, conn: Connection, identity: Identity, last_seq: int | None
@@ -240,21 +271,16 @@ class SocketServer:
         log.info("socket server stopped")
 
 
-def client_address(ws: ServerConnection, hops: int) -> str | None:
-    """The client's address: the peer's, or the one the ``hops``-th proxy saw."""
-    peer = ws.remote_address
-    address = str(peer[0]) if peer else None
-    if hops and ws.request is not None:
-        forwarded = [
-            part.strip()
-            for header in ws.request.headers.get_all("X-Forwarded-For")
-            for part in header.split(",")
-            if part.strip()
-        ]
-        if len(forwarded) >= hops:
-            # Entries before the last ``hops`` come from the client: never trust them.
-            address = forwarded[-hops]
-    return address
+# RFC 6455's codes and ours: a client may send any code from 1000 to 4999 in its close
+# frame, and each would be a new metric series; the others are counted as "other".
+_LABELLED_CODES = frozenset(range(1000, 1016)) | frozenset(int(code) for code in CloseCode)
+
+
+def close_label(code: int | None) -> str:
+    """The ``code`` label of ``rtc_socket_closes_total``: a bounded set of values."""
+    if code is None:
+        return "1006"  # no close frame: the connection dropped
+    return str(code) if code in _LABELLED_CODES else "other"
 
 
 async def _ping(conn: Connection) -> None:

@@ -65,7 +65,7 @@ class SessionMethods:
         self._registry = registry
         self._authenticator = authenticator
         self._delivery = delivery
-        self._discovery: Document | None = None
+        self._discovery: Encoded | None = None
 
     def register(self) -> None:
         r = self._registry
@@ -86,10 +86,13 @@ class SessionMethods:
         # The Pong model's JSON, written directly: this is the hottest method.
         return Encoded(b'{"pong":true,"serverTime":%d}' % int(time.time() * 1000))
 
-    def discover(self, caller: Caller, params: Empty) -> Document:
+    def discover(self, caller: Caller, params: Empty) -> Encoded:
         """The OpenRPC document of every method, event and error."""
+        # Built and encoded once (the registry is complete before sockets open): an
+        # anonymous socket asking for it costs a copy into its send buffer.
         if self._discovery is None:
-            self._discovery = Document(self._registry.openrpc(title="BuildXpert RTC", version="1"))
+            document = Document(self._registry.openrpc(title="BuildXpert RTC", version="1"))
+            self._discovery = Encoded(document.model_dump_json(by_alias=True).encode())
         return self._discovery
 
     async def authenticate(self, caller: Caller, params: Authenticate) -> SessionState:

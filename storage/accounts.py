@@ -30,8 +30,8 @@ class OtpRow:
     code_digest: bytes | None
     expires_at: datetime | None
     attempts: int
-    locked_until: datetime | None
     last_sent_at: datetime | None
+    sent_to_ip: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +154,7 @@ async def lock_otp(conn: Executor, phone: str, role: str) -> OtpRow:
     )
     row = await conn.fetchrow(
         """
-        SELECT code_hmac, expires_at, attempts, locked_until, last_sent_at
+        SELECT code_hmac, expires_at, attempts, last_sent_at, sent_to_ip
         FROM otp_challenges WHERE phone = $1 AND role = $2 FOR UPDATE
         """,
         phone,
@@ -167,7 +167,7 @@ async def save_otp(conn: Executor, phone: str, role: str, state: OtpRow) -> None
     await conn.execute(
         """
         UPDATE otp_challenges
-        SET code_hmac = $3, expires_at = $4, attempts = $5, locked_until = $6, last_sent_at = $7
+        SET code_hmac = $3, expires_at = $4, attempts = $5, last_sent_at = $6, sent_to_ip = $7
         WHERE phone = $1 AND role = $2
         """,
         phone,
@@ -175,55 +175,115 @@ async def save_otp(conn: Executor, phone: str, role: str, state: OtpRow) -> None
         state.code_digest,
         state.expires_at,
         state.attempts,
-        state.locked_until,
         state.last_sent_at,
+        state.sent_to_ip,
     )
 
 
 @dataclass(frozen=True, slots=True)
+class Counted:
+    """Rows still inside a window: how many, and the time of the oldest."""
+
+    count: int
+    oldest: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
 class SendCounts:
-    for_phone: int
-    oldest_for_phone: datetime | None
-    for_ip: int
-    oldest_for_ip: datetime | None
+    phone: Counted
+    ip: Counted
+    prefix: Counted
 
 
 async def count_sends(
-    conn: Executor, phone: str, ip: str | None, phone_since: datetime, ip_since: datetime
+    conn: Executor,
+    *,
+    phone: tuple[str, datetime],
+    ip: tuple[str | None, datetime],
+    prefix: tuple[str, datetime],
 ) -> SendCounts:
+    """Codes sent to ``phone``, from ``ip`` and to numbers of ``prefix``, each since its
+    instant."""
     row = await conn.fetchrow(
         """
         SELECT
-          (SELECT count(*) FROM otp_sends WHERE phone = $1 AND sent_at > $3) AS phone_n,
-          (SELECT min(sent_at) FROM otp_sends WHERE phone = $1 AND sent_at > $3) AS phone_oldest,
-          (SELECT count(*) FROM otp_sends WHERE ip = $2 AND sent_at > $4) AS ip_n,
-          (SELECT min(sent_at) FROM otp_sends WHERE ip = $2 AND sent_at > $4) AS ip_oldest
+          (SELECT count(*) FROM otp_sends WHERE phone = $1 AND sent_at > $2) AS phone_n,
+          (SELECT min(sent_at) FROM otp_sends WHERE phone = $1 AND sent_at > $2) AS phone_0,
+          (SELECT count(*) FROM otp_sends WHERE ip = $3 AND sent_at > $4) AS ip_n,
+          (SELECT min(sent_at) FROM otp_sends WHERE ip = $3 AND sent_at > $4) AS ip_0,
+          (SELECT count(*) FROM otp_sends WHERE prefix = $5 AND sent_at > $6) AS prefix_n,
+          (SELECT min(sent_at) FROM otp_sends WHERE prefix = $5 AND sent_at > $6) AS prefix_0
         """,
+        *phone,
+        *ip,
+        *prefix,
+    )
+    return SendCounts(
+        Counted(row["phone_n"], row["phone_0"]),
+        Counted(row["ip_n"], row["ip_0"]),
+        Counted(row["prefix_n"], row["prefix_0"]),
+    )
+
+
+async def record_send(conn: Executor, phone: str, ip: str | None, prefix: str, at: datetime) -> int:
+    send_id: int = await conn.fetchval(
+        "INSERT INTO otp_sends (phone, ip, prefix, sent_at) VALUES ($1, $2, $3, $4) RETURNING id",
         phone,
         ip,
-        phone_since,
-        ip_since,
+        prefix,
+        at,
     )
-    return SendCounts(row["phone_n"], row["phone_oldest"], row["ip_n"], row["ip_oldest"])
+    return send_id
 
 
-async def record_send(conn: Executor, phone: str, ip: str | None, at: datetime) -> None:
+async def forget_send(conn: Executor, send_id: int) -> None:
+    """A send the gateway refused (nothing was sent): it counts against no cap."""
+    await conn.execute("DELETE FROM otp_sends WHERE id = $1", send_id)
+
+
+async def count_guesses(
+    conn: Executor, phone: str, role: str, ip: str | None, since: datetime
+) -> tuple[Counted, Counted]:
+    """Wrong guesses since ``since``: on (phone, role) from anywhere, and from ``ip``."""
+    row = await conn.fetchrow(
+        """
+        SELECT
+          (SELECT count(*) FROM otp_guesses
+           WHERE phone = $1 AND role = $2 AND guessed_at > $4) AS phone_n,
+          (SELECT min(guessed_at) FROM otp_guesses
+           WHERE phone = $1 AND role = $2 AND guessed_at > $4) AS phone_0,
+          (SELECT count(*) FROM otp_guesses WHERE ip = $3 AND guessed_at > $4) AS ip_n,
+          (SELECT min(guessed_at) FROM otp_guesses WHERE ip = $3 AND guessed_at > $4) AS ip_0
+        """,
+        phone,
+        role,
+        ip,
+        since,
+    )
+    return Counted(row["phone_n"], row["phone_0"]), Counted(row["ip_n"], row["ip_0"])
+
+
+async def record_guess(conn: Executor, phone: str, role: str, ip: str | None, at: datetime) -> None:
     await conn.execute(
-        "INSERT INTO otp_sends (phone, ip, sent_at) VALUES ($1, $2, $3)", phone, ip, at
+        "INSERT INTO otp_guesses (phone, role, ip, guessed_at) VALUES ($1, $2, $3, $4)",
+        phone,
+        role,
+        ip,
+        at,
     )
 
 
-async def prune_otp(db: Database, before: datetime) -> None:
-    await db.execute("DELETE FROM otp_sends WHERE sent_at < $1", before)
+async def prune_otp(db: Database, sends_before: datetime, guesses_before: datetime) -> None:
+    await db.execute("DELETE FROM otp_sends WHERE sent_at < $1", sends_before)
+    await db.execute("DELETE FROM otp_guesses WHERE guessed_at < $1", guesses_before)
 
 
 async def prune_otp_challenges(db: Database, now: datetime) -> None:
-    """Forget code states with nothing left to enforce (no live code, lock or cooldown)."""
+    """Forget code states with nothing left to enforce (no live code or cooldown)."""
     await db.execute(
         """
         DELETE FROM otp_challenges
         WHERE (expires_at IS NULL OR expires_at < $1)
-          AND (locked_until IS NULL OR locked_until < $1)
           AND (last_sent_at IS NULL OR last_sent_at < $1 - interval '1 hour')
         """,
         now,

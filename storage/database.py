@@ -50,6 +50,7 @@ class PoolSettings:
     # Timeouts.
     connect_timeout: float = 10.0
     command_timeout: float | None = 30.0  # per statement; None waits forever
+    acquire_timeout: float | None = 5.0  # waiting for a free connection; None: forever
     # Session.
     timezone: str = "Asia/Kolkata"
     statement_cache_size: int = 512
@@ -148,9 +149,14 @@ class Database:
         async with self._lend() as conn:
             try:
                 yield conn
-            finally:
+            except asyncio.CancelledError:
+                raise  # no reset round trip: _lend() terminates the connection
+            except BaseException:
                 if not conn.is_closed():
                     await conn.reset()
+                raise
+            if not conn.is_closed():
+                await conn.reset()
 
     @contextlib.asynccontextmanager
     async def _lend(self) -> AsyncIterator[Connection]:
@@ -158,11 +164,17 @@ class Database:
         try:
             self._waiting += 1
             try:
-                conn = await self._pool.acquire()
+                conn = await self._pool.acquire(timeout=self._settings.acquire_timeout)
             finally:
                 self._waiting -= 1
             try:
                 yield conn
+            except asyncio.CancelledError:
+                # Cancelled (a request's deadline, shutdown) maybe mid-statement, maybe
+                # on a stalled server: drop the connection rather than wait on a reset
+                # or a ROLLBACK. PostgreSQL rolls back what it had not committed.
+                conn.terminate()
+                raise
             finally:
                 await self._pool.release(conn)
         except _DRIVER_ERRORS as exc:
@@ -180,11 +192,17 @@ class Database:
         """
         # _lend() translates what leaves the transaction, commit included. A block
         # must not change session state (SET LOCAL, not SET): nothing resets it.
-        async with (
-            self._lend() as conn,
-            conn.transaction(isolation=isolation, readonly=readonly),
-        ):
-            yield conn
+        async with self._lend() as conn:
+            tx = conn.transaction(isolation=isolation, readonly=readonly)
+            await tx.start()
+            try:
+                yield conn
+            except asyncio.CancelledError:
+                raise  # no ROLLBACK round trip: _lend() terminates the connection
+            except BaseException:
+                await tx.rollback()
+                raise
+            await tx.commit()
 
     # Lifecycle and health.
 

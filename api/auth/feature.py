@@ -5,18 +5,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from api.auth.service import AuthService, LogSmsSender, SmsSender
+from api.auth.metrics import AuthMetrics
+from api.auth.service import AuthService
 from api.auth.settings import AuthSettings
+from api.auth.sms import make_sender
 from kernel.feature import Feature, Kit
 from kernel.identity import AUTHENTICATOR
 from storage import accounts
-
-
-def sms_sender(settings: AuthSettings) -> SmsSender:
-    """The gateway that sends login codes (``auth.sms_sender``)."""
-    match settings.sms_sender:
-        case "log":
-            return LogSmsSender()
 
 
 class AuthFeature(Feature):
@@ -28,13 +23,16 @@ class AuthFeature(Feature):
         self._settings = s
         self._db = kit.db
         self._clock = kit.clock
+        sms = make_sender(s, production=kit.production)
+        kit.on_stop(sms.close)
         self.service = AuthService(
             kit.db,
             s,
             jwt_secret=await kit.secret("jwt", s.jwt_secret),
             otp_key=await kit.secret("otp_hmac"),
             clock=kit.clock,
-            sms=sms_sender(s),
+            sms=sms,
+            metrics=AuthMetrics(kit.metrics),
             on_revoked=kit.revoke,
         )
         self.service.register(kit.methods)
@@ -45,7 +43,11 @@ class AuthFeature(Feature):
         """Codes, challenges and sessions past every window that still reads them."""
         s = self._settings
         now = self._clock.now()
-        window = max(s.otp_phone_window, s.otp_ip_window)
-        await accounts.prune_otp(self._db, now - timedelta(seconds=window))
+        window = max(s.otp_phone_window, s.otp_ip_window, s.otp_prefix_window)
+        await accounts.prune_otp(
+            self._db,
+            sends_before=now - timedelta(seconds=window),
+            guesses_before=now - timedelta(seconds=s.otp_guess_window),
+        )
         await accounts.prune_otp_challenges(self._db, now)
         await accounts.prune_auth(self._db)

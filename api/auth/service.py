@@ -11,21 +11,21 @@ import logging
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 from uuid import UUID, uuid4
 
 from pydantic import Field
 
 from api.auth import otp, tokens
-from api.auth.phones import InvalidPhone, normalize_phone
+from api.auth.codes import LoginCodes
+from api.auth.metrics import AuthMetrics
 from api.auth.settings import AuthSettings
+from api.auth.sms import SmsSender
 from kernel.clock import Clock
 from kernel.errors import (
     Forbidden,
     InvalidCode,
-    InvalidParams,
     NotFound,
-    RateLimited,
     Unauthenticated,
 )
 from kernel.identity import Identity
@@ -41,20 +41,6 @@ Role = Literal["customer", "provider", "admin"]
 RevokedHook = Callable[[int, list[UUID], str], Awaitable[None]]
 # Sessions checked per query by Authenticator.alive.
 _ALIVE_BATCH = 5000
-
-
-class SmsSender(Protocol):
-    async def send_code(self, phone: str, code: str, ttl_seconds: int) -> None: ...
-
-
-class LogSmsSender:
-    """Development: writes each code to the log so a developer can log in."""
-
-    async def send_code(self, phone: str, code: str, ttl_seconds: int) -> None:
-        log.warning(
-            "login code (development SMS sender)",
-            extra={"phone": phone, "code": code, "ttl_seconds": ttl_seconds},
-        )
 
 
 # --- Wire models -------------------------------------------------------------------------
@@ -149,28 +135,26 @@ class AuthService:
         otp_key: bytes,
         clock: Clock,
         sms: SmsSender,
+        metrics: AuthMetrics,
         on_revoked: RevokedHook,
     ) -> None:
         self._db = db
         self._settings = settings
         self._clock = clock
-        self._sms = sms
         self._on_revoked = on_revoked
-        self._otp_key = otp_key
         self._access = tokens.AccessTokens(
             jwt_secret, ttl=timedelta(seconds=int(settings.access_token_ttl))
         )
         self._refresh_ttl = timedelta(seconds=settings.refresh_token_ttl)
         self._retry_grace = timedelta(seconds=settings.refresh_retry_grace)
-        self._policy = otp.OtpPolicy(
-            ttl=timedelta(seconds=settings.otp_ttl),
-            max_attempts=settings.otp_max_attempts,
-            lock_duration=timedelta(seconds=settings.otp_lock),
-            resend_cooldown=timedelta(seconds=settings.otp_resend_cooldown),
-            max_sends_per_phone=settings.otp_max_per_phone,
-            phone_window=timedelta(seconds=settings.otp_phone_window),
-            max_sends_per_ip=settings.otp_max_per_ip,
-            ip_window=timedelta(seconds=settings.otp_ip_window),
+        self.codes = LoginCodes(
+            db,
+            settings,
+            key=otp_key,
+            clock=clock,
+            sms=sms,
+            metrics=metrics,
+            may_receive=self._may_receive_code,
         )
 
     def register(self, registry: MethodRegistry) -> None:
@@ -181,6 +165,7 @@ class AuthService:
             params=RequestOtp,
             result=OtpRequested,
             access=Access.PUBLIC,
+            deadline=self._settings.sms_timeout + 5,  # it waits for the SMS gateway
         )
         add(
             "auth.verifyOtp", self.verify_otp, params=VerifyOtp, result=Tokens, access=Access.PUBLIC
@@ -191,58 +176,13 @@ class AuthService:
         add("auth.sessions", self.sessions, result=Sessions)
         add("auth.revokeSession", self.revoke_session, params=SessionId, result=Done)
 
-    def _phone(self, raw: str) -> str:
-        try:
-            return normalize_phone(raw, self._settings.default_region)
-        except InvalidPhone as exc:
-            raise InvalidParams(
-                f"invalid phone: {exc.reason}", fields=[{"field": "phone", "message": exc.reason}]
-            ) from None
-
     # -- codes --
 
     async def request_otp(self, caller: Caller, params: RequestOtp) -> OtpRequested:
         """Send a 6-digit login code by SMS. Same answer whether or not an account exists."""
-        phone = self._phone(params.phone)
-        now = self._clock.now()
-        policy = self._policy
-        code = otp.generate_code(policy.code_length)
-        async with self._db.transaction() as conn:
-            state = _state(await accounts.lock_otp(conn, phone, params.role))
-            counts = await accounts.count_sends(
-                conn, phone, caller.ip, now - policy.phone_window, now - policy.ip_window
-            )
-            decision = otp.decide_send(
-                state,
-                now,
-                policy,
-                counts.for_phone,
-                counts.for_ip,
-                oldest_phone_send_at=counts.oldest_for_phone,
-                oldest_ip_send_at=counts.oldest_for_ip,
-            )
-            if isinstance(decision, otp.SendRefused):
-                refusal: otp.SendRefused | None = decision
-            else:
-                refusal = None
-                digest = otp.code_digest(self._otp_key, phone, params.role, code)
-                issued = otp.issue(state, digest, now, policy)
-                await accounts.save_otp(conn, phone, params.role, _row(issued))
-                await accounts.record_send(conn, phone, caller.ip, now)
-                deliverable = await self._may_receive_code(conn, phone, params.role)
-        if refusal is not None:
-            raise RateLimited(
-                "too many codes requested; wait before asking again",
-                retry_after=refusal.retry_after.total_seconds(),
-                reason=refusal.reason,
-            )
-        ttl = int(policy.ttl.total_seconds())
-        if deliverable:
-            await self._sms.send_code(phone, code, ttl)
+        sent = await self.codes.send(self.codes.phone(params.phone), params.role, caller.ip)
         return OtpRequested(
-            sent=True,
-            expires_in_seconds=ttl,
-            resend_after_seconds=int(policy.resend_cooldown.total_seconds()),
+            sent=True, expires_in_seconds=sent.expires_in, resend_after_seconds=sent.resend_after
         )
 
     async def _may_receive_code(self, conn: Any, phone: str, role: str) -> bool:
@@ -255,25 +195,13 @@ class AuthService:
 
     async def verify_otp(self, caller: Caller, params: VerifyOtp) -> Tokens:
         """Check the code; on success create the account if new and open a session."""
-        phone = self._phone(params.phone)
+        phone = self.codes.phone(params.phone)
         now = self._clock.now()
-        digest = otp.code_digest(self._otp_key, phone, params.role, params.code)
         async with self._db.transaction() as conn:
-            state = _state(await accounts.lock_otp(conn, phone, params.role))
-            outcome = otp.decide_verify(state, digest, now, self._policy)
-            await accounts.save_otp(conn, phone, params.role, _row(outcome.new_state))
+            outcome = await self.codes.check(conn, phone, params.role, params.code, caller.ip, now)
             if isinstance(outcome, otp.Accepted):
                 result = await self._login(conn, phone, params, caller.ip, now)
-        if isinstance(outcome, otp.Locked):
-            raise RateLimited(
-                "too many wrong codes; this phone is locked for a while",
-                retry_after=outcome.retry_after.total_seconds(),
-                reason="locked",
-            )
-        if isinstance(outcome, otp.Rejected):
-            raise InvalidCode(
-                "wrong or expired code", reason=outcome.reason, attemptsLeft=outcome.attempts_left
-            )
+        self.codes.raise_refusal(outcome, phone, caller.ip)  # wrong guesses stay counted
         if isinstance(result, _Rejection):
             raise result.error
         return result
@@ -470,23 +398,3 @@ class AuthService:
     async def _revoked(self, user_id: int, session_ids: list[UUID], reason: str) -> None:
         if session_ids:
             await self._on_revoked(user_id, session_ids, reason)
-
-
-def _state(row: accounts.OtpRow) -> otp.OtpState:
-    return otp.OtpState(
-        code_digest=row.code_digest,
-        expires_at=row.expires_at,
-        attempts=row.attempts,
-        locked_until=row.locked_until,
-        last_sent_at=row.last_sent_at,
-    )
-
-
-def _row(state: otp.OtpState) -> accounts.OtpRow:
-    return accounts.OtpRow(
-        state.code_digest,
-        state.expires_at,
-        state.attempts,
-        state.locked_until,
-        state.last_sent_at,
-    )

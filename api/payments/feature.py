@@ -62,6 +62,11 @@ class PaymentsFeature(Feature):
                 'set payments.gateway = "paytm" with paytm_mid and '
                 "RTC_PAYMENTS__PAYTM_MERCHANT_KEY (docs/operations.md, Payments)"
             )
+        if not s.public_url and kit.production:
+            raise ConfigError(
+                "payments.public_url is required in production: the https address where"
+                " payers' browsers and Paytm's webhook reach the HTTP port"
+            )
         self._kit = kit
         self._settings = s
         self.metrics = PaymentMetrics(kit.metrics)
@@ -107,8 +112,24 @@ class PaymentsFeature(Feature):
         add = kit.methods.add
         service = self.service
         admin = Access.ADMIN
-        add("payments.initiate", service.initiate, params=Initiate, result=Checkout, roles=PAYERS)
-        add("payments.verify", service.verify, params=OrderRef, result=Payment, roles=PAYERS)
+        # Methods that call Paytm: one call may take request_timeout, some make two.
+        gateway = 2 * self._settings.request_timeout + 5
+        add(
+            "payments.initiate",
+            service.initiate,
+            params=Initiate,
+            result=Checkout,
+            roles=PAYERS,
+            deadline=gateway,
+        )
+        add(
+            "payments.verify",
+            service.verify,
+            params=OrderRef,
+            result=Payment,
+            roles=PAYERS,
+            deadline=gateway,
+        )
         add("payments.get", service.get, params=OrderRef, result=Payment, roles=PAYERS)
         add("payments.list", service.list, params=ListPayments, result=PaymentPage, roles=PAYERS)
         add(
@@ -145,6 +166,7 @@ class PaymentsFeature(Feature):
             params=Refund,
             result=AdminPayment,
             access=admin,
+            deadline=gateway,
         )
 
     async def _connect_simulator(self) -> None:

@@ -120,6 +120,8 @@ class MethodSpec(Generic[P, R]):
     summary: str
     roles: frozenset[str] | None  # for Access.USER: the roles allowed (None: all)
     inline: bool  # a plain function: run on the read path, without a task
+    # Seconds the method may take before it is cancelled (None: server.request_deadline).
+    deadline: float | None = None
 
     @property
     def idempotent(self) -> bool:
@@ -172,7 +174,11 @@ class MethodRegistry:
         access: Access = Access.USER,
         roles: frozenset[str] | None = None,
         summary: str = "",
+        deadline: float | None = None,
     ) -> None:
+        """Register ``handler`` as ``name``. ``deadline``: the seconds it may take, for a
+        method that waits on something slower than the database (an SMS or payment
+        gateway); None: ``server.request_deadline``."""
         if name in self.methods:
             raise ValueError(f"method {name} registered twice")
         self.methods[name] = MethodSpec(
@@ -186,6 +192,7 @@ class MethodRegistry:
             # Idempotent methods store their result: never run on the read path.
             inline=not inspect.iscoroutinefunction(handler)
             and not issubclass(params, IdempotentParams),
+            deadline=deadline,
         )
 
     def add_event(self, spec: EventSpec[Any]) -> None:

@@ -4,11 +4,8 @@ a paid listing waiting for its fee."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
-
-import pytest
 
 from api.payments.callback import WEBHOOK_PATH
 from api.payments.feature import PaymentsFeature
@@ -20,13 +17,6 @@ from tests.integration.paytm_env import KEY, MID
 
 from .conftest import AppFactory, Clients
 from .market import key, login_named, next_of
-
-
-@pytest.fixture
-async def paytm() -> AsyncIterator[PaytmSimulator]:
-    simulator = await PaytmSimulator({MID: KEY}).start()
-    yield simulator
-    await simulator.close()
 
 
 def gateway(paytm: PaytmSimulator, **extra: Any) -> dict[str, Any]:

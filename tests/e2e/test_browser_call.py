@@ -95,6 +95,15 @@ def write_tone(path: Path, hz: float, *, seconds: float = 2, rate: int = 48_000)
     return path
 
 
+# The page's origin is a browser's: the server must allow it (server.allowed_origins).
+PAGE_ORIGIN = {"allowed_origins": ["http://127.0.0.1:*"]}
+
+
+@pytest.fixture
+async def app(make_app: AppFactory) -> App:
+    return await make_app(server=PAGE_ORIGIN)
+
+
 @pytest.fixture
 async def page_url() -> AsyncIterator[str]:
     """The test page, served from loopback: http://127.0.0.1 is a secure context, so
@@ -346,7 +355,7 @@ async def test_browser_in_a_recorded_call(
     """Media "recorded": each party's connection ends at the server. Both parties offer
     after the accept and apply the server's answer; both still hear each other, and
     each leg's recording holds its party's tone for as long as that party sent it."""
-    app = await make_app(recordings={"parties_may_download": True})
+    app = await make_app(server=PAGE_ORIGIN, recordings={"parties_may_download": True})
     clients = Clients(app, code_log)
     try:
         b = await booked(clients, app)

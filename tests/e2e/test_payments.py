@@ -16,14 +16,14 @@ from api.payments.paytm.simulator import PaytmSimulator
 from api.payments.paytm.wire import Endpoint
 from kernel.clock import FakeClock
 from rtc_server.app import App
+from tests.fakes.msg91 import FakeMsg91
 from tests.integration.paytm_env import KEY, MID
 
 from .admins import login_admin
 from .conftest import AppFactory, Clients, CodeLog
 from .market import key, later, login_named, next_of, refused
-from .payments import gateway, initiate, paid, payments_of, paytm, registered, shop
-
-__all__ = ["paytm"]  # the fixture
+from .payments import gateway, initiate, paid, payments_of, registered, shop
+from .production import production
 
 
 async def my_listing(client: Any, listing: int) -> dict[str, Any]:
@@ -547,13 +547,14 @@ async def test_an_admin_refund_ends_the_period_it_paid_for(
 
 
 async def test_the_simulator_is_refused_in_production(
-    make_app: AppFactory, paytm: PaytmSimulator
+    make_app: AppFactory, paytm: PaytmSimulator, msg91: FakeMsg91
 ) -> None:
     from kernel.settings import ConfigError
 
+    settings = production(msg91, paytm)
     with pytest.raises(ConfigError, match="simulator"):
-        await make_app(server={"environment": "production"})
-    app = await make_app(server={"environment": "production"}, payments=gateway(paytm))
+        await make_app(**{**settings, "payments": {"gateway": "simulator"}})
+    app = await make_app(**settings)
     assert payments_of(app).gateway is not None
 
 

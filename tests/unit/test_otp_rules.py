@@ -16,26 +16,39 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 
 from api.auth.otp import (
     Accepted,
-    Locked,
+    GuessRefusalReason,
+    GuessRefused,
     OtpPolicy,
     OtpState,
     Rejected,
     SendAllowed,
+    SendDecision,
+    SendRefusalReason,
     SendRefused,
+    VerifyOutcome,
+    Window,
     code_digest,
     decide_send,
     decide_verify,
     digests_equal,
     generate_code,
     issue,
+    prefix_of,
 )
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 TICK = timedelta(microseconds=1)
+HOUR = timedelta(hours=1)
 KEY = b"k" * 32
 PHONE = "+919876543210"
 ROLE = "customer"
 POLICY = OtpPolicy()
+OWNER_IP = "192.0.2.7"
+OTHER_IP = "198.51.100.9"
+
+# Property tests are reproducible run to run (the profile of tests/conftest.py keeps no
+# example database).
+DETERMINISTIC = settings(derandomize=True, deadline=None)
 
 
 def digest(code: str, phone: str = PHONE, role: str = ROLE) -> bytes:
@@ -46,12 +59,45 @@ RIGHT = digest("123456")
 WRONG = digest("654321")
 
 
-def live(attempts: int = 0, at: datetime = NOW) -> OtpState:
-    """A code "123456" sent at ``at`` with ``attempts`` wrong guesses so far."""
-    return replace(issue(OtpState.empty(), RIGHT, at, POLICY), attempts=attempts)
+def live(attempts: int = 0, at: datetime = NOW, ip: str | None = OWNER_IP) -> OtpState:
+    """A code "123456" asked for from ``ip`` at ``at``, with ``attempts`` wrong guesses."""
+    return replace(issue(OtpState.empty(), RIGHT, at, POLICY, ip=ip), attempts=attempts)
 
 
-# --- Policy and state ------------------------------------------------------------------
+def send(
+    state: OtpState,
+    at: datetime = NOW,
+    *,
+    phone: Window = Window.EMPTY,
+    ip: Window = Window.EMPTY,
+    prefix: Window = Window.EMPTY,
+    policy: OtpPolicy = POLICY,
+) -> SendDecision:
+    return decide_send(state, at, policy, phone=phone, ip=ip, prefix=prefix)
+
+
+def verify(
+    state: OtpState,
+    presented: bytes = RIGHT,
+    at: datetime = NOW,
+    *,
+    ip: str | None = OWNER_IP,
+    phone_guesses: Window = Window.EMPTY,
+    ip_guesses: Window = Window.EMPTY,
+    policy: OtpPolicy = POLICY,
+) -> VerifyOutcome:
+    return decide_verify(
+        state,
+        presented,
+        at,
+        policy,
+        ip=ip,
+        phone_guesses=phone_guesses,
+        ip_guesses=ip_guesses,
+    )
+
+
+# --- Policy, windows and state ---------------------------------------------------------
 
 
 def test_policy_defaults() -> None:
@@ -59,12 +105,17 @@ def test_policy_defaults() -> None:
         code_length=6,
         ttl=timedelta(minutes=5),
         max_attempts=5,
-        lock_duration=timedelta(minutes=15),
+        max_guesses_per_phone=10,
+        max_guesses_per_ip=30,
+        guess_window=timedelta(hours=1),
         resend_cooldown=timedelta(seconds=30),
         max_sends_per_phone=5,
         phone_window=timedelta(hours=1),
         max_sends_per_ip=20,
         ip_window=timedelta(hours=1),
+        max_sends_per_prefix=50,
+        prefix_window=timedelta(hours=1),
+        prefix_digits=8,
     )
 
 
@@ -74,13 +125,19 @@ def test_policy_defaults() -> None:
         {"code_length": 3},
         {"code_length": 13},
         {"max_attempts": 0},
+        {"max_guesses_per_phone": 0},
+        {"max_guesses_per_ip": 0},
         {"max_sends_per_phone": 0},
         {"max_sends_per_ip": 0},
+        {"max_sends_per_prefix": 0},
         {"ttl": timedelta(0)},
-        {"lock_duration": timedelta(seconds=-1)},
+        {"guess_window": timedelta(seconds=-1)},
         {"phone_window": timedelta(0)},
         {"ip_window": timedelta(0)},
+        {"prefix_window": timedelta(0)},
         {"resend_cooldown": timedelta(seconds=-1)},
+        {"prefix_digits": 3},
+        {"prefix_digits": 16},
     ],
 )
 def test_policy_refuses_unsatisfiable_limits(changes: dict[str, object]) -> None:
@@ -88,8 +145,31 @@ def test_policy_refuses_unsatisfiable_limits(changes: dict[str, object]) -> None
         OtpPolicy(**changes)  # type: ignore[arg-type]
 
 
-def test_policy_allows_no_cooldown() -> None:
-    assert OtpPolicy(resend_cooldown=timedelta(0)).resend_cooldown == timedelta(0)
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"resend_cooldown": timedelta(0)},
+        {"code_length": 4},
+        {"code_length": 12},
+        {"prefix_digits": 4},
+        {"prefix_digits": 15},
+        {"max_attempts": 1, "max_guesses_per_phone": 1, "max_guesses_per_ip": 1},
+    ],
+)
+def test_policy_allows_the_edges(changes: dict[str, object]) -> None:
+    policy = OtpPolicy(**changes)  # type: ignore[arg-type]
+    assert all(getattr(policy, name) == value for name, value in changes.items())
+
+
+def test_empty_window() -> None:
+    assert Window.EMPTY == Window(0) == Window(0, None)
+
+
+def test_window_refuses_impossible_counts() -> None:
+    with pytest.raises(ValueError):
+        Window(-1)
+    with pytest.raises(ValueError):
+        Window(0, NOW)  # no event, so no oldest one
 
 
 def test_empty_state() -> None:
@@ -103,6 +183,41 @@ def test_state_needs_digest_and_expiry_together() -> None:
         OtpState(None, NOW, 0, None, None)
     with pytest.raises(ValueError):
         OtpState(None, None, -1, None, None)
+
+
+def test_state_has_an_asking_address_only_with_a_code() -> None:
+    with pytest.raises(ValueError):
+        OtpState(None, None, 0, NOW, OWNER_IP)
+    assert OtpState(RIGHT, NOW, 0, NOW, OWNER_IP).sent_to_ip == OWNER_IP
+
+
+# --- Prefixes --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("phone", "digits", "prefix"),
+    [
+        ("+919876543210", 8, "91987654"),
+        ("+14155550123", 8, "14155550"),
+        ("+919876543210", 4, "9198"),
+        ("+919876543210", 15, "919876543210"),
+        ("+4412", 8, "4412"),
+        ("+123456789012345", 15, "123456789012345"),
+    ],
+)
+def test_prefix_is_the_leading_digits_with_the_country_code(
+    phone: str, digits: int, prefix: str
+) -> None:
+    assert prefix_of(phone, OtpPolicy(prefix_digits=digits)) == prefix
+
+
+@pytest.mark.parametrize(
+    "phone",
+    ["919876543210", "", "+", "+91 98765 43210", "+91-9876543210", "+1234567890123456", "+٩١٩٨"],
+)
+def test_prefix_needs_an_e164_number(phone: str) -> None:
+    with pytest.raises(ValueError, match="E.164"):
+        prefix_of(phone, POLICY)
 
 
 # --- Codes -----------------------------------------------------------------------------
@@ -221,35 +336,22 @@ def test_digests_equal() -> None:
 
 # --- Sending ---------------------------------------------------------------------------
 
+# Each send cap: its reason and its maximum by default.
+CAPS = [("phone_cap", 5), ("ip_cap", 20), ("prefix_cap", 50)]
 
-def send(
-    state: OtpState,
-    at: datetime = NOW,
-    phone: int = 0,
-    ip: int = 0,
-    oldest_phone_send_at: datetime | None = None,
-    oldest_ip_send_at: datetime | None = None,
-) -> SendAllowed | SendRefused:
-    return decide_send(
-        state,
-        at,
-        POLICY,
-        sends_for_phone=phone,
-        sends_for_ip=ip,
-        oldest_phone_send_at=oldest_phone_send_at,
-        oldest_ip_send_at=oldest_ip_send_at,
+
+def send_counting(reason: str, window: Window) -> SendDecision:
+    """A first send, with ``window`` for the cap of ``reason`` and no other send."""
+    return send(
+        OtpState.empty(),
+        phone=window if reason == "phone_cap" else Window.EMPTY,
+        ip=window if reason == "ip_cap" else Window.EMPTY,
+        prefix=window if reason == "prefix_cap" else Window.EMPTY,
     )
 
 
 def test_first_send_is_allowed() -> None:
     assert send(OtpState.empty()) == SendAllowed()
-
-
-def test_lock_refuses_until_it_ends() -> None:
-    state = replace(OtpState.empty(), locked_until=NOW + timedelta(minutes=10))
-    assert send(state) == SendRefused("locked", timedelta(minutes=10))
-    assert send(state, at=NOW + timedelta(minutes=10) - TICK) == SendRefused("locked", TICK)
-    assert send(state, at=NOW + timedelta(minutes=10)) == SendAllowed()
 
 
 def test_resend_cooldown_boundary() -> None:
@@ -262,56 +364,73 @@ def test_resend_cooldown_boundary() -> None:
     assert send(state, at=NOW + timedelta(seconds=30)) == SendAllowed()
 
 
-def test_phone_cap_boundary() -> None:
-    assert send(OtpState.empty(), phone=4) == SendAllowed()
-    assert send(OtpState.empty(), phone=5) == SendRefused("phone_cap", timedelta(hours=1))
+@pytest.mark.parametrize(("reason", "cap"), CAPS)
+def test_send_cap_boundary(reason: SendRefusalReason, cap: int) -> None:
+    assert send_counting(reason, Window(cap - 1, NOW)) == SendAllowed()
+    assert send_counting(reason, Window(cap)) == SendRefused(reason, HOUR)
 
 
-def test_ip_cap_boundary() -> None:
-    assert send(OtpState.empty(), ip=19) == SendAllowed()
-    assert send(OtpState.empty(), ip=20) == SendRefused("ip_cap", timedelta(hours=1))
-
-
-def test_cap_wait_is_exact_when_the_oldest_send_is_known() -> None:
-    oldest = NOW - timedelta(minutes=50)
-    assert send(OtpState.empty(), phone=5, oldest_phone_send_at=oldest) == SendRefused(
-        "phone_cap", timedelta(minutes=10)
-    )
-    assert send(OtpState.empty(), ip=20, oldest_ip_send_at=oldest) == SendRefused(
-        "ip_cap", timedelta(minutes=10)
+def test_prefix_cap_follows_the_policy() -> None:
+    policy = OtpPolicy(max_sends_per_prefix=3, prefix_window=timedelta(minutes=10))
+    assert send(OtpState.empty(), prefix=Window(2), policy=policy) == SendAllowed()
+    assert send(OtpState.empty(), prefix=Window(3), policy=policy) == SendRefused(
+        "prefix_cap", timedelta(minutes=10)
     )
 
 
-def test_cap_wait_falls_back_to_the_window_above_the_cap() -> None:
-    # With 6 sends against a cap of 5, the oldest leaving is not enough.
-    oldest = NOW - timedelta(minutes=50)
-    assert send(OtpState.empty(), phone=6, oldest_phone_send_at=oldest) == SendRefused(
-        "phone_cap", timedelta(hours=1)
-    )
+@pytest.mark.parametrize(("reason", "cap"), CAPS)
+def test_cap_wait_is_exact_when_the_oldest_send_is_known(
+    reason: SendRefusalReason, cap: int
+) -> None:
+    counted = Window(cap, NOW - timedelta(minutes=50))
+    assert send_counting(reason, counted) == SendRefused(reason, timedelta(minutes=10))
+
+
+@pytest.mark.parametrize(("reason", "cap"), CAPS)
+def test_cap_wait_falls_back_to_the_window_above_the_cap(
+    reason: SendRefusalReason, cap: int
+) -> None:
+    # With one send more than the cap, the oldest leaving is not enough.
+    counted = Window(cap + 1, NOW - timedelta(minutes=50))
+    assert send_counting(reason, counted) == SendRefused(reason, HOUR)
 
 
 def test_cap_wait_is_never_negative() -> None:
-    stale = NOW - timedelta(hours=2)
-    refused = send(OtpState.empty(), phone=5, oldest_phone_send_at=stale)
-    assert refused == SendRefused("phone_cap", timedelta(0))
+    stale = Window(5, NOW - timedelta(hours=2))
+    assert send(OtpState.empty(), phone=stale) == SendRefused("phone_cap", timedelta(0))
 
 
 def test_the_longest_wait_is_reported() -> None:
     cooling = live(at=NOW - timedelta(seconds=10))
     assert send(cooling) == SendRefused("cooldown", timedelta(seconds=20))
-    assert send(cooling, phone=5) == SendRefused("phone_cap", timedelta(hours=1))
-    short_cap = send(cooling, phone=5, oldest_phone_send_at=NOW - timedelta(hours=1) + TICK)
+    assert send(cooling, phone=Window(5)) == SendRefused("phone_cap", HOUR)
+    short_cap = send(cooling, phone=Window(5, NOW - HOUR + TICK))
     assert short_cap == SendRefused("cooldown", timedelta(seconds=20))
-    locked = replace(cooling, locked_until=NOW + timedelta(minutes=15))
-    assert send(locked, ip=20, oldest_ip_send_at=NOW - timedelta(minutes=55)) == SendRefused(
-        "locked", timedelta(minutes=15)
-    )
+    ip = Window(20, NOW - timedelta(minutes=50))
+    prefix = Window(50, NOW - timedelta(minutes=20))
+    assert send(cooling, ip=ip, prefix=prefix) == SendRefused("prefix_cap", timedelta(minutes=40))
 
 
 def test_equal_waits_report_in_precedence_order() -> None:
-    assert send(OtpState.empty(), phone=5, ip=20) == SendRefused("phone_cap", timedelta(hours=1))
-    locked = replace(OtpState.empty(), locked_until=NOW + timedelta(hours=1))
-    assert send(locked, phone=5, ip=20) == SendRefused("locked", timedelta(hours=1))
+    phone, ip, prefix = Window(5), Window(20), Window(50)
+    empty = OtpState.empty()
+    assert send(empty, phone=phone, ip=ip, prefix=prefix) == SendRefused("phone_cap", HOUR)
+    assert send(empty, ip=ip, prefix=prefix) == SendRefused("ip_cap", HOUR)
+    slow = OtpPolicy(resend_cooldown=HOUR)
+    just_sent = issue(empty, RIGHT, NOW, slow, ip=OWNER_IP)
+    refused = send(just_sent, phone=phone, ip=ip, prefix=prefix, policy=slow)
+    assert refused == SendRefused("cooldown", HOUR)
+
+
+def test_guessing_never_refuses_a_send() -> None:
+    # The code dies at its fifth wrong guess, every guess window is full: the owner
+    # still gets a new code once the cooldown is over.
+    dead = verify(live(attempts=4), WRONG, ip=OTHER_IP)
+    assert isinstance(dead, Rejected) and dead.new_state.code_digest is None
+    refused = verify(dead.new_state, ip=OTHER_IP, ip_guesses=Window(30), phone_guesses=Window(10))
+    assert isinstance(refused, GuessRefused)
+    later = NOW + timedelta(seconds=30)
+    assert send(refused.new_state, at=later) == SendAllowed()
 
 
 def test_naive_now_is_refused() -> None:
@@ -322,25 +441,29 @@ def test_naive_now_is_refused() -> None:
 # --- Issuing ---------------------------------------------------------------------------
 
 
-def test_issue_replaces_the_previous_code_and_resets_attempts() -> None:
+def test_issue_replaces_the_code_resets_attempts_and_records_the_address() -> None:
     later = NOW + timedelta(minutes=2)
     new_digest = digest("000001")
-    state = issue(live(attempts=3), new_digest, later, POLICY)
+    state = issue(live(attempts=3, ip=OTHER_IP), new_digest, later, POLICY, ip=OWNER_IP)
     assert state == OtpState(
         code_digest=new_digest,
         expires_at=later + timedelta(minutes=5),
         attempts=0,
-        locked_until=None,
         last_sent_at=later,
+        sent_to_ip=OWNER_IP,
     )
-    assert isinstance(decide_verify(state, RIGHT, later, POLICY), Rejected)
+    old_code = verify(state, RIGHT, later)
+    assert isinstance(old_code, Rejected) and old_code.reason == "wrong_code"
 
 
-def test_issue_drops_an_expired_lock_but_keeps_an_active_one() -> None:
-    expired = replace(OtpState.empty(), locked_until=NOW)
-    assert issue(expired, RIGHT, NOW, POLICY).locked_until is None
-    active = replace(OtpState.empty(), locked_until=NOW + TICK)
-    assert issue(active, RIGHT, NOW, POLICY).locked_until == NOW + TICK
+def test_issue_from_an_unknown_address() -> None:
+    state = issue(live(ip=OWNER_IP), RIGHT, NOW, POLICY, ip=None)
+    assert state.sent_to_ip is None and state.code_digest == RIGHT
+
+
+def test_issue_refuses_naive_now() -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        issue(OtpState.empty(), RIGHT, NOW.replace(tzinfo=None), POLICY, ip=OWNER_IP)
 
 
 # --- Verifying -------------------------------------------------------------------------
@@ -348,243 +471,289 @@ def test_issue_drops_an_expired_lock_but_keeps_an_active_one() -> None:
 
 def test_right_code_is_accepted_and_consumed() -> None:
     state = live(attempts=2)
-    outcome = decide_verify(state, RIGHT, NOW + timedelta(minutes=1), POLICY)
-    assert outcome == Accepted(replace(state, code_digest=None, expires_at=None, attempts=0))
+    outcome = verify(state, RIGHT, NOW + timedelta(minutes=1))
+    assert outcome == Accepted(OtpState(None, None, 0, NOW, None))
     # The consumed state cannot be used again (replay).
-    replay = decide_verify(outcome.new_state, RIGHT, NOW + timedelta(minutes=1), POLICY)
-    assert replay == Rejected(outcome.new_state, "no_code", attempts_left=0)
+    replay = verify(outcome.new_state, RIGHT, NOW + timedelta(minutes=1))
+    assert replay == Rejected(outcome.new_state, "no_code", attempts_left=0, counted=False)
 
 
 def test_wrong_code_counts_an_attempt_and_keeps_the_code() -> None:
-    outcome = decide_verify(live(), WRONG, NOW, POLICY)
-    assert outcome == Rejected(live(attempts=1), "wrong_code", attempts_left=4)
+    outcome = verify(live(), WRONG, ip=OTHER_IP)
+    assert outcome == Rejected(live(attempts=1), "wrong_code", attempts_left=4, counted=True)
 
 
 def test_code_for_another_phone_or_role_is_wrong() -> None:
     for presented in (digest("123456", phone="+919876543211"), digest("123456", role="provider")):
-        outcome = decide_verify(live(), presented, NOW, POLICY)
-        assert isinstance(outcome, Rejected) and outcome.reason == "wrong_code"
+        outcome = verify(live(), presented)
+        assert isinstance(outcome, Rejected) and outcome.reason == "wrong_code" and outcome.counted
 
 
-def test_fourth_wrong_try_is_rejected_and_fifth_locks() -> None:
-    fourth = decide_verify(live(attempts=3), WRONG, NOW, POLICY)
-    assert fourth == Rejected(live(attempts=4), "wrong_code", attempts_left=1)
-    fifth = decide_verify(live(attempts=4), WRONG, NOW, POLICY)
-    assert fifth == Locked(
-        OtpState(
-            code_digest=None,
-            expires_at=None,
-            attempts=5,
-            locked_until=NOW + timedelta(minutes=15),
-            last_sent_at=NOW,
-        ),
-        retry_after=timedelta(minutes=15),
+def test_a_digest_differing_only_in_its_last_byte_is_wrong() -> None:
+    almost = RIGHT[:-1] + bytes([RIGHT[-1] ^ 1])
+    outcome = verify(live(), almost)
+    assert isinstance(outcome, Rejected) and outcome.reason == "wrong_code"
+
+
+def test_fourth_wrong_guess_leaves_one_and_the_fifth_kills_the_code() -> None:
+    fourth = verify(live(attempts=3), WRONG)
+    assert fourth == Rejected(live(attempts=4), "wrong_code", attempts_left=1, counted=True)
+    fifth = verify(live(attempts=4), WRONG)
+    dead = OtpState(
+        code_digest=None, expires_at=None, attempts=5, last_sent_at=NOW, sent_to_ip=None
     )
+    assert fifth == Rejected(dead, "wrong_code", attempts_left=0, counted=True)
 
 
-def test_right_code_after_four_wrong_tries_is_accepted() -> None:
-    assert isinstance(decide_verify(live(attempts=4), RIGHT, NOW, POLICY), Accepted)
+def test_a_dead_code_is_gone() -> None:
+    fifth = verify(live(attempts=4), WRONG)
+    assert fifth.new_state.code_digest is None
+    after = verify(fifth.new_state, RIGHT, NOW + timedelta(seconds=1))
+    assert after == Rejected(fifth.new_state, "no_code", attempts_left=0, counted=False)
 
 
-def test_a_single_attempt_policy_locks_on_the_first_wrong_try() -> None:
-    policy = OtpPolicy(max_attempts=1)
-    assert isinstance(decide_verify(live(), WRONG, NOW, policy), Locked)
+def test_right_code_after_four_wrong_guesses_is_accepted() -> None:
+    state = live()
+    for left in (4, 3, 2, 1):
+        outcome = verify(state, WRONG, ip=OTHER_IP)
+        assert isinstance(outcome, Rejected) and outcome.attempts_left == left
+        state = outcome.new_state
+    assert isinstance(verify(state, RIGHT), Accepted)
 
 
-def test_lock_answers_locked_even_for_the_right_code() -> None:
-    lock_end = NOW + timedelta(minutes=15)
-    state = replace(live(), locked_until=lock_end)
-    at = NOW + timedelta(minutes=1)
-    assert decide_verify(state, RIGHT, at, POLICY) == Locked(state, timedelta(minutes=14))
-    assert decide_verify(state, RIGHT, lock_end - TICK, POLICY) == Locked(state, TICK)
-
-
-def test_lock_ends_exactly_at_locked_until() -> None:
-    locked = decide_verify(live(attempts=4), WRONG, NOW, POLICY)
-    assert isinstance(locked, Locked)
-    lock_end = NOW + timedelta(minutes=15)
-    # The lock cleared the code, so the next answer is "no code", not "locked".
-    after = decide_verify(locked.new_state, RIGHT, lock_end, POLICY)
-    assert after == Rejected(locked.new_state, "no_code", attempts_left=0)
-    # A new code sent once the lock is over works.
-    assert send(locked.new_state, at=lock_end) == SendAllowed()
-    fresh = issue(locked.new_state, RIGHT, lock_end, POLICY)
-    assert isinstance(decide_verify(fresh, RIGHT, lock_end, POLICY), Accepted)
+def test_a_single_attempt_policy_kills_the_code_on_the_first_wrong_guess() -> None:
+    outcome = verify(live(), WRONG, policy=OtpPolicy(max_attempts=1))
+    assert isinstance(outcome, Rejected) and outcome.attempts_left == 0
+    assert outcome.new_state.code_digest is None
 
 
 def test_no_code_is_rejected_without_counting() -> None:
     state = OtpState.empty()
-    assert decide_verify(state, RIGHT, NOW, POLICY) == Rejected(state, "no_code", attempts_left=0)
+    assert verify(state) == Rejected(state, "no_code", attempts_left=0, counted=False)
 
 
 def test_code_expires_exactly_at_expires_at() -> None:
     expiry = NOW + timedelta(minutes=5)
-    assert isinstance(decide_verify(live(), RIGHT, expiry - TICK, POLICY), Accepted)
-    outcome = decide_verify(live(attempts=2), RIGHT, expiry, POLICY)
-    assert outcome == Rejected(
-        replace(live(attempts=2), code_digest=None, expires_at=None), "expired", attempts_left=0
-    )
+    assert isinstance(verify(live(), RIGHT, expiry - TICK), Accepted)
+    outcome = verify(live(attempts=2), RIGHT, expiry)
+    gone = OtpState(None, None, attempts=2, last_sent_at=NOW, sent_to_ip=None)
+    assert outcome == Rejected(gone, "expired", attempts_left=0, counted=False)
 
 
 def test_wrong_code_after_expiry_does_not_count() -> None:
-    outcome = decide_verify(live(attempts=4), WRONG, NOW + timedelta(hours=1), POLICY)
+    outcome = verify(live(attempts=4), WRONG, NOW + HOUR, ip=OTHER_IP)
     assert isinstance(outcome, Rejected)
-    assert outcome.reason == "expired"
+    assert (outcome.reason, outcome.counted) == ("expired", False)
     assert outcome.new_state.attempts == 4
-    assert outcome.new_state.locked_until is None
+
+
+@pytest.mark.parametrize("ip", [OWNER_IP, OTHER_IP, None])
+@pytest.mark.parametrize("state", [live(), OtpState.empty()], ids=["live", "no code"])
+def test_ip_guess_cap_refuses_even_the_right_code_and_counts_nothing(
+    ip: str | None, state: OtpState
+) -> None:
+    outcome = verify(state, RIGHT, ip=ip, ip_guesses=Window(30))
+    assert outcome == GuessRefused(state, "ip_guesses", HOUR)
+
+
+def test_ip_guess_cap_boundary() -> None:
+    assert isinstance(verify(live(), RIGHT, ip=OTHER_IP, ip_guesses=Window(29)), Accepted)
+    policy = OtpPolicy(max_guesses_per_ip=3)
+    refused = verify(live(), RIGHT, ip=OTHER_IP, ip_guesses=Window(3), policy=policy)
+    assert isinstance(refused, GuessRefused) and refused.reason == "ip_guesses"
+
+
+def test_ip_guess_cap_is_checked_before_the_phone_guess_cap() -> None:
+    # Both refuse; the address's cap answers first even though its wait is shorter.
+    ip_guesses = Window(30, NOW - HOUR + timedelta(minutes=1))
+    outcome = verify(live(), ip=OTHER_IP, phone_guesses=Window(10), ip_guesses=ip_guesses)
+    assert outcome == GuessRefused(live(), "ip_guesses", timedelta(minutes=1))
+
+
+@pytest.mark.parametrize("presented", [RIGHT, WRONG], ids=["right", "wrong"])
+def test_phone_guess_cap_refuses_other_addresses(presented: bytes) -> None:
+    state = live(ip=OWNER_IP)
+    outcome = verify(state, presented, ip=OTHER_IP, phone_guesses=Window(10))
+    assert outcome == GuessRefused(state, "phone_guesses", HOUR)
+
+
+def test_phone_guess_cap_boundary() -> None:
+    below = verify(live(), WRONG, ip=OTHER_IP, phone_guesses=Window(9))
+    assert isinstance(below, Rejected) and below.counted
+    policy = OtpPolicy(max_guesses_per_phone=2)
+    refused = verify(live(), RIGHT, ip=OTHER_IP, phone_guesses=Window(2), policy=policy)
+    assert isinstance(refused, GuessRefused) and refused.reason == "phone_guesses"
+
+
+@pytest.mark.parametrize("phone_guesses", [Window(10), Window(500, NOW)])
+def test_phone_guess_cap_still_checks_the_asking_address(phone_guesses: Window) -> None:
+    # An attacker spent the phone's guess budget; the owner asked for this code.
+    state = live(ip=OWNER_IP)
+    typo = verify(state, WRONG, ip=OWNER_IP, phone_guesses=phone_guesses)
+    assert typo == Rejected(live(attempts=1), "wrong_code", attempts_left=4, counted=True)
+    right = verify(typo.new_state, RIGHT, ip=OWNER_IP, phone_guesses=phone_guesses)
+    assert right == Accepted(OtpState(None, None, 0, NOW, None))
+
+
+@pytest.mark.parametrize("asked_from", [None, OWNER_IP])
+def test_an_unknown_address_is_never_the_asking_address(asked_from: str | None) -> None:
+    state = live(ip=asked_from)
+    outcome = verify(state, RIGHT, ip=None, phone_guesses=Window(10))
+    assert outcome == GuessRefused(state, "phone_guesses", HOUR)
+
+
+def test_phone_guess_cap_does_not_hide_a_missing_or_expired_code() -> None:
+    none = verify(OtpState.empty(), ip=OTHER_IP, phone_guesses=Window(10))
+    assert isinstance(none, Rejected) and none.reason == "no_code"
+    expired = verify(live(), at=NOW + HOUR, ip=OTHER_IP, phone_guesses=Window(10))
+    assert isinstance(expired, Rejected) and expired.reason == "expired"
+
+
+@pytest.mark.parametrize(
+    ("reason", "cap"), [("ip_guesses", 30), ("phone_guesses", 10)], ids=["ip", "phone"]
+)
+@pytest.mark.parametrize(
+    ("above", "oldest_age", "wait"),
+    [
+        (0, timedelta(minutes=50), timedelta(minutes=10)),
+        (0, HOUR - TICK, TICK),
+        (0, None, HOUR),
+        (1, timedelta(minutes=50), HOUR),
+        (0, timedelta(hours=2), timedelta(0)),
+    ],
+    ids=["exact", "an-instant", "oldest-unknown", "above-the-cap", "never-negative"],
+)
+def test_guess_refusal_waits(
+    reason: GuessRefusalReason,
+    cap: int,
+    above: int,
+    oldest_age: timedelta | None,
+    wait: timedelta,
+) -> None:
+    window = Window(cap + above, None if oldest_age is None else NOW - oldest_age)
+    outcome = verify(
+        live(),
+        RIGHT,
+        ip=OTHER_IP,
+        phone_guesses=window if reason == "phone_guesses" else Window.EMPTY,
+        ip_guesses=window if reason == "ip_guesses" else Window.EMPTY,
+    )
+    assert outcome == GuessRefused(live(), reason, wait)
 
 
 def test_verify_refuses_naive_now() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
-        decide_verify(live(), RIGHT, NOW.replace(tzinfo=None), POLICY)
+        verify(live(), RIGHT, NOW.replace(tzinfo=None))
 
 
 # --- Properties ------------------------------------------------------------------------
 
-_offsets = st.timedeltas(min_value=timedelta(hours=-2), max_value=timedelta(hours=2))
+
+def _window_later(count: int, cap: int, oldest_age: timedelta | None, later: datetime) -> Window:
+    """A window of one hour that counts ``count`` events at NOW, the oldest ``oldest_age``
+    old (unknown if ``None``), as the rules may see it at ``later``, with no new events
+    in between: an upper bound on the events left in it, and its oldest one if known."""
+    oldest = None if oldest_age is None or count == 0 else NOW - oldest_age
+    if later >= NOW + HOUR:
+        return Window.EMPTY
+    if oldest is not None and later >= oldest + HOUR:
+        # The oldest has left; the others' times are unknown.
+        return Window(count - 1) if count == cap else Window(count)
+    return Window(count, oldest)
 
 
-def _sends_left_in_window(
-    count: int, cap: int, window: timedelta, oldest: datetime | None, later: datetime
-) -> int:
-    """An upper bound on how many of the sends counted at NOW still count at ``later``."""
-    if later >= NOW + window:
-        return 0
-    if oldest is not None and count == cap and later >= oldest + window:
-        return count - 1
-    return count
+_ages = st.none() | st.timedeltas(timedelta(0), HOUR - TICK)
 
 
+@DETERMINISTIC
 @given(
-    lock=st.none() | _offsets,
     since_last_send=st.none() | st.timedeltas(timedelta(0), timedelta(minutes=2)),
     phone=st.integers(0, 10),
     ip=st.integers(0, 30),
-    oldest_phone_age=st.none() | st.timedeltas(timedelta(0), timedelta(hours=1) - TICK),
-    oldest_ip_age=st.none() | st.timedeltas(timedelta(0), timedelta(hours=1) - TICK),
+    prefix=st.integers(0, 60),
+    phone_age=_ages,
+    ip_age=_ages,
+    prefix_age=_ages,
 )
 def test_a_refused_send_succeeds_after_retry_after_and_not_before(
-    lock: timedelta | None,
     since_last_send: timedelta | None,
     phone: int,
     ip: int,
-    oldest_phone_age: timedelta | None,
-    oldest_ip_age: timedelta | None,
+    prefix: int,
+    phone_age: timedelta | None,
+    ip_age: timedelta | None,
+    prefix_age: timedelta | None,
 ) -> None:
-    state = OtpState(
-        code_digest=None,
-        expires_at=None,
-        attempts=0,
-        locked_until=None if lock is None else NOW + lock,
-        last_sent_at=None if since_last_send is None else NOW - since_last_send,
-    )
-    oldest_phone = None if oldest_phone_age is None else NOW - oldest_phone_age
-    oldest_ip = None if oldest_ip_age is None else NOW - oldest_ip_age
-    decision = send(state, NOW, phone, ip, oldest_phone, oldest_ip)
+    last_sent_at = None if since_last_send is None else NOW - since_last_send
+    state = replace(OtpState.empty(), last_sent_at=last_sent_at)
+
+    def at(moment: datetime) -> SendDecision:
+        # No new sends in between: each window only loses sends.
+        return send(
+            state,
+            moment,
+            phone=_window_later(phone, 5, phone_age, moment),
+            ip=_window_later(ip, 20, ip_age, moment),
+            prefix=_window_later(prefix, 50, prefix_age, moment),
+        )
+
+    decision = at(NOW)
     if isinstance(decision, SendAllowed):
         return
     assert decision.retry_after > timedelta(0)
-    later = NOW + decision.retry_after
-    phone_later = _sends_left_in_window(phone, 5, timedelta(hours=1), oldest_phone, later)
-    ip_later = _sends_left_in_window(ip, 20, timedelta(hours=1), oldest_ip, later)
-    # No new sends in between: the wait is long enough for every reason at once ...
-    assert send(state, later, phone_later, ip_later) == SendAllowed()
+
+    # The wait is long enough for every reason at once ...
+    assert at(NOW + decision.retry_after) == SendAllowed()
     # ... and the reason reported still holds an instant earlier.
-    before = later - TICK
-    phone_before = _sends_left_in_window(phone, 5, timedelta(hours=1), oldest_phone, before)
-    ip_before = _sends_left_in_window(ip, 20, timedelta(hours=1), oldest_ip, before)
-    assert isinstance(send(state, before, phone_before, ip_before), SendRefused)
+    assert isinstance(at(NOW + decision.retry_after - TICK), SendRefused)
 
 
-class WrongGuesses(RuleBasedStateMachine):
-    """An attacker who never knows the code asks for codes, waits and guesses at will.
+@DETERMINISTIC
+@given(
+    ip=st.sampled_from([OWNER_IP, OTHER_IP, None]),
+    phone_count=st.integers(0, 15),
+    ip_count=st.integers(0, 40),
+    phone_age=_ages,
+    ip_age=_ages,
+)
+def test_a_refused_guess_passes_that_cap_after_retry_after_and_not_before(
+    ip: str | None,
+    phone_count: int,
+    ip_count: int,
+    phone_age: timedelta | None,
+    ip_age: timedelta | None,
+) -> None:
+    policy = OtpPolicy(ttl=timedelta(hours=2))  # the code outlives every wait
+    state = issue(OtpState.empty(), RIGHT, NOW, policy, ip=OWNER_IP)
 
-    A small model of the rules says what must happen; the decisions are checked
-    against it, and no wrong guess may ever be accepted.
-    """
-
-    @initialize(max_attempts=st.integers(1, 6))
-    def start(self, max_attempts: int) -> None:
-        self.policy = OtpPolicy(max_attempts=max_attempts)
-        self.now = NOW
-        self.state = OtpState.empty()
-        self.expires_at: datetime | None = None  # of the live code, if any
-        self.last_sent_at: datetime | None = None
-        self.locked_until: datetime | None = None
-        self.wrong_on_this_code = 0
-
-    def model_locked(self) -> bool:
-        return self.locked_until is not None and self.now < self.locked_until
-
-    @rule(wait=st.timedeltas(timedelta(0), timedelta(minutes=20)))
-    def wait(self, wait: timedelta) -> None:
-        self.now += wait
-
-    @rule(boundary=st.sampled_from(["lock end", "expiry", "cooldown end"]), early=st.booleans())
-    def wait_until(self, boundary: str, early: bool) -> None:
-        """Land exactly on one of the model's boundaries, or an instant before it."""
-        target = {
-            "lock end": self.locked_until,
-            "expiry": self.expires_at,
-            "cooldown end": self.last_sent_at and self.last_sent_at + timedelta(seconds=30),
-        }[boundary]
-        if target is not None and target - TICK > self.now:
-            self.now = target - TICK if early else target
-
-    @rule()
-    def request_code(self) -> None:
-        decision = decide_send(self.state, self.now, self.policy, 0, 0)
-        cooling = self.last_sent_at is not None and self.now < self.last_sent_at + timedelta(
-            seconds=30
+    def at(moment: datetime) -> VerifyOutcome:
+        # No new guesses in between: each window only loses guesses.
+        return verify(
+            state,
+            RIGHT,
+            moment,
+            ip=ip,
+            policy=policy,
+            phone_guesses=_window_later(phone_count, 10, phone_age, moment),
+            ip_guesses=_window_later(ip_count, 30, ip_age, moment),
         )
-        if self.model_locked():
-            assert self.locked_until is not None
-            assert decision == SendRefused("locked", self.locked_until - self.now)
-        elif cooling:
-            assert isinstance(decision, SendRefused) and decision.reason == "cooldown"
-        else:
-            assert decision == SendAllowed()
-            self.state = issue(self.state, RIGHT, self.now, self.policy)
-            self.expires_at, self.last_sent_at = self.now + timedelta(minutes=5), self.now
-            self.wrong_on_this_code = 0
 
-    @rule(code=st.from_regex(r"[0-9]{6}", fullmatch=True).filter(lambda c: c != "123456"))
-    def guess(self, code: str) -> None:
-        before = self.state
-        outcome = decide_verify(before, digest(code), self.now, self.policy)
-        assert not isinstance(outcome, Accepted)
-        self.state = outcome.new_state
-        if self.model_locked():
-            assert self.locked_until is not None
-            assert outcome == Locked(before, self.locked_until - self.now)
-        elif self.expires_at is None:
-            assert outcome == Rejected(before, "no_code", attempts_left=0)
-        elif self.now >= self.expires_at:
-            assert isinstance(outcome, Rejected) and outcome.reason == "expired"
-            assert outcome.new_state.code_digest is None
-            self.expires_at = None
-        else:
-            self.wrong_on_this_code += 1
-            if self.wrong_on_this_code == self.policy.max_attempts:
-                assert outcome == Locked(outcome.new_state, self.policy.lock_duration)
-                self.locked_until = self.now + self.policy.lock_duration
-                assert outcome.new_state.locked_until == self.locked_until
-                self.expires_at = None
-            else:
-                left = self.policy.max_attempts - self.wrong_on_this_code
-                assert outcome == Rejected(outcome.new_state, "wrong_code", left)
+    outcome = at(NOW)
+    if not isinstance(outcome, GuessRefused):
+        assert isinstance(outcome, Accepted)
+        return
+    assert outcome.new_state == state
 
-    @invariant()
-    def attempts_stay_below_the_maximum_while_a_code_lives(self) -> None:
-        assert self.state.attempts <= self.policy.max_attempts
-        if self.state.code_digest is not None:
-            assert self.state.attempts == self.wrong_on_this_code < self.policy.max_attempts
+    assert outcome.retry_after > timedelta(0)
+    # The wait is long enough for the reason reported (another may refuse then) ...
+    after = at(NOW + outcome.retry_after)
+    assert not (isinstance(after, GuessRefused) and after.reason == outcome.reason)
+    # ... and that reason still holds an instant earlier.
+    before = at(NOW + outcome.retry_after - TICK)
+    assert isinstance(before, GuessRefused) and before.reason == outcome.reason
 
 
-TestWrongGuesses = WrongGuesses.TestCase
-TestWrongGuesses.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
-
-
+@DETERMINISTIC
 @given(
     codes=st.lists(st.just("123456") | st.from_regex(r"[0-9]{6}", fullmatch=True), max_size=12),
     step=st.timedeltas(timedelta(0), timedelta(seconds=90)),
@@ -592,7 +761,224 @@ TestWrongGuesses.settings = settings(max_examples=150, stateful_step_count=40, d
 def test_only_the_right_code_is_ever_accepted(codes: list[str], step: timedelta) -> None:
     state, now = live(), NOW
     for code in codes:
-        outcome = decide_verify(state, digest(code), now, POLICY)
+        outcome = verify(state, digest(code), now)
         if isinstance(outcome, Accepted):
             assert code == "123456"
         state, now = outcome.new_state, now + step
+
+
+# --- An attacker against an owner ------------------------------------------------------
+
+ATTACKER_IPS = ("203.0.113.1", "203.0.113.2", "203.0.113.3", None)
+# The owner's address shared with the attacker (a carrier NAT) is a choice too.
+ANY_IP = st.sampled_from((*ATTACKER_IPS, OWNER_IP))
+
+
+def _window_at(times: list[datetime], now: datetime, length: timedelta) -> Window:
+    """The events counted at ``now`` in a sliding window of ``length``."""
+    counted = [t for t in times if t <= now < t + length]
+    return Window(len(counted), min(counted) if counted else None)
+
+
+def _most_in_any_window(times: list[datetime], length: timedelta) -> int:
+    """The most events any sliding window of ``length`` ever counted."""
+    # A window holding the most events can end at one of them.
+    return max((_window_at(times, end, length).count for end in times), default=0)
+
+
+class AttackerAgainstOwner(RuleBasedStateMachine):
+    """An attacker with several addresses, who never knows a code, asks for codes and
+    guesses at will; an owner with one address asks for a code and types it in.
+
+    The test keeps its own windows (the times of sends and of counted wrong guesses)
+    and its own model of the live code, and checks: nobody but the asking address gets
+    past the phone's guess budget, no address past its own, and the owner, whenever a
+    code may be sent, logs in with it, whatever the attacker did before.
+    """
+
+    @initialize(
+        max_attempts=st.integers(1, 5),
+        per_phone=st.integers(1, 6),
+        per_ip=st.integers(1, 8),
+        sends_per_phone=st.integers(2, 6),
+        guess_window=st.sampled_from([timedelta(minutes=10), HOUR]),
+        phone_window=st.sampled_from([timedelta(minutes=10), HOUR]),
+    )
+    def start(
+        self,
+        max_attempts: int,
+        per_phone: int,
+        per_ip: int,
+        sends_per_phone: int,
+        guess_window: timedelta,
+        phone_window: timedelta,
+    ) -> None:
+        self.policy = OtpPolicy(
+            max_attempts=max_attempts,
+            max_guesses_per_phone=per_phone,
+            max_guesses_per_ip=per_ip,
+            guess_window=guess_window,
+            max_sends_per_phone=sends_per_phone,
+            phone_window=phone_window,
+            max_sends_per_ip=4,
+            ip_window=timedelta(minutes=30),
+        )
+        self.now = NOW
+        self.state = OtpState.empty()
+        self.sends: list[tuple[datetime, str | None]] = []
+        # Counted wrong guesses: when, from where, and whether that address had asked
+        # for the live code.
+        self.wrong: list[tuple[datetime, str | None, bool]] = []
+        # The model of the live code.
+        self.expires_at: datetime | None = None
+        self.asked_by: str | None = None
+        self.wrong_on_this_code = 0
+
+    # The windows a caller would count.
+
+    def guess_windows(self, ip: str | None) -> tuple[Window, Window]:
+        length = self.policy.guess_window
+        phone = _window_at([t for t, _, _ in self.wrong], self.now, length)
+        own = _window_at([t for t, a, _ in self.wrong if a == ip], self.now, length)
+        return phone, own
+
+    def request(self, ip: str | None) -> SendDecision:
+        policy = self.policy
+        everything = [t for t, _ in self.sends]
+        decision = decide_send(
+            self.state,
+            self.now,
+            policy,
+            phone=_window_at(everything, self.now, policy.phone_window),
+            ip=_window_at([t for t, a in self.sends if a == ip], self.now, policy.ip_window),
+            prefix=_window_at(everything, self.now, policy.prefix_window),
+        )
+        if isinstance(decision, SendAllowed):
+            self.state = issue(self.state, RIGHT, self.now, policy, ip=ip)
+            self.sends.append((self.now, ip))
+            self.expires_at, self.asked_by = self.now + policy.ttl, ip
+            self.wrong_on_this_code = 0
+        return decision
+
+    def guess(self, ip: str | None, presented: bytes) -> VerifyOutcome:
+        """Present a code from ``ip``, check the outcome against the model, record it."""
+        phone_guesses, ip_guesses = self.guess_windows(ip)
+        outcome = decide_verify(
+            self.state,
+            presented,
+            self.now,
+            self.policy,
+            ip=ip,
+            phone_guesses=phone_guesses,
+            ip_guesses=ip_guesses,
+        )
+        asking = ip is not None and ip == self.asked_by
+        if ip_guesses.count >= self.policy.max_guesses_per_ip:
+            assert isinstance(outcome, GuessRefused) and outcome.reason == "ip_guesses"
+        elif self.expires_at is None:
+            assert isinstance(outcome, Rejected) and outcome.reason == "no_code"
+        elif self.now >= self.expires_at:
+            assert isinstance(outcome, Rejected) and outcome.reason == "expired"
+            self.expires_at = self.asked_by = None
+        elif not asking and phone_guesses.count >= self.policy.max_guesses_per_phone:
+            assert isinstance(outcome, GuessRefused) and outcome.reason == "phone_guesses"
+        elif presented == RIGHT:
+            assert isinstance(outcome, Accepted)
+            self.expires_at = self.asked_by = None
+        else:
+            self.wrong_on_this_code += 1
+            left = max(self.policy.max_attempts - self.wrong_on_this_code, 0)
+            assert isinstance(outcome, Rejected)
+            assert (outcome.reason, outcome.attempts_left, outcome.counted) == (
+                "wrong_code",
+                left,
+                True,
+            )
+            if left == 0:
+                self.expires_at = self.asked_by = None
+        if isinstance(outcome, GuessRefused):
+            assert outcome.new_state == self.state and outcome.retry_after >= timedelta(0)
+        if isinstance(outcome, Rejected) and outcome.counted:
+            self.wrong.append((self.now, ip, asking))
+        self.state = outcome.new_state
+        return outcome
+
+    # The attacker.
+
+    @rule(wait=st.timedeltas(timedelta(0), timedelta(minutes=20)))
+    def wait(self, wait: timedelta) -> None:
+        self.now += wait
+
+    @rule(ip=ANY_IP)
+    def attacker_asks_for_a_code(self, ip: str | None) -> None:
+        self.request(ip)
+
+    @rule(ip=ANY_IP, code=st.from_regex(r"[0-9]{6}", fullmatch=True))
+    def attacker_guesses(self, ip: str | None, code: str) -> None:
+        self.guess(ip, digest(code) if code != "123456" else WRONG)
+
+    @rule(ip=ANY_IP, times=st.integers(1, 8))
+    def attacker_guesses_in_a_burst(self, ip: str | None, times: int) -> None:
+        for _ in range(times):
+            self.guess(ip, WRONG)
+
+    # The owner.
+
+    @rule(
+        typos=st.integers(0, 4),
+        delay=st.timedeltas(timedelta(0), timedelta(minutes=5) - TICK),
+    )
+    def owner_logs_in(self, typos: int, delay: timedelta) -> None:
+        """(c) Whenever the owner may be sent a code, the owner's address, while under
+        its guess cap, gets every try checked and logs in with the code."""
+        if isinstance(self.request(OWNER_IP), SendRefused):
+            return  # the attacker may spend the phone's send cap
+        for _ in range(min(typos, self.policy.max_attempts - 1)):
+            under_cap = self.guess_windows(OWNER_IP)[1].count < self.policy.max_guesses_per_ip
+            typo = self.guess(OWNER_IP, WRONG)
+            if under_cap:
+                assert isinstance(typo, Rejected) and typo.reason == "wrong_code", typo
+        self.now += delay
+        assert self.expires_at is not None and self.now < self.expires_at
+        under_cap = self.guess_windows(OWNER_IP)[1].count < self.policy.max_guesses_per_ip
+        outcome = self.guess(OWNER_IP, RIGHT)
+        if under_cap:
+            assert isinstance(outcome, Accepted), outcome
+
+    # What must always hold.
+
+    @invariant()
+    def other_addresses_stay_within_the_phones_guess_budget(self) -> None:
+        """(a) Counted wrong guesses from addresses that had not asked for the code."""
+        others = [t for t, _, asking in self.wrong if not asking]
+        most = _most_in_any_window(others, self.policy.guess_window)
+        assert most <= self.policy.max_guesses_per_phone
+
+    @invariant()
+    def every_address_stays_within_its_guess_budget(self) -> None:
+        """(b) Counted wrong guesses from each address (the unknown one included)."""
+        for ip in {a for _, a, _ in self.wrong}:
+            mine = [t for t, a, _ in self.wrong if a == ip]
+            assert _most_in_any_window(mine, self.policy.guess_window) <= (
+                self.policy.max_guesses_per_ip
+            )
+
+    @invariant()
+    def the_phone_stays_within_its_send_budget(self) -> None:
+        times = [t for t, _ in self.sends]
+        assert _most_in_any_window(times, self.policy.phone_window) <= (
+            self.policy.max_sends_per_phone
+        )
+
+    @invariant()
+    def the_state_matches_the_model(self) -> None:
+        assert self.state.expires_at == self.expires_at
+        assert self.state.sent_to_ip == self.asked_by
+        if self.state.code_digest is not None:
+            assert self.state.attempts == self.wrong_on_this_code < self.policy.max_attempts
+
+
+TestAttackerAgainstOwner = AttackerAgainstOwner.TestCase
+TestAttackerAgainstOwner.settings = settings(
+    DETERMINISTIC, max_examples=150, stateful_step_count=40
+)

@@ -30,6 +30,18 @@ async def test_a_committed_file_appears_under_its_key_with_its_checksum(tmp_path
     assert store.local_path("2026/11/26/7/caller.ogg") is None
 
 
+async def test_recordings_are_readable_by_owner_and_group_only(tmp_path: Path) -> None:
+    root = tmp_path / "recordings"
+    store = LocalStore(root)
+    temp = store.temp_path("2026/11/26/7/mix.ogg")
+    temp.write_bytes(b"OggS")  # as PyAV writes it: with the process umask
+    await store.commit(temp, "2026/11/26/7/mix.ogg")
+    path = store.local_path("2026/11/26/7/mix.ogg")
+    assert path is not None and path.stat().st_mode & 0o777 == 0o640
+    for directory in (root, root / ".tmp", root / "2026", root / "2026/11/26/7"):
+        assert directory.stat().st_mode & 0o777 == 0o750, directory
+
+
 async def test_leftover_temporary_files_are_swept_by_age(tmp_path: Path) -> None:
     store = LocalStore(tmp_path)
     old, new = store.temp_path("a/caller.ogg"), store.temp_path("a/callee.ogg")
