@@ -143,6 +143,11 @@ class Kit(Protocol):
         """Where this instance's HTTP port listens (after start)."""
         ...
 
+    def client_address(self, peer: str | None, forwarded_for: Sequence[str]) -> str | None:
+        """The client of an HTTP request behind ``server.trusted_proxies`` (``peer``: the
+        TCP peer, ``forwarded_for``: the X-Forwarded-For header values)."""
+        ...
+
     async def revoke(self, user_id: int, session_ids: Sequence[UUID], reason: str) -> None:
         """Close the user's sockets of these login sessions, on every instance."""
         ...

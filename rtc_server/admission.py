@@ -51,24 +51,14 @@ def check_origins(values: Sequence[str]) -> list[str]:
     return [value.lower() for value in values]
 
 
-class Admission:
-    def __init__(
-        self,
-        *,
-        trusted_proxies: Sequence[str],
-        allowed_origins: Sequence[str],
-        max_anonymous_per_ip: int,
-    ) -> None:
+class ClientAddress:
+    """The client's address behind ``server.trusted_proxies`` (the socket port's, and that
+    of the HTTP routes a feature serves: ``Kit.client_address``)."""
+
+    def __init__(self, trusted_proxies: Sequence[str]) -> None:
         self._proxies = parse_networks(trusted_proxies)
-        origins = check_origins(allowed_origins)
-        self._origins = frozenset(o for o in origins if not o.endswith(":*"))
-        self._any_port = tuple(o[:-1] for o in origins if o.endswith(":*"))  # "http://h:"
-        self._max_anonymous = max_anonymous_per_ip
-        self._anonymous: dict[str | None, int] = {}
 
-    # -- the client's address --
-
-    def client_address(self, peer: str | None, forwarded_for: Sequence[str]) -> str | None:
+    def __call__(self, peer: str | None, forwarded_for: Sequence[str]) -> str | None:
         """The client behind the trusted proxies (``forwarded_for``: the header values)."""
         address = peer
         if not self._proxies or not self._trusted(address):
@@ -94,6 +84,27 @@ class Admission:
         except ValueError:
             return False
         return any(ip in network for network in self._proxies)
+
+
+class Admission:
+    def __init__(
+        self,
+        *,
+        trusted_proxies: Sequence[str],
+        allowed_origins: Sequence[str],
+        max_anonymous_per_ip: int,
+    ) -> None:
+        self._address = ClientAddress(trusted_proxies)
+        origins = check_origins(allowed_origins)
+        self._origins = frozenset(o for o in origins if not o.endswith(":*"))
+        self._any_port = tuple(o[:-1] for o in origins if o.endswith(":*"))  # "http://h:"
+        self._max_anonymous = max_anonymous_per_ip
+        self._anonymous: dict[str | None, int] = {}
+
+    # -- the client's address --
+
+    def client_address(self, peer: str | None, forwarded_for: Sequence[str]) -> str | None:
+        return self._address(peer, forwarded_for)
 
     # -- browsers --
 

@@ -28,6 +28,7 @@ from kernel.publisher import EventPublisher
 from kernel.rpc.registry import MethodRegistry
 from kernel.settings import Section
 from kernel.signals import Signals
+from rtc_server.admission import ClientAddress
 from rtc_server.config import CoreSettings
 from storage import accounts
 from storage.database import Database
@@ -87,6 +88,7 @@ class AppKit:
         self.declared = Declared()
         self._ports: dict[str, Any] = {}
         self._http_url: str | None = None
+        self._client_address = ClientAddress(settings.server.trusted_proxies)
         self._revocations: set[asyncio.Task[None]] = set()
 
     @property
@@ -113,6 +115,9 @@ class AppKit:
 
     async def online(self, user_ids: Iterable[int]) -> set[int]:
         return await self._bus.online(user_ids)
+
+    def client_address(self, peer: str | None, forwarded_for: Sequence[str]) -> str | None:
+        return self._client_address(peer, forwarded_for)
 
     def http_url(self) -> str:
         if self._http_url is None:

@@ -16,7 +16,7 @@ import html
 import ipaddress
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 from urllib.parse import parse_qsl
 
@@ -73,9 +73,12 @@ class PaymentCallbacks:
         service: PaymentService,
         networks: tuple[str, ...] = (),
         *,
+        client_address: Callable[[str | None, Sequence[str]], str | None] = lambda p, f: p,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._service = service
+        # The poster's address behind server.trusted_proxies (Kit.client_address).
+        self._client_address = client_address
         self._networks = [ipaddress.ip_network(n, strict=False) for n in networks]
         self._monotonic = monotonic
         self._written: dict[str | None, tuple[float, int]] = {}  # ip -> (minute, count)
@@ -104,7 +107,7 @@ class PaymentCallbacks:
     async def _handle(
         self, request: web.Request, source: Literal["callback", "webhook"]
     ) -> web.StreamResponse:
-        ip = request.remote
+        ip = self._client_address(request.remote, request.headers.getall("X-Forwarded-For", []))
         if self._networks and not _within(ip, self._networks):
             await self._security_event("network_refused", None, ip, {"source": source})
             return _answer(source, "refused", 403)

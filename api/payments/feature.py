@@ -80,7 +80,9 @@ class PaymentsFeature(Feature):
             public_url=kit.http_url,
         )
         self._methods(kit)
-        callbacks = PaymentCallbacks(self.service, s.callback_networks)
+        callbacks = PaymentCallbacks(
+            self.service, s.callback_networks, client_address=kit.client_address
+        )
         kit.route("POST", CALLBACK_PATH, callbacks.callback)
         kit.route("POST", WEBHOOK_PATH, callbacks.webhook)
         kit.event(PAYMENT_UPDATED)

@@ -623,3 +623,27 @@ async def test_a_callback_for_an_unknown_order_is_a_security_event(
     assert answer.status_code == 404
     kinds = await app.db.fetch("SELECT kind, order_id FROM payment_security_events")  # type: ignore[union-attr]
     assert [(r["kind"], r["order_id"]) for r in kinds] == [("unknown_order", "ELSEWHERE-0001")]
+
+
+async def test_callback_networks_see_the_poster_behind_the_trusted_proxy(
+    make_app: AppFactory, paytm: PaytmSimulator
+) -> None:
+    """Behind a proxy (deploy/nginx), the callback's address is the one the proxy saw."""
+    app = await make_app(
+        server={"trusted_proxies": ["127.0.0.1"]},
+        payments=gateway(paytm, callback_networks=["203.0.113.0/24"]),
+    )
+    url = f"http://127.0.0.1:{app.http.port}{WEBHOOK_PATH}"
+    forged = {"ORDERID": "nope", "CHECKSUMHASH": "x"}
+    async with httpx.AsyncClient() as http:
+        outside = await http.post(url, data=forged, headers={"X-Forwarded-For": "198.51.100.9"})
+        inside = await http.post(url, data=forged, headers={"X-Forwarded-For": "203.0.113.9"})
+    assert outside.status_code == 403  # refused by network, before the checksum
+    assert inside.status_code == 400  # let through; then its checksum is refused
+    rows = await app.db.fetch(  # type: ignore[union-attr]
+        "SELECT kind, source_ip FROM payment_security_events ORDER BY id"
+    )
+    assert [(r["kind"], r["source_ip"]) for r in rows] == [
+        ("network_refused", "198.51.100.9"),
+        ("bad_checksum", "203.0.113.9"),
+    ]
