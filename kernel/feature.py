@@ -165,6 +165,19 @@ class Kit(Protocol):
         """Enqueue a job of ``spec`` once every ``seconds`` across all instances."""
         ...
 
+    def at(
+        self,
+        cron: str,
+        spec: JobSpec[Tick],
+        *,
+        timezone: str | None = None,
+        grace: float = 3600.0,
+    ) -> None:
+        """Enqueue a job of ``spec`` once, across all instances, at each time the cron
+        expression names in ``timezone`` (default :attr:`timezone`); a slot missed during
+        downtime runs when an instance is back if it is less than ``grace`` seconds old."""
+        ...
+
     def cleanup(self, step: Callable[[], Awaitable[None]]) -> None:
         """Run ``step`` in every round of housekeeping (keep growing tables bounded)."""
         ...

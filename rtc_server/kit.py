@@ -21,7 +21,7 @@ from kernel.clock import Clock
 from kernel.devices import Devices
 from kernel.events import EventSpec, M, PushedEvent, PushRenderer
 from kernel.feature import HttpHandler, PortKey
-from kernel.jobs import Job, JobHandler, JobQueue, JobSpec, Periodic, Tick
+from kernel.jobs import Calendar, Job, JobHandler, JobQueue, JobSpec, Periodic, Schedule, Tick
 from kernel.jobs.spec import P
 from kernel.outbox import Outbox
 from kernel.publisher import EventPublisher
@@ -49,7 +49,7 @@ class Declared:
     """What the installed features asked for."""
 
     jobs: dict[str, JobHandler[Any]] = field(default_factory=dict)
-    schedules: list[Periodic] = field(default_factory=list)
+    schedules: list[Schedule] = field(default_factory=list)
     cleanups: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     routes: list[Route] = field(default_factory=list)
     tasks: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
@@ -153,6 +153,17 @@ class AppKit:
 
     def every(self, seconds: float, spec: JobSpec[Tick]) -> None:
         self.declared.schedules.append(Periodic(spec.kind, seconds, spec))
+
+    def at(
+        self,
+        cron: str,
+        spec: JobSpec[Tick],
+        *,
+        timezone: str | None = None,
+        grace: float = 3600.0,
+    ) -> None:
+        schedule = Calendar(spec.kind, cron, spec, timezone or self.timezone, grace)
+        self.declared.schedules.append(schedule)
 
     def cleanup(self, step: Callable[[], Awaitable[None]]) -> None:
         self.declared.cleanups.append(step)

@@ -15,8 +15,10 @@ taskiq's PostgreSQL broker is not durable. The pattern is the well-known one:
   dies mid-job leaves the job to be claimed again when the lease ends. A failed
   attempt is retried after an exponential backoff with jitter, or when the handler
   says (:class:`RetryLater`), up to the job's ``max_attempts``.
-* :class:`PeriodicJobs` (``periodic.py``) enqueues each periodic job once per tick
-  across every instance: the instance whose ``(job, slot)`` row insert wins.
+* :class:`PeriodicJobs` (``periodic.py``) enqueues each scheduled job once per slot
+  across every instance: the instance whose ``(job, slot)`` row insert wins. Slots come
+  every N seconds (:class:`Periodic`) or from a cron expression in a time zone
+  (:class:`Calendar`).
 
 Delivery is at least once: a handler may run again after a crash between its work and
 the job's completion, so handlers make their effects idempotent (push delivery keeps a
@@ -31,13 +33,14 @@ row per (user, event, device) for that).
 Any other exception out of a handler counts as :class:`RetryLater` without a delay.
 """
 
-from kernel.jobs.periodic import Periodic, PeriodicJobs, slot_of
+from kernel.jobs.periodic import Calendar, Periodic, PeriodicJobs, Schedule, slot_of
 from kernel.jobs.queue import Backoff, GiveUp, JobError, JobQueue, RetryLater
 from kernel.jobs.spec import Job, JobHandler, JobPayload, JobSpec, Tick, handlers
 from kernel.jobs.worker import Worker
 
 __all__ = [
     "Backoff",
+    "Calendar",
     "GiveUp",
     "Job",
     "JobError",
@@ -48,6 +51,7 @@ __all__ = [
     "Periodic",
     "PeriodicJobs",
     "RetryLater",
+    "Schedule",
     "Tick",
     "Worker",
     "handlers",

@@ -8,12 +8,14 @@ import random
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from kernel.clock import FakeClock
 from kernel.jobs import (
     Backoff,
+    Calendar,
     GiveUp,
     Job,
     JobHandler,
@@ -367,6 +369,30 @@ async def test_a_periodic_job_runs_once_per_tick_across_two_instances(
     worker = make_worker(a, clock, {"sweep": handler, "report": handler})
     assert await worker.run_due() == 8
     assert ran == {"sweep": 6, "report": 2}
+
+
+async def test_a_calendar_job_runs_once_per_slot_across_two_instances_and_days(
+    two_instances: tuple[Database, Database],
+) -> None:
+    a, b = two_instances
+    india = ZoneInfo("Asia/Kolkata")
+    clock = FakeClock(datetime(2026, 12, 30, 7, 0, tzinfo=india).astimezone(UTC))
+    schedules = [Calendar("morning", "0 8 * * *", JobSpec("morning", Tick), "Asia/Kolkata")]
+    instances = [PeriodicJobs(db, JobQueue(db, clock), clock, schedules) for db in (a, b)]
+    taken: list[str] = []
+    for _ in range(4 * 24 * 6):  # four days, both instances checking every 10 minutes
+        results = await asyncio.gather(*(i.run_once() for i in instances))
+        taken += [name for result in results for name in result]
+        clock.advance(600.0)
+    assert taken == ["morning"] * 4  # Dec 30, Dec 31, Jan 1, Jan 2: once each
+    slots = await a.fetch("SELECT slot FROM job_ticks WHERE name = 'morning' ORDER BY slot")
+    assert [r["slot"].astimezone(india).isoformat() for r in slots] == [
+        f"{day}T08:00:00+05:30" for day in ("2026-12-30", "2026-12-31", "2027-01-01", "2027-01-02")
+    ]
+    # A restart within the slot's grace does not run it again (the tick is taken).
+    clock.advance((datetime(2027, 1, 2, 8, 30, tzinfo=india) - clock.now()).total_seconds())
+    fresh = PeriodicJobs(a, JobQueue(a, clock), clock, schedules)
+    assert await fresh.run_once() == []
 
 
 async def test_a_worker_listens_again_after_its_connection_is_killed(
