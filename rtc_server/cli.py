@@ -5,6 +5,8 @@
     rtc-server migrate [--config FILE] [--data-dir DIR]
     rtc-server create-admin --phone P [--name N] [--config FILE] [--data-dir DIR]
     rtc-server remove-admin --phone P [--config FILE] [--data-dir DIR]
+    rtc-server jobs list [--config FILE] [--data-dir DIR]
+    rtc-server jobs run NAME [--config FILE] [--data-dir DIR]
 
 Flags win over environment variables, which win over the config file.
 """
@@ -49,6 +51,12 @@ def _parser() -> argparse.ArgumentParser:
         help="deactivate an admin account and end its sessions (admins cannot remove admins)",
     )
     unadmin.add_argument("--phone", required=True)
+    jobs = commands.add_parser("jobs", help="the scheduled jobs").add_subparsers(
+        dest="jobs_command", required=True
+    )
+    jobs.add_parser("list", parents=[common], help="each scheduled job, its next and last run")
+    run = jobs.add_parser("run", parents=[common], help="an extra run of a job, now")
+    run.add_argument("name")
     return parser
 
 
@@ -82,6 +90,12 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(_create_admin(settings, args.phone, args.name))
     if args.command == "remove-admin":
         return asyncio.run(_remove_admin(settings, args.phone))
+    if args.command == "jobs":
+        from rtc_server import jobs_cli
+
+        if args.jobs_command == "list":
+            return asyncio.run(jobs_cli.list_jobs(settings))
+        return asyncio.run(jobs_cli.run_job(settings, args.name))
     return _serve(settings)
 
 

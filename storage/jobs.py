@@ -166,6 +166,31 @@ async def take_tick(db: Executor, name: str, slot: datetime) -> bool:
     return row is not None
 
 
+async def last_ticks(db: Executor) -> dict[str, datetime]:
+    """The latest slot taken of each scheduled job."""
+    rows = await db.fetch("SELECT name, max(slot) AS slot FROM job_ticks GROUP BY name")
+    return {row["name"]: row["slot"] for row in rows}
+
+
+@dataclass(frozen=True, slots=True)
+class KeyedJob:
+    dedup_key: str
+    attempts: int
+    leased: bool
+    last_error: str | None
+    failed_at: datetime | None
+
+
+async def by_dedup_keys(db: Executor, keys: Sequence[str]) -> dict[str, KeyedJob]:
+    """The jobs still present of these keys (a job that succeeded is deleted)."""
+    rows = await db.fetch(
+        "SELECT dedup_key, attempts, leased_by IS NOT NULL AS leased, last_error, failed_at"
+        " FROM jobs WHERE dedup_key = ANY($1::text[])",
+        list(keys),
+    )
+    return {row["dedup_key"]: KeyedJob(*row.values()) for row in rows}
+
+
 async def prune(db: Executor, failed_before: datetime, ticks_before: datetime) -> int:
     """Delete failed jobs and tick records older than the given times; returns rows."""
     failed = await db.execute(

@@ -33,7 +33,7 @@ row per (user, event, device) for that).
 Any other exception out of a handler counts as :class:`RetryLater` without a delay.
 """
 
-from kernel.jobs.periodic import Calendar, Periodic, PeriodicJobs, Schedule, slot_of
+from kernel.jobs.periodic import Calendar, Periodic, PeriodicJobs, Schedule, slot_of, tick_key
 from kernel.jobs.queue import Backoff, GiveUp, JobError, JobQueue, RetryLater
 from kernel.jobs.spec import Job, JobHandler, JobPayload, JobSpec, Tick, handlers
 from kernel.jobs.worker import Worker
@@ -56,4 +56,5 @@ __all__ = [
     "Worker",
     "handlers",
     "slot_of",
+    "tick_key",
 ]

@@ -43,6 +43,11 @@ log = logging.getLogger("rtc.jobs")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+def tick_key(name: str, slot: datetime) -> str:
+    """The dedup key of the job a schedule enqueued for ``slot``."""
+    return f"periodic:{name}:{slot.isoformat()}"
+
+
 def slot_of(now: datetime, every: float) -> datetime:
     """The start of the tick of ``now`` for a job run every ``every`` seconds."""
     seconds = (now - _EPOCH).total_seconds()
@@ -61,7 +66,14 @@ class Periodic:
     def slot(self, now: datetime) -> datetime | None:
         return slot_of(now, self.every)
 
+    def next_after(self, now: datetime) -> datetime:
+        return slot_of(now, self.every) + timedelta(seconds=self.every)
 
+    def describe(self) -> str:
+        return f"every {self.every:g} s"
+
+
+_MAX_GRACE = 86400.0
 # Slots looked at per check at most (a cron every minute with a day's grace: 1,440).
 _MAX_SLOTS_SCANNED = 10_000
 
@@ -87,8 +99,9 @@ class Calendar:
             CronSim(self.cron, datetime.now(zone))
         except CronSimError as exc:
             raise ValueError(f"{self.name}: bad cron expression {self.cron!r}: {exc}") from None
-        if self.grace <= 0:
-            raise ValueError(f"{self.name}: grace must be positive")
+        if not 0 < self.grace <= _MAX_GRACE:
+            # Taken slots are kept a day (jobs.prune): a longer grace could run one twice.
+            raise ValueError(f"{self.name}: grace must be positive and at most a day")
 
     def slot(self, now: datetime) -> datetime | None:
         """The latest slot at or before ``now`` that is less than ``grace`` old (UTC), or
@@ -107,6 +120,9 @@ class Calendar:
     def next_after(self, now: datetime) -> datetime:
         """The first slot after ``now``, in the schedule's time zone (for operators)."""
         return next(CronSim(self.cron, now.astimezone(ZoneInfo(self.timezone))))
+
+    def describe(self) -> str:
+        return f"{self.cron} ({self.timezone})"
 
 
 Schedule = Periodic | Calendar
@@ -143,7 +159,7 @@ class PeriodicJobs:
                     job = self._queue.new(
                         schedule.spec,
                         Tick(slot=slot),
-                        dedup_key=f"periodic:{schedule.name}:{slot.isoformat()}",
+                        dedup_key=tick_key(schedule.name, slot),
                         max_attempts=schedule.max_attempts,
                     )
                     await self._queue.enqueue_many([job], conn=conn)

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
+import asyncpg
 import orjson
 import pytest
 
@@ -196,5 +197,48 @@ async def test_remove_admin_command(db_dsn: str, tmp_path: Path) -> None:
         # A phone with no admin account: exit 1, and it says so.
         code, _, err = await cli("remove-admin", "--phone", "9844400001")
         assert code == 1 and "no admin account for +919844400001" in err
+    finally:
+        assert await stop_server(server) == 0
+
+
+async def test_jobs_list_and_run(db_dsn: str, tmp_path: Path) -> None:
+    env = clean_env(RTC_DATABASE__DSN=db_dsn)
+
+    async def cli(*args: str) -> tuple[int, str, str]:
+        proc = await asyncio.create_subprocess_exec(
+            *CLI,
+            "jobs",
+            *args,
+            "--data-dir",
+            str(tmp_path / "cli"),
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode is not None
+        return proc.returncode, out.decode(), err.decode()
+
+    server = await start_server("--data-dir", str(tmp_path), env=env)
+    try:
+        code, out, err = await cli("list")
+        assert code == 0, err
+        lines = {line.split()[0]: line for line in out.splitlines()[1:]}
+        assert {"housekeeping", "push.prune", "payments.reconcile"} <= set(lines)
+        assert "every 3600 s" in lines["jobs.prune"]
+        assert "IST" in lines["housekeeping"]  # times in the deployment's zone
+        # An extra run now, taken by the running server's workers.
+        code, out, err = await cli("run", "jobs.prune")
+        assert code == 0, err
+        job_id = int(out.split("job ")[1].split()[0])
+        conn = await asyncpg.connect(db_dsn)
+        try:
+            async with asyncio.timeout(15):
+                while await conn.fetchval("SELECT count(*) FROM jobs WHERE id = $1", job_id):
+                    await asyncio.sleep(0.1)  # deleted once it succeeded
+        finally:
+            await conn.close()
+        code, _, err = await cli("run", "no.such.job")
+        assert code == 2 and "no scheduled job 'no.such.job'" in err and "jobs.prune" in err
     finally:
         assert await stop_server(server) == 0

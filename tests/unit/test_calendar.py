@@ -135,6 +135,7 @@ def test_after_downtime_only_the_latest_slot_within_grace_runs() -> None:
         ("every day", "Asia/Kolkata", 60.0, "bad cron expression"),
         ("0 9 * * *", "Asia/Calcutta Standard", 60.0, "unknown time zone"),
         ("0 9 * * *", "Asia/Kolkata", 0.0, "grace must be positive"),
+        ("0 9 * * *", "Asia/Kolkata", 90000.0, "grace must be positive and at most a day"),
     ],
 )
 def test_a_bad_schedule_is_refused_naming_its_job(
