@@ -49,6 +49,10 @@ class NotificationType(enum.StrEnum):
     PAYMENT_FAILED = "payment_failed"
     PAYMENT_REFUNDED = "payment_refunded"
     SERVICE_EXPIRED = "service_expired"  # the provider: a paid listing's period ended
+    DAILY_REMINDER = "daily_reminder"  # customer: a booking tomorrow
+    HOURLY_REMINDER = "hourly_reminder"  # customer: a booking in two hours
+    MORNING_SUMMARY = "morning_summary"  # customer: today's bookings
+    PROVIDER_REMINDER = "provider_reminder"  # provider: an accepted booking in an hour
 
 
 #: The push category of each notification type (users switch categories off).
@@ -57,6 +61,10 @@ CATEGORY: dict[str, Category] = {
     NotificationType.PAYMENT_FAILED: "payments",
     NotificationType.PAYMENT_REFUNDED: "payments",
     NotificationType.SERVICE_EXPIRED: "payments",
+    NotificationType.DAILY_REMINDER: "reminders",
+    NotificationType.HOURLY_REMINDER: "reminders",
+    NotificationType.MORNING_SUMMARY: "reminders",
+    NotificationType.PROVIDER_REMINDER: "reminders",
 }
 
 

@@ -17,6 +17,7 @@ from api.notifications import NotificationsFeature
 from api.payments.feature import PaymentsFeature
 from api.profile import ProfileFeature
 from api.providers import ProvidersFeature
+from api.reminders import RemindersFeature
 from kernel.feature import Feature
 from recordings.feature import RecordingsFeature
 from rtc_server.config import settings_model
@@ -35,6 +36,7 @@ FEATURES: tuple[type[Feature], ...] = (
     NotificationsFeature,
     BookingsFeature,
     PaymentsFeature,
+    RemindersFeature,
     CallsFeature,  # provides signalling.ports.CALLS
     RecordingsFeature,  # uses CALLS
 )

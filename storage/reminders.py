@@ -1,0 +1,58 @@
+"""Queries of the reminder jobs (api/reminders.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from storage.events import Executor
+
+
+@dataclass(frozen=True, slots=True)
+class DueBooking:
+    id: int
+    customer_id: int | None
+    provider_id: int | None
+    service_name: str
+    provider_name: str | None
+    customer_name: str | None
+    appointment_at: datetime
+    status: str
+
+
+async def open_bookings(
+    db: Executor, start: datetime, end: datetime, statuses: tuple[str, ...]
+) -> list[DueBooking]:
+    """Bookings in ``statuses`` whose appointment is in [start, end), by time."""
+    rows = await db.fetch(
+        """
+        SELECT id, customer_id, provider_id, service_name, provider_name, customer_name,
+               appointment_at, status
+        FROM bookings
+        WHERE status IN ('pending', 'accepted') AND status = ANY($3::text[])
+          AND appointment_at >= $1 AND appointment_at < $2
+        ORDER BY appointment_at, id
+        """,
+        start,
+        end,
+        list(statuses),
+    )
+    return [DueBooking(*row.values()) for row in rows]
+
+
+async def claim(db: Executor, kind: str, key: str, now: datetime) -> bool:
+    """Mark reminder (kind, key) sent; False if it already was (inside the transaction
+    that writes its notification)."""
+    row = await db.fetchval(
+        "INSERT INTO reminders_sent (kind, key, sent_at) VALUES ($1, $2, $3)"
+        " ON CONFLICT DO NOTHING RETURNING 1",
+        kind,
+        key,
+        now,
+    )
+    return row is not None
+
+
+async def prune(db: Executor, before: datetime) -> int:
+    tag: str = await db.execute("DELETE FROM reminders_sent WHERE sent_at < $1", before)
+    return int(tag.split()[-1])
