@@ -53,6 +53,9 @@ class NotificationType(enum.StrEnum):
     HOURLY_REMINDER = "hourly_reminder"  # customer: a booking in two hours
     MORNING_SUMMARY = "morning_summary"  # customer: today's bookings
     PROVIDER_REMINDER = "provider_reminder"  # provider: an accepted booking in an hour
+    SERVICE_EXPIRY_WARNING = "service_expiry_warning"  # provider: a paid listing ends soon
+    LABOUR_ACCESS_EXPIRING = "labour_access_expiring"  # customer: labour access ends soon
+    LABOUR_ACCESS_EXPIRED = "labour_access_expired"  # customer: labour access ended
 
 
 #: The push category of each notification type (users switch categories off).
@@ -65,6 +68,9 @@ CATEGORY: dict[str, Category] = {
     NotificationType.HOURLY_REMINDER: "reminders",
     NotificationType.MORNING_SUMMARY: "reminders",
     NotificationType.PROVIDER_REMINDER: "reminders",
+    NotificationType.SERVICE_EXPIRY_WARNING: "payments",
+    NotificationType.LABOUR_ACCESS_EXPIRING: "payments",
+    NotificationType.LABOUR_ACCESS_EXPIRED: "payments",
 }
 
 

@@ -19,7 +19,14 @@ job                           default schedule  who, what
                                                 providers: 1 h before an accepted one
 ``reminders.morning``         ``0 8 * * *``     customers: one summary of today's open
                                                 bookings (none when there are none)
+``reminders.access``          ``*/15 * * * *``  providers: 2 days before a paid listing
+                                                ends (once per period: renewing moves
+                                                the end); customers: a day before their
+                                                labour access ends, and when it has
 ============================  ================  ======================================
+
+The listing's own end (its status flips at the end, and its provider is told) is the
+payments feature's ``listings.expire``.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from pydantic import Field, field_validator
 
 from api.notifications import NOTIFICATION_CREATED, NotificationCreated, notification
 from api.notifications import NotificationType as Type
+from api.payments.settings import PaymentSettings
 from kernel.clock import Clock
 from kernel.feature import Feature, Kit
 from kernel.jobs import Calendar, Job, JobSpec, Tick
@@ -47,6 +55,7 @@ log = logging.getLogger("rtc.reminders")
 DAY_BEFORE = JobSpec("reminders.dayBefore", Tick)
 SOON = JobSpec("reminders.soon", Tick)
 MORNING = JobSpec("reminders.morning", Tick)
+ACCESS = JobSpec("reminders.access", Tick)
 
 OPEN = ("pending", "accepted")
 _TICK = timedelta(microseconds=1)
@@ -60,10 +69,13 @@ class ReminderSettings(Section):
     day_before: str = "0 9-21 * * *"
     soon: str = "*/5 * * * *"
     morning: str = "0 8 * * *"
+    access: str = "*/15 * * * *"
+    listing_days_before: float = Field(2.0, gt=0, le=30)
+    labour_days_before: float = Field(1.0, gt=0, le=30)
     customer_hours_before: float = Field(2.0, gt=0, le=24)
     provider_hours_before: float = Field(1.0, gt=0, le=24)
 
-    @field_validator("day_before", "soon", "morning")
+    @field_validator("day_before", "soon", "morning", "access")
     @classmethod
     def _cron(cls, cron: str) -> str:
         Calendar("check", cron, DAY_BEFORE)  # raises ValueError naming what is wrong
@@ -72,8 +84,15 @@ class ReminderSettings(Section):
 
 class Reminders:
     def __init__(
-        self, db: Database, outbox: Outbox, clock: Clock, zone: str, settings: ReminderSettings
+        self,
+        db: Database,
+        outbox: Outbox,
+        clock: Clock,
+        zone: str,
+        settings: ReminderSettings,
+        labour_price_paise: int,
     ) -> None:
+        self._labour_price = labour_price_paise
         self._db = db
         self._outbox = outbox
         self._clock = clock
@@ -165,6 +184,63 @@ class Reminders:
             )
         self._logged("reminders.morning", len(by_customer), sent)
 
+    async def access(self, job: Job[Tick]) -> None:
+        """Paid listings and labour access about to end; labour access that ended."""
+        now = self._clock.now()
+        s = self._settings
+        sent = 0
+        listings = await store.paid_listings_ending(
+            self._db, now, now + timedelta(days=s.listing_days_before)
+        )
+        for listing in listings:
+            if listing.provider_id is None:
+                continue
+            sent += await self._tell(
+                "listing_ending",
+                f"{listing.id}:{listing.active_until.isoformat()}",  # once per period
+                listing.provider_id,
+                Type.SERVICE_EXPIRY_WARNING,
+                "Service expiring soon",
+                f"Your {listing.service_name} listing ends on {self._date(listing.active_until)}."
+                f" Pay ₹{_rupees(listing.price_paise)} to keep it listed.",
+                None,
+                now,
+            )
+        ending = await store.labour_access_ending(
+            self._db, now, now + timedelta(days=s.labour_days_before)
+        )
+        for access in ending:
+            sent += await self._tell(
+                "labour_ending",
+                f"{access.user_id}:{access.active_until.isoformat()}",
+                access.user_id,
+                Type.LABOUR_ACCESS_EXPIRING,
+                "Labour access ending",
+                f"Your access to labour services ends on {self._date(access.active_until)} at "
+                f"{self._clock_time(access.active_until)}. Pay ₹{_rupees(self._labour_price)}"
+                " to extend it.",
+                None,
+                now,
+            )
+        # Ended within the last day (a later payment moves active_until: a new period).
+        ended = await store.labour_access_ending(self._db, now - timedelta(days=1), now)
+        for access in ended:
+            sent += await self._tell(
+                "labour_ended",
+                f"{access.user_id}:{access.active_until.isoformat()}",
+                access.user_id,
+                Type.LABOUR_ACCESS_EXPIRED,
+                "Labour access expired",
+                "Your access to labour services has ended. Pay "
+                f"₹{_rupees(self._labour_price)} to book labour again.",
+                None,
+                now,
+            )
+        self._logged("reminders.access", len(listings) + len(ending) + len(ended), sent)
+
+    def _date(self, moment: datetime) -> str:
+        return moment.astimezone(self._zone).strftime("%d %b %Y").lstrip("0")
+
     def _summary(self, bookings: Sequence[store.DueBooking]) -> str:
         items = ", ".join(
             f"{b.service_name} at {self._clock_time(b.appointment_at)}" for b in bookings
@@ -218,6 +294,10 @@ class Reminders:
         await store.prune(self._db, self._clock.now() - timedelta(days=3))
 
 
+def _rupees(paise: int) -> str:
+    return f"{paise // 100}" if paise % 100 == 0 else f"{paise / 100:.2f}"
+
+
 class RemindersFeature(Feature):
     """Booking reminders at local times (jobs ``reminders.*``)."""
 
@@ -226,11 +306,14 @@ class RemindersFeature(Feature):
 
     async def install(self, kit: Kit) -> None:
         s = kit.settings(ReminderSettings)
-        self.reminders = Reminders(kit.db, kit.outbox, kit.clock, kit.timezone, s)
+        labour_price = kit.settings(PaymentSettings).labour_access_price_paise
+        self.reminders = Reminders(kit.db, kit.outbox, kit.clock, kit.timezone, s, labour_price)
         kit.job(DAY_BEFORE, self.reminders.day_before)
         kit.job(SOON, self.reminders.soon)
         kit.job(MORNING, self.reminders.morning)
+        kit.job(ACCESS, self.reminders.access)
         kit.at(s.day_before, DAY_BEFORE, grace=3600.0)
         kit.at(s.soon, SOON, grace=600.0)
         kit.at(s.morning, MORNING, grace=3 * 3600.0)
+        kit.at(s.access, ACCESS, grace=900.0)
         kit.cleanup(self.reminders.prune)

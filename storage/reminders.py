@@ -56,3 +56,47 @@ async def claim(db: Executor, kind: str, key: str, now: datetime) -> bool:
 async def prune(db: Executor, before: datetime) -> int:
     tag: str = await db.execute("DELETE FROM reminders_sent WHERE sent_at < $1", before)
     return int(tag.split()[-1])
+
+
+@dataclass(frozen=True, slots=True)
+class EndingListing:
+    id: int
+    provider_id: int | None
+    service_name: str
+    price_paise: int
+    active_until: datetime
+
+
+async def paid_listings_ending(
+    db: Executor, after: datetime, until: datetime
+) -> list[EndingListing]:
+    """Active listings of paid services whose period ends in (after, until]."""
+    rows = await db.fetch(
+        """
+        SELECT ps.id, ps.provider_id, s.name, s.price_paise, ps.active_until
+        FROM provider_services ps JOIN services s ON s.id = ps.service_id
+        WHERE ps.status = 'active' AND ps.active_until > $1 AND ps.active_until <= $2
+          AND s.is_paid
+        ORDER BY ps.active_until, ps.id
+        """,
+        after,
+        until,
+    )
+    return [EndingListing(*row.values()) for row in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    user_id: int
+    active_until: datetime
+
+
+async def labour_access_ending(db: Executor, after: datetime, until: datetime) -> list[Access]:
+    """Customers whose labour access ends in (after, until]."""
+    rows = await db.fetch(
+        "SELECT user_id, active_until FROM labour_access"
+        " WHERE active_until > $1 AND active_until <= $2 ORDER BY active_until, user_id",
+        after,
+        until,
+    )
+    return [Access(*row.values()) for row in rows]

@@ -144,6 +144,7 @@ async def test_the_calendar_runs_each_reminder_job_once_per_slot(
         "reminders.dayBefore": "0 9-21 * * * (Asia/Kolkata)",
         "reminders.soon": "*/5 * * * * (Asia/Kolkata)",
         "reminders.morning": "0 8 * * * (Asia/Kolkata)",
+        "reminders.access": "*/15 * * * * (Asia/Kolkata)",
     }
     move_to(clock, at_local(clock, 1, 7, 59))
     checker = PeriodicJobs(app.db, app.jobs, clock, schedules)
@@ -155,3 +156,61 @@ async def test_the_calendar_runs_each_reminder_job_once_per_slot(
     assert taken.count("reminders.morning") == 1
     assert taken.count("reminders.dayBefore") == 1
     assert taken.count("reminders.soon") == 13  # a new 5-minute slot at each check
+
+
+async def test_listing_and_labour_access_endings_are_told_once_per_period(
+    clients: Clients, app: App, clock: FakeClock
+) -> None:
+    assert app.db is not None
+    m = await market(clients, app)
+    now = clock.now()
+    ends = now + timedelta(days=1, hours=12)
+    await app.db.execute(
+        "UPDATE provider_services SET status = 'active', active_until = $2 WHERE id = $1",
+        m.listing,
+        ends,
+    )
+    access_ends = now + timedelta(hours=20)
+    await app.db.execute(
+        "INSERT INTO labour_access (user_id, active_until, updated_at) VALUES ($1, $2, $3)",
+        m.customer_id,
+        access_ends,
+        now,
+    )
+    reminders = app.feature(RemindersFeature).reminders
+    await reminders.access(tick(clock))
+    clock.advance(900)
+    await reminders.access(tick(clock))
+    [(kind, title, body)] = await notes_of(app, m.provider_id)
+    assert (kind, title) == ("service_expiry_warning", "Service expiring soon")
+    assert body.startswith("Your Plumber listing ends on ") and body.endswith(
+        "Pay ₹99 to keep it listed."
+    )
+    [(kind, title, _)] = await notes_of(app, m.customer_id)
+    assert (kind, title) == ("labour_access_expiring", "Labour access ending")
+    # The provider renews: the new period is told about only when it, too, ends soon.
+    await app.db.execute(
+        "UPDATE provider_services SET active_until = $2 WHERE id = $1",
+        m.listing,
+        ends + timedelta(days=30),
+    )
+    # The access ends unrenewed: its end is told once.
+    clock.advance((access_ends - clock.now()).total_seconds() + 60)
+    await reminders.access(tick(clock))
+    await reminders.access(tick(clock))
+    assert [n[0] for n in await notes_of(app, m.customer_id)] == [
+        "labour_access_expiring",
+        "labour_access_expired",
+    ]
+    assert len(await notes_of(app, m.provider_id)) == 1
+
+
+async def notes_of(app: App, user_id: int) -> list[tuple[str, str, str]]:
+    assert app.db is not None
+    rows = await app.db.fetch(
+        "SELECT type, title, body FROM notifications WHERE user_id = $1 AND type IN"
+        " ('service_expiry_warning', 'labour_access_expiring', 'labour_access_expired')"
+        " ORDER BY id",
+        user_id,
+    )
+    return [(r["type"], r["title"], r["body"]) for r in rows]
