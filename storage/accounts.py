@@ -12,6 +12,7 @@ from uuid import UUID
 
 from storage.database import Database
 from storage.events import Executor
+from storage.retention import delete_batched
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,18 +275,17 @@ async def record_guess(conn: Executor, phone: str, role: str, ip: str | None, at
 
 
 async def prune_otp(db: Database, sends_before: datetime, guesses_before: datetime) -> None:
-    await db.execute("DELETE FROM otp_sends WHERE sent_at < $1", sends_before)
-    await db.execute("DELETE FROM otp_guesses WHERE guessed_at < $1", guesses_before)
+    await delete_batched(db, "otp_sends", "sent_at < $1", sends_before)
+    await delete_batched(db, "otp_guesses", "guessed_at < $1", guesses_before)
 
 
 async def prune_otp_challenges(db: Database, now: datetime) -> None:
     """Forget code states with nothing left to enforce (no live code or cooldown)."""
-    await db.execute(
-        """
-        DELETE FROM otp_challenges
-        WHERE (expires_at IS NULL OR expires_at < $1)
-          AND (last_sent_at IS NULL OR last_sent_at < $1 - interval '1 hour')
-        """,
+    await delete_batched(
+        db,
+        "otp_challenges",
+        "(expires_at IS NULL OR expires_at < $1)"
+        " AND (last_sent_at IS NULL OR last_sent_at < $1 - interval '1 hour')",
         now,
     )
 
@@ -462,5 +462,5 @@ async def list_sessions(db: Executor, user_id: int) -> list[SessionRow]:
 
 async def prune_auth(db: Database) -> None:
     """Drop refresh tokens and sessions long expired (kept a week for reuse detection)."""
-    await db.execute("DELETE FROM refresh_tokens WHERE expires_at < now() - interval '7 days'")
-    await db.execute("DELETE FROM auth_sessions WHERE expires_at < now() - interval '7 days'")
+    await delete_batched(db, "refresh_tokens", "expires_at < now() - interval '7 days'")
+    await delete_batched(db, "auth_sessions", "expires_at < now() - interval '7 days'")

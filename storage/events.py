@@ -13,6 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from storage.database import Database
+from storage.retention import delete_batched
+
 
 class Executor(Protocol):
     """A :class:`storage.database.Database` or a connection inside its transaction."""
@@ -125,25 +128,24 @@ async def acknowledge(db: Executor, user_id: int, seq: int) -> int:
     return int(acked or 0)
 
 
-async def prune(db: Executor, max_age_seconds: float, max_per_user: int) -> int:
-    """Delete events older than the age bound or beyond the count bound; returns rows."""
-    by_age = await db.execute(
-        "DELETE FROM user_events WHERE created_at < now() - make_interval(secs => $1)",
-        max_age_seconds,
+async def prune(db: Database, max_age_seconds: float, max_per_user: int) -> int:
+    """Delete events older than the age bound or beyond the count bound, in batches;
+    returns rows."""
+    by_age = await delete_batched(
+        db, "user_events", "created_at < now() - make_interval(secs => $1)", max_age_seconds
     )
-    by_count = await db.execute(
-        """
-        DELETE FROM user_events e USING user_event_cursors c
-        WHERE e.user_id = c.user_id AND e.seq <= c.last_seq - $1
-        """,
+    by_count = await delete_batched(
+        db,
+        "user_events",
+        "EXISTS (SELECT 1 FROM user_event_cursors c WHERE c.user_id = user_events.user_id"
+        " AND user_events.seq <= c.last_seq - $1)",
         max_per_user,
     )
     # Push intents of events that are gone can no longer be sent.
-    await db.execute(
-        "DELETE FROM push_intents WHERE due_at < now() - make_interval(secs => $1)",
-        max_age_seconds,
+    await delete_batched(
+        db, "push_intents", "due_at < now() - make_interval(secs => $1)", max_age_seconds
     )
-    return _count(by_age) + _count(by_count)
+    return by_age + by_count
 
 
 def _count(status: str) -> int:

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from storage.database import Database
 from storage.events import Executor
+from storage.retention import delete_batched
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,8 +123,7 @@ async def release(db: Executor, user_id: int, key: str) -> None:
     )
 
 
-async def prune(db: Executor, max_age_seconds: float) -> None:
-    await db.execute(
-        "DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(secs => $1)",
-        max_age_seconds,
+async def prune(db: Database, max_age_seconds: float) -> None:
+    await delete_batched(
+        db, "idempotency_keys", "created_at < now() - make_interval(secs => $1)", max_age_seconds
     )

@@ -10,7 +10,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from storage.database import Database
 from storage.events import Executor
+from storage.retention import delete_batched
 
 #: The channel ``enqueue`` notifies (on commit) when a job is due at once.
 CHANNEL = "rtc_jobs"
@@ -191,13 +193,13 @@ async def by_dedup_keys(db: Executor, keys: Sequence[str]) -> dict[str, KeyedJob
     return {row["dedup_key"]: KeyedJob(*row.values()) for row in rows}
 
 
-async def prune(db: Executor, failed_before: datetime, ticks_before: datetime) -> int:
+async def prune(db: Database, failed_before: datetime, ticks_before: datetime) -> int:
     """Delete failed jobs and tick records older than the given times; returns rows."""
-    failed = await db.execute(
-        "DELETE FROM jobs WHERE failed_at IS NOT NULL AND failed_at < $1", failed_before
+    failed = await delete_batched(
+        db, "jobs", "failed_at IS NOT NULL AND failed_at < $1", failed_before
     )
-    ticks = await db.execute("DELETE FROM job_ticks WHERE slot < $1", ticks_before)
-    return _count(failed) + _count(ticks)
+    ticks = await delete_batched(db, "job_ticks", "slot < $1", ticks_before)
+    return failed + ticks
 
 
 async def counts(db: Executor) -> dict[str, int]:

@@ -9,7 +9,9 @@ from datetime import datetime
 from typing import Any
 
 from storage.bookings import NotificationRow, notification_row
+from storage.database import Database
 from storage.events import Executor
+from storage.retention import delete_batched
 
 _COLUMNS = "id, user_id, type, title, body, booking_id, created_at, read_at"
 
@@ -69,9 +71,9 @@ async def mark_all_read(db: Executor, user_id: int, now: datetime) -> int:
     return _count(status)
 
 
-async def prune(db: Executor, before: datetime) -> int:
-    """Delete notifications created before ``before``, read or not; how many."""
-    return _count(await db.execute("DELETE FROM notifications WHERE created_at < $1", before))
+async def prune(db: Database, before: datetime) -> int:
+    """Delete notifications created before ``before``, read or not, in batches; how many."""
+    return await delete_batched(db, "notifications", "created_at < $1", before)
 
 
 def _count(status: str) -> int:

@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from storage.database import Database
 from storage.events import Executor
+from storage.retention import delete_batched
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,9 +55,8 @@ async def claim(db: Executor, kind: str, key: str, now: datetime) -> bool:
     return row is not None
 
 
-async def prune(db: Executor, before: datetime) -> int:
-    tag: str = await db.execute("DELETE FROM reminders_sent WHERE sent_at < $1", before)
-    return int(tag.split()[-1])
+async def prune(db: Database, before: datetime) -> int:
+    return await delete_batched(db, "reminders_sent", "sent_at < $1", before)
 
 
 @dataclass(frozen=True, slots=True)
