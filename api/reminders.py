@@ -99,7 +99,7 @@ class Reminders:
         self._zone = ZoneInfo(zone)
         self._settings = settings
 
-    async def day_before(self, job: Job[Tick]) -> None:
+    async def day_before(self, job: Job[Tick]) -> int:
         now = self._clock.now()
         tomorrow = now.astimezone(self._zone).date() + timedelta(days=1)
         start = datetime.combine(tomorrow, time(), self._zone)
@@ -119,9 +119,9 @@ class Reminders:
                 b.id,
                 now,
             )
-        self._logged("reminders.dayBefore", len(bookings), sent)
+        return sent
 
-    async def soon(self, job: Job[Tick]) -> None:
+    async def soon(self, job: Job[Tick]) -> int:
         now = self._clock.now()
         s = self._settings
         sent = 0
@@ -159,9 +159,9 @@ class Reminders:
                     b.id,
                     now,
                 )
-        self._logged("reminders.soon", len(customers) + len(providers), sent)
+        return sent
 
-    async def morning(self, job: Job[Tick]) -> None:
+    async def morning(self, job: Job[Tick]) -> int:
         now = self._clock.now()
         today = now.astimezone(self._zone).date()
         start = datetime.combine(today, time(), self._zone)
@@ -182,9 +182,9 @@ class Reminders:
                 theirs[0].id if len(theirs) == 1 else None,
                 now,
             )
-        self._logged("reminders.morning", len(by_customer), sent)
+        return sent
 
-    async def access(self, job: Job[Tick]) -> None:
+    async def access(self, job: Job[Tick]) -> int:
         """Paid listings and labour access about to end; labour access that ended."""
         now = self._clock.now()
         s = self._settings
@@ -236,7 +236,7 @@ class Reminders:
                 None,
                 now,
             )
-        self._logged("reminders.access", len(listings) + len(ending) + len(ended), sent)
+        return sent
 
     def _date(self, moment: datetime) -> str:
         return moment.astimezone(self._zone).strftime("%d %b %Y").lstrip("0")
@@ -286,9 +286,6 @@ class Reminders:
 
     def _clock_time(self, moment: datetime) -> str:
         return moment.astimezone(self._zone).strftime("%I:%M %p").lstrip("0")
-
-    def _logged(self, job: str, candidates: int, sent: int) -> None:
-        log.info("reminders run", extra={"job": job, "candidates": candidates, "sent": sent})
 
     async def prune(self) -> None:
         await store.prune(self._db, self._clock.now() - timedelta(days=3))

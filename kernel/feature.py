@@ -157,7 +157,7 @@ class Kit(Protocol):
         its unacknowledged copies go out as push notifications rendered by it."""
         ...
 
-    def job(self, spec: JobSpec[P], run: Callable[[Job[P]], Awaitable[None]]) -> None:
+    def job(self, spec: JobSpec[P], run: Callable[[Job[P]], Awaitable[int | None]]) -> None:
         """Run jobs of ``spec`` with ``run`` (on any instance's worker)."""
         ...
 

@@ -31,6 +31,12 @@ class KernelMetrics:
             ["kind", "outcome"],
             registry=r,
         )
+        self.job_items = Counter(
+            "rtc_job_items_total",
+            "Items the runs of a job touched (reminders sent ...), by kind",
+            ["kind"],
+            registry=r,
+        )
         self.job_seconds = Histogram(
             "rtc_job_seconds",
             "Time a job's handler ran, by kind",

@@ -273,8 +273,8 @@ class App:
         # Revocations published while the bus was down may have been dropped.
         await self.session_check.check()
 
-    async def _housekeeping(self, job: Job[Tick]) -> None:
-        await self.housekeeping.run_once()
+    async def _housekeeping(self, job: Job[Tick]) -> int:
+        return await self.housekeeping.run_once()
 
     async def _prune_jobs(self, job: Job[Tick]) -> None:
         assert self.db is not None

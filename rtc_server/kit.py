@@ -146,7 +146,7 @@ class AppKit:
                 raise ValueError(f"{spec.name}: its push is declared twice")
             self.declared.pushed[spec.name] = PushedEvent(spec, push)
 
-    def job(self, spec: JobSpec[P], run: Callable[[Job[P]], Awaitable[None]]) -> None:
+    def job(self, spec: JobSpec[P], run: Callable[[Job[P]], Awaitable[int | None]]) -> None:
         if spec.kind in self.declared.jobs:
             raise ValueError(f"job {spec.kind} handled twice")
         self.declared.jobs[spec.kind] = JobHandler(spec, run)

@@ -758,12 +758,16 @@ class PaymentService:
         await staged.deliver()
         self._metrics.orders.labels(after.value).inc()
 
-    async def expire_listings(self, job: Job[Tick]) -> None:
+    async def expire_listings(self, job: Job[Tick]) -> int:
         """The ``listings.expire`` job: listings whose period ended leave the active
         ones (search and booking already stopped at the end), and their providers are
-        told, with a push."""
-        while await self.expire_due():
-            pass
+        told, with a push. How many expired."""
+        total = 0
+        while True:
+            expired = await self.expire_due()
+            total += expired
+            if expired < _EXPIRE_BATCH:
+                return total
 
     async def expire_due(self) -> int:
         """One batch; how many listings expired."""
@@ -798,7 +802,7 @@ class PaymentService:
         await staged.deliver()
         if expired:
             log.info("listings expired", extra={"listings": len(expired)})
-        return len(expired) if len(expired) == _EXPIRE_BATCH else 0
+        return len(expired)
 
     async def renew_free(self, caller: Caller, params: RenewListing) -> ListingPeriod:
         """Renew a free listing (labour) that lapsed or ends within 30 days, for another

@@ -83,7 +83,9 @@ class JobHandler(Generic[P]):
     """A spec and the function that runs its jobs (what a worker is given)."""
 
     spec: JobSpec[P]
-    run: Callable[[Job[P]], Awaitable[None]]
+    # Returns None, or how many items the run touched (counted in rtc_job_items_total
+    # and logged: scheduled jobs say what they did).
+    run: Callable[[Job[P]], Awaitable[int | None]]
 
     def job(self, id: int, raw: str, attempt: int, max_attempts: int) -> Job[P]:
         """The job of a claimed row; ``ValueError`` if its payload is unreadable."""

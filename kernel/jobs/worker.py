@@ -190,7 +190,7 @@ class Worker:
         started = time.perf_counter()
         try:
             async with asyncio.timeout(max(0.0, self._lease - _LEASE_MARGIN)):
-                await handler.run(job)
+                items = await handler.run(job)
         except GiveUp as exc:
             await self._give_up(claimed, str(exc))
         except RetryLater as exc:
@@ -205,6 +205,16 @@ class Worker:
         else:
             await self._record(job_store.complete, claimed)
             self._metrics.jobs_finished.labels(kind, "done").inc()
+            if items is not None:  # a job that says what it did: counted and logged
+                self._metrics.job_items.labels(kind).inc(items)
+                log.info(
+                    "job ran",
+                    extra={
+                        "kind": kind,
+                        "items": items,
+                        "latency_ms": round((time.perf_counter() - started) * 1000, 3),
+                    },
+                )
         finally:
             self._metrics.job_seconds.labels(kind).observe(time.perf_counter() - started)
 

@@ -4,6 +4,7 @@ backoff, LISTEN/NOTIFY wake-up, periodic jobs across two instances."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -38,7 +39,7 @@ class Data(JobPayload):
     n: int | None = None
 
 
-Handler = Callable[[Job[Data]], Awaitable[None]]
+Handler = Callable[[Job[Data]], Awaitable[int | None]]
 
 
 def spec(kind: str) -> JobSpec[Data]:
@@ -87,6 +88,29 @@ async def test_a_job_runs_with_its_payload_and_is_deleted(
     assert await make_worker(db, clock, {"greet": handler}).run_due() == 1
     assert [(j.kind, j.payload, j.attempt) for j in seen] == [("greet", Data(name="Asha"), 1)]
     assert await job_row(db, job_id) is None
+
+
+async def test_a_job_that_says_what_it_did_is_counted_and_logged(
+    db: Database, clock: FakeClock, queue: JobQueue, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def sends(job: Job[Data]) -> int:
+        return len(job.payload.name or "")
+
+    async def quiet(job: Job[Data]) -> None:
+        return None
+
+    await queue.enqueue(spec("remind"), Data(name="Asha"))
+    await queue.enqueue(spec("remind"), Data(name="Ravi Kumar"))
+    await queue.enqueue(spec("quiet"), Data(name="x"))
+    worker = make_worker(db, clock, {"remind": sends, "quiet": quiet})
+    with caplog.at_level(logging.INFO, "rtc.jobs"):
+        assert await worker.run_due() == 3
+    items = worker._metrics.registry.get_sample_value
+    assert items("rtc_job_items_total", {"kind": "remind"}) == 14
+    assert items("rtc_job_items_total", {"kind": "quiet"}) is None
+    ran = [r for r in caplog.records if r.getMessage() == "job ran"]
+    assert sorted(r.__dict__["items"] for r in ran) == [4, 10]
+    assert {r.__dict__["kind"] for r in ran} == {"remind"}
 
 
 async def test_a_job_commits_and_rolls_back_with_the_callers_transaction(
