@@ -333,3 +333,52 @@ async def test_a_closed_app_rings_by_push_and_then_shows_the_missed_call(
         assert missed["android"]["priority"] == "NORMAL"
     finally:
         await clients.close()
+
+
+# --- Reminders: a booking for tomorrow, reminded through the socket and FCM -------------
+
+
+async def test_tomorrows_booking_is_reminded_by_push_and_on_the_socket(
+    push_app: App, push_clients: Clients, fcm: FakeFcm, clock: FakeClock
+) -> None:
+    from datetime import datetime, time, timedelta
+    from zoneinfo import ZoneInfo
+
+    from api.reminders import DAY_BEFORE, RemindersFeature
+    from kernel.jobs import Job, Tick
+
+    india = ZoneInfo("Asia/Kolkata")
+
+    def local(days: int, hour: int, minute: int = 0) -> datetime:
+        day = clock.now().astimezone(india).date() + timedelta(days=days)
+        return datetime.combine(day, time(hour, minute), india)
+
+    clock.advance((local(1, 8) - clock.now()).total_seconds())  # a fresh day, 08:00
+    m = await offer_market(push_app, push_clients)
+    await m.customer.call(
+        "push.register", {"platform": "android", "deviceId": "phone", "token": "fcm-customer"}
+    )
+    booked = await m.customer.call("bookings.create", m.booking(local(1, 10, 30)))
+    await m.customer.close()  # the app is closed tonight
+    async with asyncio.timeout(5):
+        while await push_app.bus.online([m.customer_id]):
+            await asyncio.sleep(0.01)
+    clock.advance((local(0, 9) - clock.now()).total_seconds())
+    reminders = push_app.feature(RemindersFeature).reminders
+    assert await reminders.day_before(Job(0, DAY_BEFORE.kind, Tick(slot=clock.now()), 1, 3)) == 1
+    await settle(push_app)
+    [message] = fcm.to("fcm-customer")
+    assert message["notification"]["title"] == "Booking reminder"
+    assert message["notification"]["body"] == "Your Plumber booking is tomorrow at 10:30 AM."
+    assert message["data"]["type"] == "daily_reminder"
+    assert message["data"]["bookingId"] == str(booked["id"])
+    # Opening the app the next morning (its access token long expired: refresh first),
+    # it gets the same reminder on its socket (the resume replays it).
+    back = await push_clients.anonymous()
+    fresh = await back.call("auth.refresh", {"refreshToken": m.customer_tokens["refreshToken"]})
+    await back.authenticate(fresh["accessToken"], last_seq=m.customer.last_seq)
+    while True:
+        event = await back.next_event(method="notification.created")
+        if event.data["notification"]["type"] == "daily_reminder":
+            break
+    assert event.data["notification"]["bookingId"] == booked["id"]

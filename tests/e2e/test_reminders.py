@@ -214,3 +214,27 @@ async def notes_of(app: App, user_id: int) -> list[tuple[str, str, str]]:
         user_id,
     )
     return [(r["type"], r["title"], r["body"]) for r in rows]
+
+
+async def test_a_listing_renewed_before_its_warning_gets_none(
+    clients: Clients, app: App, clock: FakeClock
+) -> None:
+    assert app.db is not None
+    m = await market(clients, app)
+    ends = clock.now() + timedelta(days=2, hours=1)  # not yet within the 2 days
+    await app.db.execute(
+        "UPDATE provider_services SET status = 'active', active_until = $2 WHERE id = $1",
+        m.listing,
+        ends,
+    )
+    reminders = app.feature(RemindersFeature).reminders
+    assert await reminders.access(tick(clock)) == 0
+    # Renewed (30 more days) before its end came within the warning's 2 days.
+    await app.db.execute(
+        "UPDATE provider_services SET active_until = $2 WHERE id = $1",
+        m.listing,
+        ends + timedelta(days=30),
+    )
+    clock.advance(3 * 3600)
+    assert await reminders.access(tick(clock)) == 0
+    assert await notes_of(app, m.provider_id) == []
