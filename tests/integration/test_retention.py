@@ -25,3 +25,30 @@ async def test_a_round_stops_after_its_batches(db: Database) -> None:
     assert len(await rows(db)) == 12
     assert await delete_batched(db, "pruned", "n > $1", 0, batch=4) == 12  # the next round
     assert await rows(db) == []
+
+
+async def test_the_event_log_keeps_what_a_client_may_still_replay(db: Database) -> None:
+    from storage import events as event_log
+    from storage.events import NewEvent
+
+    from .test_outbox import users
+
+    aged, busy, recent = await users(db, 3)
+    async with db.transaction() as conn:
+        for _ in range(5):
+            await event_log.append_each(
+                conn, [NewEvent(u, "e", "{}", push_due=None) for u in (aged, busy)]
+            )
+        await event_log.append_each(conn, [NewEvent(recent, "e", "{}", push_due=None)] * 2)
+    # The aged user's first two events are past the 7-day window.
+    await db.execute(
+        "UPDATE user_events SET created_at = now() - interval '8 days'"
+        " WHERE user_id = $1 AND seq <= 2",
+        aged,
+    )
+    removed = await event_log.prune(db, max_age_seconds=7 * 86400, max_per_user=3)
+    left = await db.fetch("SELECT user_id, seq FROM user_events ORDER BY user_id, seq")
+    kept = {u: [r["seq"] for r in left if r["user_id"] == u] for u in (aged, busy, recent)}
+    # Age: seqs 1-2 of the aged user; count: all but the newest 3 of the others.
+    assert kept == {aged: [3, 4, 5], busy: [3, 4, 5], recent: [1, 2]}
+    assert removed == 4
