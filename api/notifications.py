@@ -11,15 +11,17 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Literal
 
 from prometheus_client import Counter
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from kernel.clock import Clock
 from kernel.events import EventSpec
 from kernel.feature import Feature, Kit
+from kernel.outbox import Outbox
 from kernel.push import Category, PushNotice, PushPolicy
 from kernel.rpc.cursors import Cursor, decode_cursor, next_cursor
 from kernel.rpc.registry import Caller, Empty, MethodRegistry, Params, Result
@@ -27,6 +29,7 @@ from kernel.settings import Section
 from storage import notifications
 from storage.bookings import NotificationRow
 from storage.database import Database
+from storage.events import Executor
 
 log = logging.getLogger("rtc.notifications")
 
@@ -88,7 +91,19 @@ class ListNotifications(Params):
     cursor: Cursor | None = Field(None, description="nextCursor of the previous page")
     type: NotificationType | None = Field(None, description="only this type")
     unread_only: bool = False
+    since: datetime | None = Field(None, description="created at or after (ISO 8601)")
+    until: datetime | None = Field(None, description="created before (ISO 8601)")
     limit: int = Field(20, ge=1, le=MAX_PAGE)
+
+    @model_validator(mode="after")
+    def _range(self) -> ListNotifications:
+        for name in ("since", "until"):
+            value = getattr(self, name)
+            if value is not None and value.tzinfo is None:
+                raise ValueError(f"{name}: give a time zone (Z or +05:30)")
+        if self.since is not None and self.until is not None and self.since >= self.until:
+            raise ValueError("since must be before until")
+        return self
 
 
 class MarkRead(Params):
@@ -120,6 +135,21 @@ class MarkedRead(Result):
     unread_count: int
 
 
+class Deleted(Result):
+    deleted: int = Field(description="notifications deleted (ids not the caller's are ignored)")
+    unread_count: int
+
+
+class NotificationsChanged(Result):
+    """``notifications.changed``: notifications were read or deleted on one of the user's
+    devices; the others update their lists and badge."""
+
+    read_ids: list[int] = Field(description="marked read (empty when allRead)")
+    all_read: bool = Field(description="every notification was marked read")
+    deleted_ids: list[int]
+    unread_count: int
+
+
 class NotificationCreated(Result):
     """``notification.created``: a new notification for this user."""
 
@@ -128,6 +158,11 @@ class NotificationCreated(Result):
 
 NOTIFICATION_CREATED = EventSpec(
     "notification.created", NotificationCreated, "a new in-app notification"
+)
+NOTIFICATIONS_CHANGED = EventSpec(
+    "notifications.changed",
+    NotificationsChanged,
+    "notifications read or deleted on one of the user's devices",
 )
 
 
@@ -144,7 +179,10 @@ def notification(row: NotificationRow) -> Notification:
 
 
 class NotificationService:
-    def __init__(self, db: Database, clock: Clock, settings: NotificationSettings) -> None:
+    def __init__(
+        self, db: Database, clock: Clock, settings: NotificationSettings, outbox: Outbox
+    ) -> None:
+        self._outbox = outbox
         self._db = db
         self._clock = clock
         self._settings = settings
@@ -179,12 +217,25 @@ class NotificationService:
             result=MarkedRead,
             roles=ROLES,
         )
+        add(
+            "notifications.delete",
+            self.delete,
+            params=MarkRead,
+            result=Deleted,
+            roles=ROLES,
+        )
 
     async def list(self, caller: Caller, params: ListNotifications) -> NotificationPage:
         """The caller's notifications, newest first, with the unread count (both read at
         once, on two connections)."""
         user_id = caller.require_user()
-        query = ("notifications", params.type, params.unread_only)
+        query = (
+            "notifications",
+            params.type,
+            params.unread_only,
+            params.since.isoformat() if params.since else None,
+            params.until.isoformat() if params.until else None,
+        )
         before = decode_cursor(params.cursor, query)
         rows, unread = await asyncio.gather(
             notifications.list_notifications(
@@ -194,6 +245,8 @@ class NotificationService:
                 unread_only=params.unread_only,
                 before_id=before,
                 limit=params.limit + 1,
+                since=params.since,
+                until=params.until,
             ),
             notifications.unread_count(self._db, user_id),
         )
@@ -210,22 +263,73 @@ class NotificationService:
         )
 
     async def mark_read(self, caller: Caller, params: MarkRead) -> MarkedRead:
-        """Mark some of the caller's notifications read (ids not theirs are ignored)."""
+        """Mark some of the caller's notifications read (ids not theirs are ignored); the
+        user's other devices are told (``notifications.changed``)."""
         user_id = caller.require_user()
-        updated = await notifications.mark_read(
-            self._db, user_id, sorted(set(params.ids)), self._clock.now()
+        ids = sorted(set(params.ids))
+        now = self._clock.now()
+        read, unread = await self._change(
+            user_id, lambda conn: notifications.mark_read(conn, user_id, ids, now), "read"
         )
-        return MarkedRead(
-            updated=updated, unread_count=await notifications.unread_count(self._db, user_id)
-        )
+        return MarkedRead(updated=len(read), unread_count=unread)
 
     async def mark_all_read(self, caller: Caller, params: Empty) -> MarkedRead:
-        """Mark every notification of the caller read."""
+        """Mark every notification of the caller read (and tell the other devices)."""
         user_id = caller.require_user()
-        updated = await notifications.mark_all_read(self._db, user_id, self._clock.now())
-        return MarkedRead(
-            updated=updated, unread_count=await notifications.unread_count(self._db, user_id)
+        now = self._clock.now()
+        staged = self._outbox.stage()
+        async with self._db.transaction() as conn:
+            updated = await notifications.mark_all_read(conn, user_id, now)
+            unread = await notifications.unread_count(conn, user_id)
+            if updated:
+                staged.add(
+                    user_id,
+                    NOTIFICATIONS_CHANGED,
+                    NotificationsChanged(
+                        read_ids=[], all_read=True, deleted_ids=[], unread_count=unread
+                    ),
+                )
+                await staged.write(conn)
+        if updated:
+            await staged.deliver()
+        return MarkedRead(updated=updated, unread_count=unread)
+
+    async def delete(self, caller: Caller, params: MarkRead) -> Deleted:
+        """Delete some of the caller's notifications (ids not theirs are ignored)."""
+        user_id = caller.require_user()
+        ids = sorted(set(params.ids))
+        deleted, unread = await self._change(
+            user_id, lambda conn: notifications.delete(conn, user_id, ids), "deleted"
         )
+        return Deleted(deleted=len(deleted), unread_count=unread)
+
+    async def _change(
+        self,
+        user_id: int,
+        change: Callable[[Executor], Awaitable[Sequence[int]]],
+        what: Literal["read", "deleted"],
+    ) -> tuple[Sequence[int], int]:
+        """Apply ``change`` and stage its event in one transaction; the ids it changed
+        and the unread count after it."""
+        staged = self._outbox.stage()
+        async with self._db.transaction() as conn:
+            ids = await change(conn)
+            unread = await notifications.unread_count(conn, user_id)
+            if ids:
+                staged.add(
+                    user_id,
+                    NOTIFICATIONS_CHANGED,
+                    NotificationsChanged(
+                        read_ids=[*ids] if what == "read" else [],
+                        all_read=False,
+                        deleted_ids=[*ids] if what == "deleted" else [],
+                        unread_count=unread,
+                    ),
+                )
+                await staged.write(conn)
+        if ids:
+            await staged.deliver()
+        return ids, unread
 
     async def prune(self) -> int:
         """Delete notifications past their retention; how many (a housekeeping job)."""
@@ -260,9 +364,12 @@ class NotificationsFeature(Feature):
     settings = NotificationSettings
 
     async def install(self, kit: Kit) -> None:
-        self.service = NotificationService(kit.db, kit.clock, kit.settings(NotificationSettings))
+        self.service = NotificationService(
+            kit.db, kit.clock, kit.settings(NotificationSettings), kit.outbox
+        )
         self.service.register(kit.methods)
         kit.event(NOTIFICATION_CREATED, push=notification_push)
+        kit.event(NOTIFICATIONS_CHANGED)
         self.pruned = Counter(
             "rtc_notifications_pruned_total",
             "In-app notifications deleted past their retention",

@@ -66,6 +66,8 @@ PUSH_AFTER = 30.0
 class ReminderSettings(Section):
     """Booking reminders: cron expressions in ``database.timezone``."""
 
+    # False: the jobs are not scheduled (they still run when asked: rtc-server jobs run).
+    enabled: bool = True
     day_before: str = "0 9-21 * * *"
     soon: str = "*/5 * * * *"
     morning: str = "0 8 * * *"
@@ -309,8 +311,9 @@ class RemindersFeature(Feature):
         kit.job(SOON, self.reminders.soon)
         kit.job(MORNING, self.reminders.morning)
         kit.job(ACCESS, self.reminders.access)
-        kit.at(s.day_before, DAY_BEFORE, grace=3600.0)
-        kit.at(s.soon, SOON, grace=600.0)
-        kit.at(s.morning, MORNING, grace=3 * 3600.0)
-        kit.at(s.access, ACCESS, grace=900.0)
+        if s.enabled:
+            kit.at(s.day_before, DAY_BEFORE, grace=3600.0)
+            kit.at(s.soon, SOON, grace=600.0)
+            kit.at(s.morning, MORNING, grace=3 * 3600.0)
+            kit.at(s.access, ACCESS, grace=900.0)
         kit.cleanup(self.reminders.prune)

@@ -24,6 +24,8 @@ async def list_notifications(
     unread_only: bool,
     before_id: int | None,
     limit: int,
+    since: datetime | None = None,
+    until: datetime | None = None,
 ) -> list[NotificationRow]:
     """The user's notifications, newest first, ``limit`` before ``before_id`` (keyset).
     Each filter combination has a query text of its own, so each keeps its index plan
@@ -35,6 +37,12 @@ async def list_notifications(
         args.append(type)
     if unread_only:
         where += " AND read_at IS NULL"
+    if since is not None:
+        args.append(since)
+        where += f" AND created_at >= ${len(args)}"
+    if until is not None:
+        args.append(until)
+        where += f" AND created_at < ${len(args)}"
     rows = await db.fetch(
         f"SELECT {_COLUMNS} FROM notifications WHERE {where} ORDER BY id DESC LIMIT $3", *args
     )
@@ -48,18 +56,29 @@ async def unread_count(db: Executor, user_id: int) -> int:
     return count
 
 
-async def mark_read(db: Executor, user_id: int, ids: list[int], now: datetime) -> int:
-    """Mark those of ``ids`` that are the user's and unread as read; how many changed."""
-    status = await db.execute(
+async def mark_read(db: Executor, user_id: int, ids: list[int], now: datetime) -> list[int]:
+    """Mark those of ``ids`` that are the user's and unread as read; the ids changed."""
+    rows = await db.fetch(
         """
         UPDATE notifications SET read_at = $3
         WHERE user_id = $1 AND id = ANY($2::bigint[]) AND read_at IS NULL
+        RETURNING id
         """,
         user_id,
         ids,
         now,
     )
-    return _count(status)
+    return sorted(row["id"] for row in rows)
+
+
+async def delete(db: Executor, user_id: int, ids: list[int]) -> list[int]:
+    """Delete those of ``ids`` that are the user's; the ids deleted."""
+    rows = await db.fetch(
+        "DELETE FROM notifications WHERE user_id = $1 AND id = ANY($2::bigint[]) RETURNING id",
+        user_id,
+        ids,
+    )
+    return sorted(row["id"] for row in rows)
 
 
 async def mark_all_read(db: Executor, user_id: int, now: datetime) -> int:

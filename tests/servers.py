@@ -33,6 +33,9 @@ def settings_for(dsn: str, data_dir: Path, **sections: dict[str, Any]) -> Settin
         "http": {"host": "127.0.0.1", "port": 0},
         "database": {"dsn": dsn, "pool_max": 10},
         "events": {"gap_timeout": 0.05},
+        # Reminders fire at wall-clock times: a test that books for tomorrow would be told
+        # of it or not depending on the hour it runs. Their tests schedule them.
+        "reminders": {"enabled": False},
     }
     for name, values in sections.items():
         base[name] = {**base.get(name, {}), **values}

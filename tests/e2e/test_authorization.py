@@ -225,6 +225,7 @@ MATRIX: dict[str, tuple[Params, tuple[str, ...]]] = {
     "notifications.list": (lambda f: {}, (UNAUTH, OK, OK, OK, OK, FORBIDDEN)),
     "notifications.unreadCount": (lambda f: {}, (UNAUTH, OK, OK, OK, OK, FORBIDDEN)),
     "notifications.markRead": (lambda f: {"ids": [1, 2]}, (UNAUTH, OK, OK, OK, OK, FORBIDDEN)),
+    "notifications.delete": (lambda f: {"ids": [1, 2]}, (UNAUTH, OK, OK, OK, OK, FORBIDDEN)),
     "notifications.markAllRead": (lambda f: {}, (UNAUTH, OK, OK, OK, OK, FORBIDDEN)),
     "earnings.get": (
         lambda f: {},

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from kernel.clock import FakeClock
 from rtc_server.app import App
 
-from .conftest import Clients
+from .conftest import Clients, device
 from .market import PRICES, key, later, market, next_of, refused
 
 
@@ -54,6 +54,58 @@ async def test_notifications_list_filter_page_and_read_marks(clients: Clients, a
     assert await m.customer.call("notifications.markAllRead") == {"updated": 1, "unreadCount": 0}
     error = await refused(m.customer, "notifications.list", {"type": "no_such_type"})
     assert error.code == -32602
+
+
+async def test_reads_and_deletes_reach_the_users_other_devices(
+    clients: Clients, app: App, clock: FakeClock
+) -> None:
+    m = await market(clients, app)
+    tablet = await device(clients, m.provider_tokens)
+    at = later(app)
+    for h in range(3):
+        await m.customer.call("bookings.create", m.booking(at + timedelta(hours=h)))
+        clock.advance(3600)
+    page = await m.provider.call("notifications.list", {})
+    first, second, third = sorted(n["id"] for n in page["notifications"])
+    # A date range: created at or after since, before until.
+    created = sorted(datetime.fromisoformat(n["createdAt"]) for n in page["notifications"])
+    ranged = await m.provider.call(
+        "notifications.list",
+        {"since": created[1].isoformat(), "until": created[2].isoformat()},
+    )
+    assert [n["id"] for n in ranged["notifications"]] == [second]
+    error = await refused(
+        m.provider,
+        "notifications.list",
+        {"since": created[2].isoformat(), "until": created[1].isoformat()},
+    )
+    assert error.code == -32602
+    # Read on the phone: the tablet is told, with the badge.
+    assert await m.provider.call("notifications.markRead", {"ids": [first]}) == {
+        "updated": 1,
+        "unreadCount": 2,
+    }
+    changed = await next_of(tablet, "notifications.changed")
+    assert changed == {"readIds": [first], "allRead": False, "deletedIds": [], "unreadCount": 2}
+    # Deleted on the tablet (someone else's id ignored): gone, and the phone is told.
+    deleted = await tablet.call("notifications.delete", {"ids": [second, 999_999]})
+    assert deleted == {"deleted": 1, "unreadCount": 1}
+    changed = await next_of(m.provider, "notifications.changed")
+    while changed["deletedIds"] != [second]:  # the phone's own read came first
+        changed = await next_of(m.provider, "notifications.changed")
+    assert changed["unreadCount"] == 1
+    left = await m.provider.call("notifications.list", {})
+    assert sorted(n["id"] for n in left["notifications"]) == [first, third]
+    # Nothing changed: no event. Then all read.
+    assert await tablet.call("notifications.delete", {"ids": [second]}) == {
+        "deleted": 0,
+        "unreadCount": 1,
+    }
+    assert await m.provider.call("notifications.markAllRead") == {"updated": 1, "unreadCount": 0}
+    changed = await next_of(tablet, "notifications.changed")
+    while not changed["allRead"]:
+        changed = await next_of(tablet, "notifications.changed")
+    assert changed["unreadCount"] == 0
 
 
 async def test_notifications_are_pruned_after_their_retention(
