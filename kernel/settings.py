@@ -14,5 +14,13 @@ class Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+def public_url(url: str) -> str:
+    """A ``public_url`` setting: empty, or an http(s) URL, kept without its trailing
+    slash (paths are appended to it)."""
+    if url and not url.startswith(("http://", "https://")):
+        raise ValueError(f"{url!r}: must start with http:// or https://")
+    return url.rstrip("/")
+
+
 class ConfigError(Exception):
     """A setting is invalid or missing: the message names it (start-up stops, exit 2)."""

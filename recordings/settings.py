@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator
 
-from kernel.settings import Section
+from kernel.settings import Section, public_url
 
 
 class RecordingSettings(Section):
@@ -52,10 +52,8 @@ class RecordingSettings(Section):
 
     @field_validator("public_url")
     @classmethod
-    def _http_url(cls, url: str) -> str:
-        if url and not url.startswith(("http://", "https://")):
-            raise ValueError(f"{url!r}: must start with http:// or https://")
-        return url.rstrip("/")
+    def _public_url(cls, url: str) -> str:
+        return public_url(url)
 
     @field_validator("link_secret")
     @classmethod

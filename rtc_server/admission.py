@@ -94,17 +94,12 @@ class Admission:
         allowed_origins: Sequence[str],
         max_anonymous_per_ip: int,
     ) -> None:
-        self._address = ClientAddress(trusted_proxies)
+        self.client_address = ClientAddress(trusted_proxies)
         origins = check_origins(allowed_origins)
         self._origins = frozenset(o for o in origins if not o.endswith(":*"))
         self._any_port = tuple(o[:-1] for o in origins if o.endswith(":*"))  # "http://h:"
         self._max_anonymous = max_anonymous_per_ip
         self._anonymous: dict[str | None, int] = {}
-
-    # -- the client's address --
-
-    def client_address(self, peer: str | None, forwarded_for: Sequence[str]) -> str | None:
-        return self._address(peer, forwarded_for)
 
     # -- browsers --
 

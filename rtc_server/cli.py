@@ -15,15 +15,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import logging
 import signal
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rtc_server import logs
 from rtc_server.config import ConfigError, CoreSettings, load_settings
+
+if TYPE_CHECKING:
+    from storage.database import Database
 
 log = logging.getLogger("rtc.cli")
 
@@ -135,43 +140,50 @@ async def _run(settings: CoreSettings) -> int:
     return 0
 
 
-async def _migrate(settings: CoreSettings) -> int:
+@contextlib.asynccontextmanager
+async def _database(settings: CoreSettings) -> AsyncIterator[tuple[Database, list[str]]]:
+    """The database (the embedded one started if configured so), migrated; the
+    migrations applied now. Closed (and the embedded server stopped) after."""
     from rtc_server.app import open_database
     from storage.migrate import apply_migrations
 
     db, embedded = await open_database(settings)
     try:
-        applied = await apply_migrations(db)
-        log.info(
-            "migrations applied" if applied else "nothing to apply", extra={"migrations": applied}
-        )
+        yield db, await apply_migrations(db)
     finally:
         await db.close()
         if embedded is not None:
             await asyncio.to_thread(embedded.stop)
+
+
+def _admin_phone(settings: CoreSettings, phone: str) -> str | None:
+    """``phone`` in E.164 (read in auth.default_region), or None after saying why not."""
+    from api.auth.phones import InvalidPhone, normalize_phone
+    from api.auth.settings import AuthSettings
+
+    try:
+        return normalize_phone(phone, settings.section(AuthSettings).default_region)
+    except InvalidPhone as exc:
+        print(f"rtc-server: invalid phone: {exc.reason}", file=sys.stderr)
+        return None
+
+
+async def _migrate(settings: CoreSettings) -> int:
+    async with _database(settings) as (_, applied):
+        log.info(
+            "migrations applied" if applied else "nothing to apply", extra={"migrations": applied}
+        )
     return 0
 
 
 async def _create_admin(settings: CoreSettings, phone: str, name: str | None) -> int:
-    from api.auth.phones import InvalidPhone, normalize_phone
-    from api.auth.settings import AuthSettings
-    from rtc_server.app import open_database
     from storage import accounts
-    from storage.migrate import apply_migrations
 
-    try:
-        normalized = normalize_phone(phone, settings.section(AuthSettings).default_region)
-    except InvalidPhone as exc:
-        print(f"rtc-server: invalid phone: {exc.reason}", file=sys.stderr)
+    normalized = _admin_phone(settings, phone)
+    if normalized is None:
         return 2
-    db, embedded = await open_database(settings)
-    try:
-        await apply_migrations(db)
+    async with _database(settings) as (db, _):
         user, created = await accounts.create_admin(db, normalized, name)
-    finally:
-        await db.close()
-        if embedded is not None:
-            await asyncio.to_thread(embedded.stop)
     verb = "created" if created else "already existed; re-activated"
     log.info(f"admin {verb}", extra={"user": user.id, "phone": user.phone})
     print(f"admin {user.phone} (id {user.id}) {verb}")
@@ -179,25 +191,13 @@ async def _create_admin(settings: CoreSettings, phone: str, name: str | None) ->
 
 
 async def _remove_admin(settings: CoreSettings, phone: str) -> int:
-    from api.auth.phones import InvalidPhone, normalize_phone
-    from api.auth.settings import AuthSettings
-    from rtc_server.app import open_database
     from storage import accounts
-    from storage.migrate import apply_migrations
 
-    try:
-        normalized = normalize_phone(phone, settings.section(AuthSettings).default_region)
-    except InvalidPhone as exc:
-        print(f"rtc-server: invalid phone: {exc.reason}", file=sys.stderr)
+    normalized = _admin_phone(settings, phone)
+    if normalized is None:
         return 2
-    db, embedded = await open_database(settings)
-    try:
-        await apply_migrations(db)
+    async with _database(settings) as (db, _):
         user_id = await accounts.remove_admin(db, normalized)
-    finally:
-        await db.close()
-        if embedded is not None:
-            await asyncio.to_thread(embedded.stop)
     if user_id is None:
         print(f"rtc-server: no admin account for {normalized}", file=sys.stderr)
         return 1

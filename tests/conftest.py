@@ -26,6 +26,11 @@ Redis (rtc_server/scaleout/local_redis.py): a real redis-server started once per
     redis_servers      function  RedisServer factory: servers of the test's own (for
                                  outage tests), killed after
 
+The local servers of the SMS gateways (tests/fakes/), each a test's own:
+
+    msg91              function  FakeMsg91: MSG91's flow API
+    twilio             function  FakeTwilio: Twilio's Messages API
+
 Every async test also fails if its event loop reported an exception nobody handled
 (an exception in a callback, a task's exception never retrieved) while it ran.
 
@@ -55,6 +60,8 @@ from hypothesis import settings
 from kernel.clock import FakeClock
 from rtc_server.scaleout.local_redis import RedisServer
 from storage import Database, EmbeddedPostgres, PoolSettings, apply_migrations
+from tests.fakes.msg91 import FakeMsg91
+from tests.fakes.twilio import FakeTwilio
 from tests.servers import CodeLog
 
 TEMPLATE_DATABASE = "rtc_template"
@@ -277,3 +284,20 @@ def code_log() -> Iterator[CodeLog]:
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock(datetime.now(UTC))
+
+
+# The SMS gateways' local servers (unit senders and production servers alike).
+
+
+@pytest.fixture
+async def msg91() -> AsyncIterator[FakeMsg91]:
+    server = await FakeMsg91().start()
+    yield server
+    await server.close()
+
+
+@pytest.fixture
+async def twilio() -> AsyncIterator[FakeTwilio]:
+    server = await FakeTwilio().start()
+    yield server
+    await server.close()

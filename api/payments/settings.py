@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from kernel.settings import Section
+from kernel.settings import Section, public_url
 
 #: Paytm's hosts, by the names ``paytm_base_url`` accepts.
 PAYTM_HOSTS = {
@@ -53,10 +53,8 @@ class PaymentSettings(Section):
 
     @field_validator("public_url")
     @classmethod
-    def _http_url(cls, url: str) -> str:
-        if url and not url.startswith(("http://", "https://")):
-            raise ValueError(f"{url!r}: must start with http:// or https://")
-        return url.rstrip("/")
+    def _public_url(cls, url: str) -> str:
+        return public_url(url)
 
     @field_validator("paytm_base_url")
     @classmethod

@@ -18,8 +18,6 @@ from api.payments.paytm.simulator import PaytmSimulator
 from kernel.clock import FakeClock
 from rtc_server.app import App
 from rtc_server.client import RtcClient
-from tests.fakes.msg91 import FakeMsg91
-from tests.fakes.twilio import FakeTwilio
 from tests.integration.paytm_env import KEY, MID
 from tests.servers import CodeLog, settings_for
 
@@ -46,7 +44,7 @@ async def app(make_app: AppFactory) -> App:
     return await make_app()
 
 
-# The local servers of the gateways a production server talks to (production.py).
+# Paytm's local server (the SMS gateways' are in tests/conftest.py).
 
 
 @pytest.fixture
@@ -54,20 +52,6 @@ async def paytm() -> AsyncIterator[PaytmSimulator]:
     simulator = await PaytmSimulator({MID: KEY}).start()
     yield simulator
     await simulator.close()
-
-
-@pytest.fixture
-async def msg91() -> AsyncIterator[FakeMsg91]:
-    server = await FakeMsg91().start()
-    yield server
-    await server.close()
-
-
-@pytest.fixture
-async def twilio() -> AsyncIterator[FakeTwilio]:
-    server = await FakeTwilio().start()
-    yield server
-    await server.close()
 
 
 def ws_url(app: App) -> str:

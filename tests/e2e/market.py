@@ -88,11 +88,9 @@ async def listing(app: App, provider: RtcClient, slug: str = "plumber") -> tuple
     return registered["providerServiceId"], subs
 
 
-async def market(clients: Clients, app: App) -> Market:
-    provider, ptokens = await login_named(clients, "provider", "Ravi Kumar")
-    customer, ctokens = await login_named(clients, "customer", "Asha Rao")
-    listing_id, subs = await listing(app, provider)
-    address = await customer.call(
+async def home_address(client: RtcClient) -> Any:
+    """A new home address of ``client``'s user in Kochi (the market's city)."""
+    return await client.call(
         "addresses.create",
         {
             "idempotencyKey": key(),
@@ -103,6 +101,13 @@ async def market(clients: Clients, app: App) -> Market:
             "pincode": "682031",
         },
     )
+
+
+async def market(clients: Clients, app: App) -> Market:
+    provider, ptokens = await login_named(clients, "provider", "Ravi Kumar")
+    customer, ctokens = await login_named(clients, "customer", "Asha Rao")
+    listing_id, subs = await listing(app, provider)
+    address = await home_address(customer)
     return Market(
         app=app,
         customer=customer,

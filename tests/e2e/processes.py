@@ -48,6 +48,16 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
+async def run_cli(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
+    """Run ``rtc-server ARGS`` to its end: its exit code, stdout and stderr."""
+    proc = await asyncio.create_subprocess_exec(
+        *CLI, *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
 async def start_server(*args: str, env: dict[str, str]) -> ServerProcess:
     port, http_port = free_port(), free_port()
     proc = await asyncio.create_subprocess_exec(

@@ -47,7 +47,7 @@ from tests.events import Loose, loose
 from tests.servers import CodeLog
 
 from .conftest import Cluster
-from .market import key, later, listing, next_of
+from .market import home_address, key, later, listing, next_of
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 SITE = DEPLOY / "nginx" / "buildxpert.conf"
@@ -386,17 +386,7 @@ async def test_logins_a_booking_and_a_resume_through_nginx(front: Front) -> None
 
     # A booking: offered live to the provider on the other instance.
     listing_id, subs = await listing(a, provider)
-    address = await customer.call(
-        "addresses.create",
-        {
-            "idempotencyKey": key(),
-            "type": "home",
-            "state": "Kerala",
-            "city": "Kochi",
-            "fullAddress": "12, Marine Drive, Kochi",
-            "pincode": "682031",
-        },
-    )
+    address = await home_address(customer)
     booking = await customer.call(
         "bookings.create",
         {

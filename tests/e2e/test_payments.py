@@ -21,7 +21,7 @@ from tests.integration.paytm_env import KEY, MID
 
 from .admins import login_admin
 from .conftest import AppFactory, Clients, CodeLog
-from .market import key, later, login_named, next_of, refused
+from .market import home_address, key, later, login_named, next_of, refused
 from .payments import gateway, initiate, paid, payments_of, registered, shop
 from .production import production
 
@@ -96,17 +96,7 @@ async def test_a_provider_pays_to_be_listed_then_a_customer_finds_books_and_call
 
         found = await customer.call("providers.search", search)
         assert [p["providerServiceId"] for p in found["providers"]] == [provider.listing]
-        address = await customer.call(
-            "addresses.create",
-            {
-                "idempotencyKey": key(),
-                "type": "home",
-                "state": "Kerala",
-                "city": "Kochi",
-                "fullAddress": "12, Marine Drive, Kochi",
-                "pincode": "682031",
-            },
-        )
+        address = await home_address(customer)
         booking = await customer.call(
             "bookings.create",
             {
@@ -394,17 +384,7 @@ async def test_labour_needs_labour_access_which_customers_buy(
         labourer = await registered(clients, app, slug="labors")  # free: active at once
         assert (await my_listing(labourer.client, labourer.listing))["status"] == "active"
         customer, tokens = await login_named(clients, "customer", "Asha Rao")
-        address = await customer.call(
-            "addresses.create",
-            {
-                "idempotencyKey": key(),
-                "type": "home",
-                "state": "Kerala",
-                "city": "Kochi",
-                "fullAddress": "12, Marine Drive, Kochi",
-                "pincode": "682031",
-            },
-        )
+        address = await home_address(customer)
 
         def booking() -> dict[str, Any]:
             return {

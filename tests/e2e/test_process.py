@@ -16,7 +16,7 @@ import pytest
 from kernel.errors import CloseCode
 from rtc_server.client import RpcCallError, RtcClient
 
-from .processes import CLI, ServerProcess, clean_env, login, start_server, stop_server
+from .processes import CLI, ServerProcess, clean_env, login, run_cli, start_server, stop_server
 
 
 @pytest.fixture
@@ -162,16 +162,7 @@ async def test_remove_admin_command(db_dsn: str, tmp_path: Path) -> None:
     env = clean_env(RTC_DATABASE__DSN=db_dsn, RTC_SERVER__SESSION_CHECK_INTERVAL="1")
 
     async def cli(*args: str) -> tuple[int, str, str]:
-        proc = await asyncio.create_subprocess_exec(
-            *CLI,
-            *args,
-            env=env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        out, err = await asyncio.wait_for(proc.communicate(), 60)
-        assert proc.returncode is not None
-        return proc.returncode, out.decode(), err.decode()
+        return await run_cli(*args, env=env)
 
     server = await start_server("--data-dir", str(tmp_path), env=env)
     try:
@@ -205,19 +196,7 @@ async def test_jobs_list_and_run(db_dsn: str, tmp_path: Path) -> None:
     env = clean_env(RTC_DATABASE__DSN=db_dsn)
 
     async def cli(*args: str) -> tuple[int, str, str]:
-        proc = await asyncio.create_subprocess_exec(
-            *CLI,
-            "jobs",
-            *args,
-            "--data-dir",
-            str(tmp_path / "cli"),
-            env=env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        out, err = await asyncio.wait_for(proc.communicate(), 60)
-        assert proc.returncode is not None
-        return proc.returncode, out.decode(), err.decode()
+        return await run_cli("jobs", *args, "--data-dir", str(tmp_path / "cli"), env=env)
 
     server = await start_server("--data-dir", str(tmp_path), env=env)
     try:

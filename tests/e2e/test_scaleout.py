@@ -162,10 +162,9 @@ async def test_a_revocation_lost_in_a_redis_outage_closes_its_sockets_when_redis
     await until(lambda: not a.app.bus.healthy and not b.app.bus.healthy)
     removed = await admin.call("admin.users.remove", {"userId": tokens["user"]["id"]})
     assert removed["revoked"] == 1
-    await asyncio.sleep(0.3)
-    assert on_b.close_code is None  # B never heard of it
     redis.start()
     assert await on_b.wait_closed(timeout=20) == CloseCode.SESSION_REVOKED
+    # Closed by B's session check when the bus came back (the lost message said nothing).
     assert b.app.metrics.registry.get_sample_value("rtc_session_check_closed_total") == 1
     assert (await other_on_b.call("me.get"))["id"]  # the others are untouched
 

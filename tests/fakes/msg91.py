@@ -27,6 +27,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from tests.fakes import serve_locally
+
 AUTHKEY = "412345AbCdEfGhIjKlMnOp1a"
 TEMPLATE_ID = "6650a1b2d6fc05123456789a"
 SENDER_ID = "BLDXPT"
@@ -97,12 +99,7 @@ class FakeMsg91:
         app = web.Application()
         app.router.add_post("/api/v5/flow/", self._flow)
         app.router.add_post("/api/v5/flow", self._flow)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = self._runner.addresses[0][1]
-        self.url = f"http://127.0.0.1:{port}"
+        self._runner, self.url = await serve_locally(app)
         return self
 
     async def close(self) -> None:

@@ -29,6 +29,8 @@ from typing import Any
 
 from aiohttp import BasicAuth, web
 
+from tests.fakes import serve_locally
+
 ACCOUNT_SID = "AC" + "3f9d2c7e1b0a4d6e8f1a2b3c4d5e6f70"
 AUTH_TOKEN = "9c1e7d3b5a2f4e6d8c0b1a2f3e4d5c6b"
 FROM_NUMBER = "+15005550006"
@@ -103,12 +105,7 @@ class FakeTwilio:
     async def start(self) -> FakeTwilio:
         app = web.Application()
         app.router.add_post("/2010-04-01/Accounts/{account}/Messages.json", self._create)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = self._runner.addresses[0][1]
-        self.url = f"http://127.0.0.1:{port}"
+        self._runner, self.url = await serve_locally(app)
         return self
 
     async def close(self) -> None:

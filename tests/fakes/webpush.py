@@ -23,6 +23,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from tests.fakes import serve_locally
 from tests.fakes.fcm import Reply
 
 
@@ -77,11 +78,7 @@ class FakeWebPush:
     async def start(self) -> FakeWebPush:
         app = web.Application()
         app.router.add_post("/push/{id}", self._push)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
+        self._runner, self.url = await serve_locally(app)
         return self
 
     async def close(self) -> None:

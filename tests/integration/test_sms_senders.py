@@ -41,20 +41,6 @@ class Closing(Protocol):
 
 
 @pytest.fixture
-async def msg91() -> AsyncIterator[FakeMsg91]:
-    server = await FakeMsg91().start()
-    yield server
-    await server.close()
-
-
-@pytest.fixture
-async def twilio() -> AsyncIterator[FakeTwilio]:
-    server = await FakeTwilio().start()
-    yield server
-    await server.close()
-
-
-@pytest.fixture
 async def closing() -> AsyncIterator[Closing]:
     """Closes the senders a test made, after it."""
     opened: list[Msg91Sender | TwilioSender] = []
