@@ -126,10 +126,19 @@ class UpdateProviderProfile(Params):
 
 class SearchProviders(Params):
     service_id: Id
-    city: City | None = Field(None, description="listings in this city come first")
+    city: City | None = Field(
+        None, description="listings in this city come first (any of its names, any case)"
+    )
+    only_city: bool = Field(False, description="true: only listings in city")
     state: State | None = Field(None, description="then listings in this state")
     cursor: Cursor | None = Field(None, description="nextCursor of the previous page")
     limit: int = Field(20, ge=1, le=MAX_PAGE)
+
+    @model_validator(mode="after")
+    def _city_to_filter(self) -> SearchProviders:
+        if self.only_city and self.city is None:
+            raise invalid(("onlyCity", "needs city"))
+        return self
 
 
 class FeaturedProviders(Params):
@@ -188,8 +197,10 @@ class Listing(Result):
     is_engineering_provider: bool
     state: str
     city: str
-    min_price_paise: int | None
-    max_price_paise: int | None
+    min_price_paise: int | None = Field(
+        description='the lowest price of its sub-services ("from ₹…"); null: none priced'
+    )
+    max_price_paise: int | None = Field(description="the highest; null: none priced")
     rating_average: float | None = Field(description="customers' stars, 1-5; null: none yet")
     rating_count: int
 
@@ -218,9 +229,17 @@ class FeaturedList(Result):
 # --- Search cursor -----------------------------------------------------------------------
 
 
+def _place(name: str | None) -> str:
+    """Near enough the database's ``place_key`` for a digest: spellings of one name
+    that it treats as one keep a cursor valid."""
+    return " ".join((name or "").lower().replace(".", " ").replace("-", " ").split())
+
+
 def _query_digest(params: SearchProviders) -> str:
     """Binds a cursor to its query: a cursor of another query is refused."""
-    query = f"{params.service_id}|{(params.city or '').lower()}|{(params.state or '').lower()}"
+    query = (
+        f"{params.service_id}|{_place(params.city)}|{_place(params.state)}|{int(params.only_city)}"
+    )
     return hashlib.blake2b(query.encode(), digest_size=6).hexdigest()
 
 
@@ -501,13 +520,16 @@ class ProviderService:
 
     async def search(self, caller: Caller, params: SearchProviders) -> ListingPage:
         """Active providers of a service: same city first, then same state, then the
-        rest; more experience first. Keyset pages: pass ``nextCursor`` back."""
+        rest (``onlyCity``: the city's alone); more experience first. A place matches by
+        any of its names (Bangalore, Bengaluru), whatever the case and spacing. Keyset
+        pages: pass ``nextCursor`` back."""
         after = None if params.cursor is None else decode_cursor(params.cursor, params)
         rows = await providers.search(
             self._db,
             service_id=params.service_id,
             city=params.city,
             state=params.state,
+            only_city=params.only_city,
             now=self._clock.now(),
             after=after,
             limit=params.limit + 1,

@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from storage import places
 from storage.events import Executor
 
 
@@ -347,33 +348,29 @@ class SearchKey:
     id: int
 
 
-async def search(
-    db: Executor,
-    *,
-    service_id: int,
-    city: str | None,
-    state: str | None,
-    now: datetime,
-    after: SearchKey | None,
-    limit: int,
-) -> list[ListingRow]:
-    """Listed registrations of a service: same city, then same state, then the rest;
-    more experience first; then by id. One query, keyset after ``after``."""
+def search_sql(*, only_city: bool) -> str:
+    """The query of :func:`search` (parameters as it passes them)."""
+    # A place is compared by its group's keys (storage/places.py): the listing's key,
+    # stored beside its name, against the searched name's group, on an index.
+    in_city = "AND ps.city_key = ANY(w.city_keys)" if only_city else ""
     # The page is chosen first from the registrations alone (sort keys only); the
     # joins and the price range are computed for that page's rows only, not for every
     # listed registration of the service.
-    rows = await db.fetch(
-        f"""
-        WITH listed AS (
+    return f"""
+        WITH wanted AS MATERIALIZED (
+            SELECT {places.group_keys("city", "$3")} AS city_keys,
+                   {places.group_keys("state", "$4")} AS state_keys
+        ), listed AS (
             SELECT ps.id,
                    coalesce(ps.years_of_experience, pp.years_of_experience, 0) AS yoe,
-                   CASE WHEN lower(ps.city) = lower($3::text) THEN 0
-                        WHEN lower(ps.state) = lower($4::text) THEN 1
+                   CASE WHEN ps.city_key = ANY(w.city_keys) THEN 0
+                        WHEN ps.state_key = ANY(w.state_keys) THEN 1
                         ELSE 2 END AS rank
-            FROM provider_services ps
+            FROM wanted w
+            CROSS JOIN provider_services ps
             JOIN users u ON u.id = ps.provider_id
             LEFT JOIN provider_profiles pp ON pp.user_id = ps.provider_id
-            WHERE ps.service_id = $2 AND ps.status = 'active'
+            WHERE ps.service_id = $2 AND ps.status = 'active' {in_city}
               AND (ps.active_until IS NULL OR ps.active_until > $1) AND u.is_active
         ), page AS (
             SELECT * FROM listed
@@ -393,7 +390,25 @@ async def search(
         ) pr
         WHERE s.is_active
         ORDER BY page.rank, page.yoe DESC, page.id
-        """,
+    """
+
+
+async def search(
+    db: Executor,
+    *,
+    service_id: int,
+    city: str | None,
+    state: str | None,
+    only_city: bool = False,
+    now: datetime,
+    after: SearchKey | None,
+    limit: int,
+) -> list[ListingRow]:
+    """Listed registrations of a service: same city, then same state, then the rest
+    (``only_city``: the city's alone); more experience first; then by id. A city or
+    state matches by any name of its place. One query, keyset after ``after``."""
+    rows = await db.fetch(
+        search_sql(only_city=only_city),
         now,
         service_id,
         city,
