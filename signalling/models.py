@@ -83,6 +83,26 @@ class WatchCalls(Params):
     pass
 
 
+# calls.report: what a party's app measured of a call, bounded.
+MAX_METRICS = 16
+MetricName = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[A-Za-z][A-Za-z0-9_]*$")]
+MetricValue = Annotated[float, Field(ge=-1e9, le=1e9, allow_inf_nan=False)]
+
+
+class ReportCall(IdempotentParams):
+    call_id: Id
+    quality: int = Field(ge=1, le=5, description="the user's rating: 1 (bad) to 5 (excellent)")
+    metrics: dict[MetricName, MetricValue] = Field(
+        default_factory=dict,
+        max_length=MAX_METRICS,
+        description="numbers the app measured (rttMs, jitterMs, packetLoss, bitrateKbps ...): "
+        f"at most {MAX_METRICS}, names of 1-32 letters, digits and _",
+    )
+    end_reason: Annotated[str, Line(1, 100)] | None = Field(
+        None, description="why the call ended, as the app saw it (ice_failed, user_hangup ...)"
+    )
+
+
 # --- Results and events ------------------------------------------------------------------
 
 
@@ -180,6 +200,16 @@ class Resumed(Result):
     call: CallView
     ice_servers: list[IceServerModel]
     policy: PolicyName
+
+
+class CallReport(Result):
+    """A party's report of a call (one per party, kept in the call's trail)."""
+
+    call_id: int
+    quality: int
+    metrics: dict[str, float]
+    end_reason: str | None
+    reported_at: datetime
 
 
 # --- Admins ------------------------------------------------------------------------------

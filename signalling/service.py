@@ -7,6 +7,7 @@ other features use.
 :mod:`.relay`          offers, answers and candidates between the parties' devices
 :mod:`.presence`       dropped sockets, resume, the sweep of deadlines and graces
 :mod:`.admin`          the live stream of call events, active calls, trails
+:mod:`.reports`        the parties' reports of a call (``calls.report``)
 :mod:`.ledger`         the trail (``call_events``) and its stream: one writer
 :mod:`.views`          rows to wire models
 =====================  ====================================================
@@ -39,12 +40,14 @@ from signalling.models import (
     CallHistory,
     CallPage,
     CallRef,
+    CallReport,
     CallSignal,
     CallStarted,
     CallStep,
     CallView,
     RejectCall,
     Relayed,
+    ReportCall,
     Resumed,
     SignalParams,
     StartCall,
@@ -53,6 +56,7 @@ from signalling.models import (
 from signalling.ports import CallEnded, CallNote, CallParties, MediaPath
 from signalling.presence import CallPresence
 from signalling.relay import SignalRelay
+from signalling.reports import CallReports
 from signalling.settings import CallSettings
 from signalling.views import view
 from storage import calls
@@ -96,6 +100,7 @@ class CallService:
             online=online,
         )
         self.admin = AdminCalls(db, devices, self.ledger, clock, settings)
+        self.reports = CallReports(db, outbox, self.ledger, clock, settings)
         self._ended: list[Callable[[CallEnded], None]] = []
         self.ledger.listen(self._tell_ended)
 
@@ -115,6 +120,13 @@ class CallService:
         add("calls.signal", self.relay.signal, params=SignalParams, result=Relayed, roles=PARTIES)
         add("calls.resume", self.presence.resume, params=CallRef, result=Resumed, roles=PARTIES)
         add("calls.history", self.history, params=CallHistory, result=CallPage, roles=PARTIES)
+        add(
+            "calls.report",
+            self.reports.report,
+            params=ReportCall,
+            result=CallReport,
+            roles=PARTIES,
+        )
         admin, access = self.admin, Access.ADMIN
         add(
             "admin.calls.watch", admin.watch, params=WatchCalls, result=AdminWatching, access=access

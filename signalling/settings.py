@@ -47,6 +47,8 @@ class CallSettings(Section):
     turn_ttl: float = Field(3600.0, ge=60)
     # Minutes of call events admin.calls.watch replays first (at most 1000 events).
     admin_replay_minutes: float = Field(10.0, ge=0)
+    # Seconds after a call's end during which each party may report it (calls.report).
+    report_window: float = Field(86400.0, gt=0)
 
     @field_validator("stun_urls", "turn_urls")
     @classmethod

@@ -12,6 +12,7 @@ import orjson
 from storage import jobs as job_store
 from storage.database import Database
 from storage.events import Executor
+from storage.retention import delete_batched
 
 CATEGORIES = ("bookings", "calls", "payments", "reminders", "promotional")
 
@@ -179,10 +180,26 @@ async def decision_inputs(
     return DecisionInputs(row["acked_seq"], row["wanted"], list(row["device_ids"]))
 
 
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """What a push says, kept with its delivery rows for support (admin.push.history)."""
+
+    event: str
+    category: str
+    title: str
+    body: str
+
+
+# Characters of a notice's title and body kept (a push's whole payload is ~4 KB).
+_TEXT_KEPT = 1000
+
 _DECIDE_AND_ENQUEUE = f"""
 WITH decided AS (
-    INSERT INTO push_deliveries (user_id, seq, device_id, status, created_at)
-    SELECT $1, $2, d, 'pending', $4 FROM unnest($3::text[]) AS d
+    INSERT INTO push_deliveries (user_id, seq, device_id, status, created_at, event, category,
+                                 title, body, platform, provider)
+    SELECT $1, $2, u.d, 'pending', $4, $8, $9, $10, $11, v.platform, v.provider
+    FROM unnest($3::text[]) AS u (d)
+    LEFT JOIN push_devices v ON v.user_id = $1 AND v.device_id = u.d
     ON CONFLICT DO NOTHING
     RETURNING device_id
 ), queued AS (
@@ -209,16 +226,29 @@ async def decide_and_enqueue(
     send_kind: str,
     send_payload: str,
     max_attempts: int,
+    sent: Sent,
 ) -> int:
-    """Record the push of event ``seq`` to each device as pending and enqueue one
-    ``send_kind`` job (``send_payload`` plus the device id) per device decided now, in
-    one statement; a device already decided for this event is left out. Returns the
-    number of sends enqueued. (The job rows follow ``storage.jobs``; workers are woken.)
+    """Record the push of event ``seq`` to each device as pending (with what it says,
+    ``sent``, and the device's kind) and enqueue one ``send_kind`` job (``send_payload``
+    plus the device id) per device decided now, in one statement; a device already
+    decided for this event is left out. Returns the number of sends enqueued. (The job
+    rows follow ``storage.jobs``; workers are woken.)
     """
     if not device_ids:
         return 0
     row = await db.fetchrow(
-        _DECIDE_AND_ENQUEUE, user_id, seq, device_ids, now, send_payload, max_attempts, send_kind
+        _DECIDE_AND_ENQUEUE,
+        user_id,
+        seq,
+        device_ids,
+        now,
+        send_payload,
+        max_attempts,
+        send_kind,
+        sent.event,
+        sent.category,
+        sent.title[:_TEXT_KEPT],
+        sent.body[:_TEXT_KEPT],
     )
     return int(row["queued"])
 
@@ -297,10 +327,13 @@ WITH logged AS (
     INSERT INTO push_logs (user_id, seq, device_id, provider, outcome, http_status,
                            provider_code, latency_ms, at)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-), finished AS (
-    UPDATE push_deliveries SET status = $10, reason = $11, decided_at = $9
-    WHERE $10::text IS NOT NULL AND user_id = $1 AND seq = $2 AND device_id = $3
-      AND status = 'pending'
+), counted AS (
+    UPDATE push_deliveries SET
+        attempts = attempts + 1, http_status = $6, provider_code = $7,
+        status = coalesce($10::text, status),
+        reason = CASE WHEN $10::text IS NULL THEN reason ELSE $11 END,
+        decided_at = CASE WHEN $10::text IS NULL THEN decided_at ELSE $9 END
+    WHERE user_id = $1 AND seq = $2 AND device_id = $3 AND status = 'pending'
 ), forgotten AS (
     DELETE FROM push_devices
     WHERE $12 AND provider = $4 AND token = $13
@@ -319,7 +352,8 @@ async def record_attempt(
     forget_token: str | None = None,
     registered_before: datetime | None = None,
 ) -> bool:
-    """Log ``attempt``, move its delivery to ``finish`` (status, reason) if given, and
+    """Log ``attempt`` (also counted on its pending delivery, with its HTTP status and
+    provider code), move the delivery to ``finish`` (status, reason) if given, and
     delete the device holding ``forget_token`` (registered before ``registered_before``,
     if given), in one statement; returns whether a token was deleted."""
     a = attempt
@@ -343,11 +377,58 @@ async def record_attempt(
     return bool(row["deleted"])
 
 
-async def prune(db: Executor, before: datetime) -> int:
-    """Delete deliveries and log rows older than ``before``; returns rows."""
-    deliveries = await db.execute("DELETE FROM push_deliveries WHERE created_at < $1", before)
-    logs = await db.execute("DELETE FROM push_logs WHERE at < $1", before)
-    return sum(int(s.rsplit(" ", 1)[-1]) for s in (deliveries, logs))
+async def prune(db: Database, before: datetime) -> int:
+    """Delete deliveries and log rows older than ``before``, in batches
+    (:func:`storage.retention.delete_batched`); returns rows."""
+    deliveries = await delete_batched(db, "push_deliveries", "created_at < $1", before)
+    return deliveries + await delete_batched(db, "push_logs", "at < $1", before)
+
+
+# --- Support: the pushes of one user (admin.push.history) --------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SentRow:
+    """One delivery of a push to one device of the user."""
+
+    seq: int
+    device_id: str
+    event: str | None  # None: decided before these were kept (migration 0069)
+    category: str | None
+    title: str | None
+    body: str | None
+    platform: str | None
+    provider: str | None
+    status: str
+    reason: str | None
+    attempts: int
+    http_status: int | None
+    provider_code: str | None
+    created_at: datetime
+    decided_at: datetime | None
+
+
+async def sent_to(
+    db: Executor, user_id: int, *, before_seq: int | None, limit: int
+) -> list[SentRow]:
+    """The deliveries of the user's ``limit`` newest pushed events (by event seq) before
+    ``before_seq``, newest first, each event's devices in order (the primary key's
+    range: no sort of the user's whole history)."""
+    rows = await db.fetch(
+        f"""
+        WITH page AS (
+            SELECT DISTINCT seq FROM push_deliveries
+            WHERE user_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3
+        )
+        SELECT {", ".join(f"d.{c}" for c in SentRow.__slots__)}
+        FROM page JOIN push_deliveries d ON d.user_id = $1 AND d.seq = page.seq
+        ORDER BY d.seq DESC, d.device_id
+        """,
+        user_id,
+        before_seq or 2**63 - 1,
+        limit,
+    )
+    return [SentRow(*(r[c] for c in SentRow.__slots__)) for r in rows]
 
 
 # --- Push intents (migration 0007): events the domain marked for a push -----------------

@@ -127,6 +127,7 @@ class PushDelivery:
             send_kind=PUSH_SEND.kind,
             send_payload=PUSH_EVENT.encode(job.payload),
             max_attempts=self.queue.max_attempts,
+            sent=push_store.Sent(job.payload.event, notice.category, notice.title, notice.body),
         )
 
     # push.send: one device, one provider call.

@@ -1,5 +1,6 @@
-"""Push delivery as a feature: the device registry (``push.*``), the jobs that decide
-and send pushes, the sweep of push intents, and the providers (FCM, APNs, Web Push).
+"""Push delivery as a feature: the device registry (``push.*``), what was pushed to a
+user for support (``admin.push.history``), the jobs that decide and send pushes, the
+sweep of push intents, and the providers (FCM, APNs, Web Push).
 
 Other features say which of their events are pushed, and how, when they declare them
 (``kit.event(spec, push=renderer)``); this feature renders and sends them.
@@ -10,6 +11,7 @@ from __future__ import annotations
 from kernel.feature import Feature, Kit
 from rtc_server.push.delivery import PushDelivery
 from rtc_server.push.devices import PushDevices
+from rtc_server.push.history import PushHistoryService
 from rtc_server.push.intents import PushIntents
 from rtc_server.push.jobs import PUSH_EVENT, PUSH_INTENTS, PUSH_PRUNE, PUSH_SEND
 from rtc_server.push.metrics import PushMetrics
@@ -41,6 +43,7 @@ class PushFeature(Feature):
             kit.clock,
             web_push_key=web.vapid_public_key if isinstance(web, WebPushProvider) else None,
         ).register(kit.methods)
+        PushHistoryService(kit.db).register(kit.methods)  # admin.push.history
         # Events the domain marked for a push in its transaction (push_intents).
         self.intents = PushIntents(kit.db, self.delivery, kit.clock, kit.pushed_events)
         kit.job(PUSH_EVENT, self.delivery.decide)
@@ -48,5 +51,5 @@ class PushFeature(Feature):
         kit.job(PUSH_INTENTS, self.intents.run)
         kit.job(PUSH_PRUNE, self.delivery.prune)
         kit.every(s.intent_sweep_interval, PUSH_INTENTS)
-        kit.every(86400.0, PUSH_PRUNE)
+        kit.every(3600.0, PUSH_PRUNE)  # in batches: an hour's pushes are pruned in a round
         kit.on_stop(self.delivery.close)
