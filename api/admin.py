@@ -1,21 +1,21 @@
 """The admin console's accounts and numbers (methods ``admin.users.*``,
 ``admin.providers.list``, ``admin.stats``), all for admins only (reference 1.12, 8.6).
 
-Removing an account blocks its phone (and email) from logging in or signing up again,
-deactivates it and its listings, and ends its sessions the way ``auth.logoutAll``
-does: revoked in storage, then the revoked hook closes its open sockets (4003).
+Removing an account erases it as ``me.delete`` does (:mod:`api.erasure`: open bookings
+cancelled, sessions ended and sockets closed on every instance, personal data gone)
+and blocks its phone and email from logging in or signing up again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Literal
-from uuid import UUID
 
 import orjson
 from pydantic import BaseModel, Field
 
+from api.erasure import DEADLINE as ERASURE_DEADLINE
+from api.erasure import ERASURE, Erasure
 from kernel.audit import AUDIT
 from kernel.clock import Clock
 from kernel.errors import Conflict, Forbidden, NotFound
@@ -29,11 +29,11 @@ from storage.database import Database
 
 MAX_PAGE = 100
 STATS_TTL = timedelta(seconds=30)
+JOINED_DAYS = 30  # admin.stats: accounts joined on each of the last 30 days
 
 Id = Annotated[int, Field(ge=1, le=2**63 - 1)]
 Cursor = Annotated[str, Field(min_length=1, max_length=20, pattern=r"^[1-9][0-9]{0,18}$")]
 Search = Annotated[str, Line(1, 100)]
-RevokedHook = Callable[[int, list[UUID], str], Awaitable[None]]
 
 
 # --- Wire models -------------------------------------------------------------------------
@@ -75,8 +75,24 @@ class AdminUser(Result):
     last_login_at: datetime | None
 
 
+class BookingCounts(Result):
+    """An account's bookings (as customer or as provider) by status."""
+
+    total: int = 0
+    pending: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    in_progress: int = 0
+    completed: int = 0
+    cancelled: int = 0
+
+
+class ListedUser(AdminUser):
+    bookings: BookingCounts
+
+
 class UserPage(Result):
-    users: list[AdminUser]
+    users: list[ListedUser]
     next_cursor: str | None = Field(description="pass as cursor for the next page; null: no more")
 
 
@@ -132,6 +148,13 @@ class UserRemoved(Result):
     revoked: int = Field(description="sessions ended by this call (0 when repeated)")
 
 
+class JoinedDay(Result):
+    day: date = Field(description="a day of the calendar of Stats.timezone")
+    users: int = Field(description="accounts created that day, of any role")
+    customers: int
+    providers: int
+
+
 class Stats(Result):
     users_by_role: dict[str, int] = Field(description="active accounts by role")
     verified_users: int
@@ -139,6 +162,12 @@ class Stats(Result):
     active_services: int
     revenue_paise: int = Field(description="payments received and not refunded, in paise")
     payments_by_status: dict[str, int]
+    bookings_by_status: dict[str, int] = Field(description="every booking, by its status")
+    open_reports: int = Field(description="reports with status open")
+    joined_per_day: list[JoinedDay] = Field(
+        description=f"the last {JOINED_DAYS} days up to today, oldest first, days with none too"
+    )
+    timezone: str = Field(description="the calendar of joinedPerDay (database.timezone)")
     computed_at: datetime = Field(description="the counts are cached for 30 s")
 
 
@@ -153,15 +182,23 @@ def _user_fields(row: admin.UserListRow) -> dict[str, object]:
     return {k: getattr(row, k) for k in admin.UserListRow.__slots__}
 
 
+def _booking_counts(by_status: dict[str, int]) -> BookingCounts:
+    return BookingCounts(total=sum(by_status.values()), **by_status)
+
+
 # --- The service -------------------------------------------------------------------------
 
 
 class AdminService:
-    def __init__(self, db: Database, clock: Clock, on_revoked: RevokedHook) -> None:
+    def __init__(
+        self, db: Database, clock: Clock, erasure: Erasure, *, timezone: str = "UTC"
+    ) -> None:
         self._db = db
         self._clock = clock
-        self._on_revoked = on_revoked
+        self._erasure = erasure
         self._stats: Stats | None = None
+        # The calendar of admin.stats' days: the server's zone (database.timezone).
+        self._timezone = timezone
 
     def register(self, registry: MethodRegistry) -> None:
         add = registry.add
@@ -175,7 +212,14 @@ class AdminService:
             access=a,
         )
         add("admin.users.verify", self.verify, params=VerifyUser, result=AdminUser, access=a)
-        add("admin.users.remove", self.remove, params=UserRef, result=UserRemoved, access=a)
+        add(
+            "admin.users.remove",
+            self.remove,
+            params=UserRef,
+            result=UserRemoved,
+            access=a,
+            deadline=ERASURE_DEADLINE,
+        )
         add("admin.stats", self.stats, params=Empty, result=Stats, access=a)
         add("admin.audit.list", self.audit_list, params=ListActions, result=ActionPage, access=a)
 
@@ -194,9 +238,17 @@ class AdminService:
         return page, str(page[-1].id) if len(rows) > params.limit else None
 
     async def list_users(self, caller: Caller, params: ListUsers) -> UserPage:
-        """Accounts, oldest first, filtered by role, verified flag and a search text."""
+        """Accounts, oldest first, filtered by role, verified flag and a search text,
+        with their bookings by status."""
         page, next_cursor = await self._page(params, params.role)
-        return UserPage(users=[AdminUser(**_user_fields(r)) for r in page], next_cursor=next_cursor)
+        counts = await admin.booking_counts(self._db, [r.id for r in page])
+        return UserPage(
+            users=[
+                ListedUser(**_user_fields(r), bookings=_booking_counts(counts.get(r.id, {})))
+                for r in page
+            ],
+            next_cursor=next_cursor,
+        )
 
     async def list_providers(self, caller: Caller, params: ListProviders) -> ProviderPage:
         """Provider accounts, oldest first, with their registrations by status."""
@@ -239,28 +291,30 @@ class AdminService:
         return AdminUser(**_user_fields(row))
 
     async def remove(self, caller: Caller, params: UserRef) -> UserRemoved:
-        """Remove an account: block its phone and email, deactivate it and its listings,
-        end its sessions and close its sockets. Repeating it is harmless."""
+        """Remove an account: erase it as ``me.delete`` does (its open bookings cancelled,
+        the other sides told, its sessions ended and sockets closed, its personal data
+        gone) and block its phone and email from signing up again."""
         if params.user_id == caller.require_user():
             raise Conflict("an admin cannot remove themselves", reason="self", field="userId")
         await self._not_an_admin(params.user_id, "remove")
-        async with self._db.transaction() as conn:
-            removal = await admin.remove_user(
-                conn, params.user_id, f"removed by admin {caller.user_id}"
-            )
-        if not removal.found:
+        reason = f"removed by admin {caller.user_id}"
+        closing = await self._erasure.run(
+            self._db,
+            lambda conn: self._erasure.erase(conn, params.user_id, reason=reason, block=True),
+        )
+        if closing is None:
             raise NotFound("no such user", field="userId")
-        if removal.revoked:
-            await self._on_revoked(params.user_id, removal.revoked, "account removed")
-        return UserRemoved(revoked=len(removal.revoked))
+        await self._erasure.closed(closing)
+        return UserRemoved(revoked=len(closing.sessions))
 
     async def stats(self, caller: Caller, params: Empty) -> Stats:
-        """Counts of accounts, registrations and services (cached for 30 s)."""
+        """Counts of accounts, registrations, services, bookings, open reports and the
+        accounts joined per day (cached for 30 s)."""
         now = self._clock.now()
         cached = self._stats
         if cached is not None and now - cached.computed_at < STATS_TTL:
             return cached
-        row = await admin.stats(self._db)
+        row = await admin.stats(self._db, now=now, timezone=self._timezone, days=JOINED_DAYS)
         self._stats = Stats(
             users_by_role=row.users_by_role,
             verified_users=row.verified_users,
@@ -268,6 +322,13 @@ class AdminService:
             active_services=row.active_services,
             revenue_paise=row.revenue_paise,
             payments_by_status=row.payments_by_status,
+            bookings_by_status=row.bookings_by_status,
+            open_reports=row.open_reports,
+            joined_per_day=[
+                JoinedDay(day=d.day, users=d.users, customers=d.customers, providers=d.providers)
+                for d in row.joined
+            ],
+            timezone=self._timezone,
             computed_at=now,
         )
         return self._stats
@@ -326,5 +387,6 @@ class AdminFeature(Feature):
     name = "admin"
 
     async def install(self, kit: Kit) -> None:
-        AdminService(kit.db, kit.clock, kit.revoke).register(kit.methods)
+        service = AdminService(kit.db, kit.clock, kit.port(ERASURE), timezone=kit.timezone)
+        service.register(kit.methods)
         kit.provide(AUDIT, AdminAudit(kit.db, kit.clock))

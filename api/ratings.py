@@ -3,7 +3,8 @@
 Both sides rate the other once per booking, and only once the job is completed (the
 original let providers rate at any status). The customer's stars move the
 registration's average, which listings show (``ratingAverage``, ``ratingCount``).
-The rated side gets a notification; both get ``booking.updated`` (change ``rated``).
+The rated side gets a notification (``rating_received``), the rater one too
+(``rating_submitted``); both get ``booking.updated`` (change ``rated``).
 """
 
 from __future__ import annotations
@@ -17,19 +18,13 @@ from api.bookings.events import BOOKING_UPDATED
 from api.bookings.models import BookingUpdated, booking_view
 from api.bookings.rules import Side, Status
 from api.bookings.service import party, side_of
-from api.notifications import (
-    NOTIFICATION_CREATED,
-    NotificationCreated,
-    NotificationType,
-    notification,
-)
+from api.notifications import NotificationType, new_notification, stage_notification
 from kernel.clock import Clock
 from kernel.errors import Conflict, NotFound, StateConflict
 from kernel.outbox import Outbox
 from kernel.rpc.registry import Caller, IdempotentParams, MethodRegistry, Result
 from kernel.rpc.text import Paragraphs
 from storage import bookings, ratings
-from storage import notifications as notification_store
 from storage.database import Database
 from storage.events import lock_cursors
 
@@ -94,19 +89,24 @@ class RatingService:
                 raise Conflict("you rated this booking already", reason="already_rated")
             if side is Side.CUSTOMER and locked.provider_service_id is not None:
                 await ratings.add_to_registration(conn, locked.provider_service_id, params.stars)
-            rater_name = locked.customer_name if side is Side.CUSTOMER else locked.provider_name
-            note = None
-            if ratee is not None:
-                note = await notification_store.insert_notification(
-                    conn,
-                    user_id=ratee,
-                    type=NotificationType.RATING_RECEIVED,
-                    title="New rating",
-                    body=f"{rater_name or 'Someone'} rated your {locked.service_name} job"
-                    f" {params.stars}/5.",
-                    booking_id=locked.id,
-                    now=now,
+            if side is Side.CUSTOMER:
+                rater_name, ratee_name = locked.customer_name, locked.provider_name
+            else:
+                rater_name, ratee_name = locked.provider_name, locked.customer_name
+            values = {
+                "rater": rater_name or "Someone",
+                "ratee": ratee_name or f"the {side.other.value}",
+                "service": locked.service_name,
+                "stars": params.stars,
+            }
+            notes = [
+                await new_notification(conn, to, kind, values, booking_id=locked.id, now=now)
+                for to, kind in (
+                    (ratee, NotificationType.RATING_RECEIVED),
+                    (user_id, NotificationType.RATING_SUBMITTED),
                 )
+                if to is not None
+            ]
             await lock_cursors(conn, [u for u in (locked.customer_id, locked.provider_id) if u])
             row = await bookings.get_booking(conn, locked.id, user_id)
             assert row is not None
@@ -118,12 +118,8 @@ class RatingService:
                         BOOKING_UPDATED,
                         BookingUpdated(booking=booking_view(row, each), change="rated"),
                     )
-            if note is not None and ratee is not None:
-                staged.add(
-                    ratee,
-                    NOTIFICATION_CREATED,
-                    NotificationCreated(notification=notification(note)),
-                )
+            for note in notes:
+                stage_notification(staged, note)
             rating = Rating(
                 booking_id=record.booking_id,
                 rater_side=record.rater_side,

@@ -32,21 +32,20 @@ payments feature's ``listings.expire``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from pydantic import Field, field_validator
 
-from api.notifications import NOTIFICATION_CREATED, NotificationCreated, notification
 from api.notifications import NotificationType as Type
+from api.notifications import new_notification, stage_notification
 from api.payments.settings import PaymentSettings
 from kernel.clock import Clock
 from kernel.feature import Feature, Kit
 from kernel.jobs import Calendar, Job, JobSpec, Tick
 from kernel.outbox import Outbox
 from kernel.settings import Section
-from storage import notifications as notification_store
 from storage import reminders as store
 from storage.database import Database
 
@@ -115,9 +114,7 @@ class Reminders:
                 str(b.id),
                 b.customer_id,
                 Type.DAILY_REMINDER,
-                "Booking reminder",
-                f"Your {b.service_name} booking is tomorrow at "
-                f"{self._clock_time(b.appointment_at)}.",
+                {"service": b.service_name, "time": self._clock_time(b.appointment_at)},
                 b.id,
                 now,
             )
@@ -139,8 +136,7 @@ class Reminders:
                     str(b.id),
                     b.customer_id,
                     Type.HOURLY_REMINDER,
-                    "Appointment starting soon",
-                    f"Your {b.service_name} booking is at {self._clock_time(b.appointment_at)}.",
+                    {"service": b.service_name, "time": self._clock_time(b.appointment_at)},
                     b.id,
                     now,
                 )
@@ -149,15 +145,16 @@ class Reminders:
         )
         for b in providers:
             if b.provider_id is not None:
-                who = f" with {b.customer_name}" if b.customer_name else ""
                 sent += await self._tell(
                     "provider_soon",
                     str(b.id),
                     b.provider_id,
                     Type.PROVIDER_REMINDER,
-                    "Booking coming up",
-                    f"Your {b.service_name} booking{who} is at "
-                    f"{self._clock_time(b.appointment_at)}.",
+                    {
+                        "service": b.service_name,
+                        "customer": b.customer_name or None,
+                        "time": self._clock_time(b.appointment_at),
+                    },
                     b.id,
                     now,
                 )
@@ -179,7 +176,6 @@ class Reminders:
                 f"{customer_id}:{today.isoformat()}",
                 customer_id,
                 Type.MORNING_SUMMARY,
-                "Today's bookings",
                 self._summary(theirs),
                 theirs[0].id if len(theirs) == 1 else None,
                 now,
@@ -202,9 +198,11 @@ class Reminders:
                 f"{listing.id}:{listing.active_until.isoformat()}",  # once per period
                 listing.provider_id,
                 Type.SERVICE_EXPIRY_WARNING,
-                "Service expiring soon",
-                f"Your {listing.service_name} listing ends on {self._date(listing.active_until)}."
-                f" Pay ₹{_rupees(listing.price_paise)} to keep it listed.",
+                {
+                    "service": listing.service_name,
+                    "date": self._date(listing.active_until),
+                    "price": _rupees(listing.price_paise),
+                },
                 None,
                 now,
             )
@@ -217,10 +215,11 @@ class Reminders:
                 f"{access.user_id}:{access.active_until.isoformat()}",
                 access.user_id,
                 Type.LABOUR_ACCESS_EXPIRING,
-                "Labour access ending",
-                f"Your access to labour services ends on {self._date(access.active_until)} at "
-                f"{self._clock_time(access.active_until)}. Pay ₹{_rupees(self._labour_price)}"
-                " to extend it.",
+                {
+                    "date": self._date(access.active_until),
+                    "time": self._clock_time(access.active_until),
+                    "price": _rupees(self._labour_price),
+                },
                 None,
                 now,
             )
@@ -232,9 +231,7 @@ class Reminders:
                 f"{access.user_id}:{access.active_until.isoformat()}",
                 access.user_id,
                 Type.LABOUR_ACCESS_EXPIRED,
-                "Labour access expired",
-                "Your access to labour services has ended. Pay "
-                f"₹{_rupees(self._labour_price)} to book labour again.",
+                {"price": _rupees(self._labour_price)},
                 None,
                 now,
             )
@@ -243,12 +240,12 @@ class Reminders:
     def _date(self, moment: datetime) -> str:
         return moment.astimezone(self._zone).strftime("%d %b %Y").lstrip("0")
 
-    def _summary(self, bookings: Sequence[store.DueBooking]) -> str:
+    def _summary(self, bookings: Sequence[store.DueBooking]) -> dict[str, object]:
         items = ", ".join(
             f"{b.service_name} at {self._clock_time(b.appointment_at)}" for b in bookings
         )
         count = "1 booking" if len(bookings) == 1 else f"{len(bookings)} bookings"
-        return f"You have {count} today: {items}."
+        return {"count": count, "bookings": items}
 
     async def _tell(
         self,
@@ -256,32 +253,20 @@ class Reminders:
         key: str,
         user_id: int,
         type: Type,
-        title: str,
-        body: str,
+        values: Mapping[str, object],
         booking_id: int | None,
         now: datetime,
     ) -> int:
-        """Write one reminder unless it was sent; 1 if it was written now."""
+        """Write one reminder (its texts from the catalogue with ``values``) unless it
+        was sent; 1 if it was written now."""
         staged = self._outbox.stage()
         async with self._db.transaction() as conn:
             if not await store.claim(conn, kind, key, now):
                 return 0
-            row = await notification_store.insert_notification(
-                conn,
-                user_id=user_id,
-                type=type,
-                title=title,
-                body=body,
-                booking_id=booking_id,
-                now=now,
+            row = await new_notification(
+                conn, user_id, type, values, booking_id=booking_id, now=now
             )
-            staged.add(
-                user_id,
-                NOTIFICATION_CREATED,
-                NotificationCreated(notification=notification(row)),
-                push_after=PUSH_AFTER,
-                now=now,
-            )
+            stage_notification(staged, row, push_after=PUSH_AFTER, now=now)
             await staged.write(conn)
         await staged.deliver()
         return 1

@@ -231,6 +231,7 @@ class App:
             idempotency=self.idempotency,
             log_requests=s.log.requests,
             audit=audit,
+            sessions=self.authenticator,
         )
 
     async def _listen(self) -> None:

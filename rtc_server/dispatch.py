@@ -30,6 +30,7 @@ from kernel.errors import (
     Unauthenticated,
 )
 from kernel.idempotency import Idempotency
+from kernel.identity import Authenticator
 from kernel.rpc.codec import (
     BadItem,
     Frame,
@@ -43,7 +44,12 @@ from kernel.rpc.registry import Access, Caller, Encoded, MethodRegistry, MethodS
 from rtc_server.config import ConfigError, ServerSettings
 from rtc_server.connection import Connection
 from rtc_server.metrics import Metrics
-from storage.errors import DatabaseUnavailable, StorageError
+from storage.errors import (
+    DatabaseUnavailable,
+    ForeignKeyViolation,
+    SerializationConflict,
+    StorageError,
+)
 
 log = logging.getLogger("rtc.rpc")
 
@@ -66,12 +72,14 @@ class Dispatcher:
         idempotency: Idempotency,
         log_requests: bool = False,
         audit: AuditLog | None = None,
+        sessions: Authenticator | None = None,
     ) -> None:
         unknown = sorted(set(settings.method_deadlines) - set(registry.methods))
         if unknown:
             raise ConfigError(f"server.method_deadlines: no such methods {unknown}")
         self.registry = registry
         self.audit = audit  # admins' actions (kernel/audit.py)
+        self.sessions = sessions  # asked whether a failed request's session still lives
         self.idempotency = idempotency
         self.settings = settings
         self.metrics = metrics
@@ -184,7 +192,7 @@ class Dispatcher:
             await self._audit(caller, spec.name, params, error.name)
             return None if request.notification else encode_error(request.id, error)
         except Exception as exc:  # noqa: BLE001 - every failure becomes an answer
-            error = self._to_rpc_error(exc, spec.name)
+            error = await self._error_of(exc, spec.name, caller)
             self._record(conn, spec.name, t0, error)
             await self._audit(caller, spec.name, params, error.name)
             return None if request.notification else encode_error(request.id, error)
@@ -268,12 +276,34 @@ class Dispatcher:
 
         task.add_done_callback(done)
 
+    async def _error_of(self, exc: Exception, method: str, caller: Caller) -> RpcError:
+        """:meth:`_to_rpc_error`, but a request whose account was deleted (or session
+        ended) while it ran, and so wrote a reference to a user that is gone, is told its
+        session ended rather than of an internal error (its socket is being closed)."""
+        session = caller.session_id
+        if isinstance(exc, ForeignKeyViolation) and session is not None and self.sessions:
+            try:
+                alive = session in await self.sessions.alive([session])
+            except Exception:  # noqa: BLE001 - cannot tell: the error stands as it is
+                alive = True
+            if not alive:
+                log.info("request outlived its session", extra={"method": method})
+                return Unauthenticated("session ended; log in again", reason="session_revoked")
+        return self._to_rpc_error(exc, method)
+
     def _to_rpc_error(self, exc: Exception, method: str) -> RpcError:
         if isinstance(exc, RpcError):
             return exc
         if isinstance(exc, DatabaseUnavailable):
             log.warning("database unavailable", extra={"method": method})
             return ServiceUnavailable("the database is unavailable; try again")
+        if isinstance(exc, SerializationConflict):
+            # A deadlock or serialization failure PostgreSQL broke: nothing was changed,
+            # and the same request again (with its idempotencyKey) will most likely pass.
+            log.warning("transaction conflict: %s", exc, extra={"method": method})
+            return ServiceUnavailable(
+                "a concurrent change got in the way; try again", reason="contention"
+            )
         if isinstance(exc, StorageError):
             log.error("storage error", exc_info=exc, extra={"method": method})
             return InternalError("internal error")

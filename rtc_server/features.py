@@ -13,6 +13,7 @@ from api.announcements import AnnouncementsFeature
 from api.auth.feature import AuthFeature
 from api.bookings.feature import BookingsFeature
 from api.catalog.feature import CatalogFeature
+from api.erasure import ErasureFeature
 from api.notifications import NotificationsFeature
 from api.payments.feature import PaymentsFeature
 from api.profile import ProfileFeature
@@ -27,6 +28,7 @@ from signalling.feature import CallsFeature
 FEATURES: tuple[type[Feature], ...] = (
     PushFeature,
     AuthFeature,
+    ErasureFeature,  # uses auth's LOGIN_CODES; provides ERASURE
     ProfileFeature,
     AddressesFeature,
     CatalogFeature,

@@ -85,9 +85,10 @@ async def get_user(db: Executor, user_id: int) -> UserRow | None:
 
 async def upsert_verified_user(
     db: Executor, phone: str, role: str, full_name: str | None
-) -> UserRow:
+) -> tuple[UserRow, bool]:
     """The account of (phone, role), created on first login, marked verified (the code
-    proved the phone), unless an admin unverified it: that sticks."""
+    proved the phone), unless an admin unverified it: that sticks. And whether this
+    call created it."""
     row = await db.fetchrow(
         f"""
         INSERT INTO users (phone, role, full_name, is_verified, last_login_at)
@@ -96,15 +97,15 @@ async def upsert_verified_user(
             SET is_verified = NOT users.unverified_by_admin, last_login_at = now(),
                 full_name = COALESCE(users.full_name, EXCLUDED.full_name),
                 updated_at = now()
-        RETURNING {_USER_COLUMNS}
+        RETURNING {_USER_COLUMNS}, (xmax = 0) AS created
         """,
         phone,
         role,
         full_name,
     )
     user = _user(row)
-    assert user is not None
-    return user
+    assert row is not None and user is not None
+    return user, bool(row["created"])
 
 
 async def create_admin(db: Database, phone: str, full_name: str | None) -> tuple[UserRow, bool]:

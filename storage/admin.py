@@ -1,13 +1,13 @@
 """Queries of the admin console: accounts and providers listed in keyset pages, the
-verified flag, removing an account (blocking its phone and email) and the counts of
-``admin.stats``. Also :func:`phone_blocked`, which login checks.
+verified flag, removing an account (blocking its phone and email), the counts of
+``admin.stats`` and the booking counts of listed accounts. Also :func:`phone_blocked`,
+which login checks.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
-from uuid import UUID
+from datetime import date, datetime
 
 from storage.events import Executor
 
@@ -29,13 +29,6 @@ class UserListRow:
 class ProviderListRow:
     user: UserListRow
     registrations: dict[str, int]  # status → count (removed ones left out)
-
-
-@dataclass(frozen=True, slots=True)
-class Removal:
-    found: bool
-    revoked: list[UUID]
-    already_removed: bool
 
 
 _USER_COLUMNS = (
@@ -79,6 +72,27 @@ async def list_users(
     return [UserListRow(*(r[k] for k in UserListRow.__slots__)) for r in rows]
 
 
+async def booking_counts(db: Executor, user_ids: list[int]) -> dict[int, dict[str, int]]:
+    """user id → their bookings (as customer or as provider) by status, in one query
+    (the (customer_id, status, id) and (provider_id, status, id) indexes)."""
+    rows = await db.fetch(
+        """
+        SELECT user_id, status, count(*) AS n FROM (
+            SELECT customer_id AS user_id, status FROM bookings
+            WHERE customer_id = ANY($1::bigint[])
+            UNION ALL
+            SELECT provider_id, status FROM bookings WHERE provider_id = ANY($1::bigint[])
+        ) mine
+        GROUP BY user_id, status
+        """,
+        user_ids,
+    )
+    counts: dict[int, dict[str, int]] = {}
+    for r in rows:
+        counts.setdefault(r["user_id"], {})[r["status"]] = r["n"]
+    return counts
+
+
 @dataclass(frozen=True, slots=True)
 class ListingRow:
     id: int
@@ -119,50 +133,6 @@ async def set_verified(db: Executor, user_id: int, verified: bool) -> UserListRo
     return None if row is None else UserListRow(*(row[k] for k in UserListRow.__slots__))
 
 
-async def remove_user(conn: Executor, user_id: int, reason: str) -> Removal:
-    """In the caller's transaction: block the account's phone and email, deactivate it
-    and its listings, revoke its sessions. Repeating it changes nothing more."""
-    row = await conn.fetchrow(
-        "SELECT phone, email, is_active FROM users WHERE id = $1 FOR UPDATE", user_id
-    )
-    if row is None:
-        return Removal(found=False, revoked=[], already_removed=False)
-    identifiers = [("phone", row["phone"])]
-    if row["email"]:
-        identifiers.append(("email", row["email"].lower()))
-    await conn.execute(
-        """
-        INSERT INTO blocked_identifiers (kind, value, reason)
-        SELECT kind, value, $3 FROM unnest($1::text[], $2::text[]) AS t (kind, value)
-        ON CONFLICT (kind, value) DO NOTHING
-        """,
-        [k for k, _ in identifiers],
-        [v for _, v in identifiers],
-        reason,
-    )
-    await conn.execute(
-        "UPDATE users SET is_active = false, updated_at = now() WHERE id = $1 AND is_active",
-        user_id,
-    )
-    await conn.execute(
-        """
-        UPDATE provider_services SET status = 'removed', updated_at = now()
-        WHERE provider_id = $1 AND status <> 'removed'
-        """,
-        user_id,
-    )
-    revoked = await conn.fetch(
-        """
-        UPDATE auth_sessions SET revoked_at = now(), revoke_reason = 'removed'
-        WHERE user_id = $1 AND revoked_at IS NULL RETURNING id
-        """,
-        user_id,
-    )
-    return Removal(
-        found=True, revoked=[r["id"] for r in revoked], already_removed=not row["is_active"]
-    )
-
-
 async def phone_blocked(db: Executor, phone: str) -> bool:
     blocked = await db.fetchval(
         "SELECT true FROM blocked_identifiers WHERE kind = 'phone' AND value = $1", phone
@@ -178,6 +148,14 @@ async def email_blocked(db: Executor, email: str) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
+class JoinedDay:
+    day: date  # in the time zone asked for
+    users: int  # every account created that day, of any role
+    customers: int
+    providers: int
+
+
+@dataclass(frozen=True, slots=True)
 class StatsRow:
     users_by_role: dict[str, int]
     verified_users: int
@@ -185,9 +163,38 @@ class StatsRow:
     active_services: int
     revenue_paise: int  # paid and not refunded
     payments_by_status: dict[str, int]
+    bookings_by_status: dict[str, int]
+    open_reports: int
+    joined: list[JoinedDay]  # oldest first, one per day, days with none included
 
 
-async def stats(db: Executor) -> StatsRow:
+# Accounts created on each of the ``$3`` days up to the day of ``$1`` in zone ``$2``:
+# a range of created_at (users_created_idx), then every day of the series, zero or not.
+_JOINED = """
+WITH bounds AS (
+    SELECT ($1::timestamptz AT TIME ZONE $2::text)::date - ($3::int - 1) AS first_day,
+           ($1::timestamptz AT TIME ZONE $2::text)::date AS last_day
+), joined AS (
+    SELECT (u.created_at AT TIME ZONE $2::text)::date AS day, u.role, count(*) AS n
+    FROM users u, bounds b
+    WHERE u.created_at >= (b.first_day::timestamp AT TIME ZONE $2::text)
+      AND u.created_at < ((b.last_day + 1)::timestamp AT TIME ZONE $2::text)
+    GROUP BY 1, 2
+)
+SELECT d::date AS day,
+       coalesce(sum(j.n), 0)::bigint AS users,
+       coalesce(sum(j.n) FILTER (WHERE j.role = 'customer'), 0)::bigint AS customers,
+       coalesce(sum(j.n) FILTER (WHERE j.role = 'provider'), 0)::bigint AS providers
+FROM bounds b
+CROSS JOIN generate_series(b.first_day, b.last_day, interval '1 day') AS d
+LEFT JOIN joined j ON j.day = d::date
+GROUP BY d ORDER BY d
+"""
+
+
+async def stats(db: Executor, *, now: datetime, timezone: str, days: int) -> StatsRow:
+    """The counts of ``admin.stats``; accounts joined on each of the last ``days`` days
+    (up to today) of the calendar of ``timezone``."""
     roles = await db.fetch("SELECT role, count(*) AS n FROM users WHERE is_active GROUP BY role")
     verified = await db.fetchval("SELECT count(*) FROM users WHERE is_active AND is_verified")
     statuses = await db.fetch("SELECT status, count(*) AS n FROM provider_services GROUP BY status")
@@ -196,6 +203,9 @@ async def stats(db: Executor) -> StatsRow:
         "SELECT status, count(*) AS n, sum(amount_paise) AS paise FROM payments GROUP BY status"
     )
     revenue = sum(r["paise"] for r in payments if r["status"] in ("paid", "refund_pending"))
+    bookings = await db.fetch("SELECT status, count(*) AS n FROM bookings GROUP BY status")
+    open_reports = await db.fetchval("SELECT count(*) FROM reports WHERE status = 'open'")
+    joined = await db.fetch(_JOINED, now, timezone, days)
     return StatsRow(
         users_by_role={r["role"]: r["n"] for r in roles},
         verified_users=verified,
@@ -203,6 +213,9 @@ async def stats(db: Executor) -> StatsRow:
         active_services=services,
         revenue_paise=revenue,
         payments_by_status={r["status"]: r["n"] for r in payments},
+        bookings_by_status={r["status"]: r["n"] for r in bookings},
+        open_reports=open_reports,
+        joined=[JoinedDay(r["day"], r["users"], r["customers"], r["providers"]) for r in joined],
     )
 
 

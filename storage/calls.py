@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from storage.erasure import DELETED_NAME
 from storage.events import Executor
 
 ACTIVE_SQL = "state <> 'ended'"
@@ -158,12 +159,14 @@ class CallRow:
     callee_name: str | None
 
 
-_COLUMNS = """c.id, c.booking_id, c.caller_id, c.callee_id, c.caller_side, c.media, c.policy,
+_COLUMNS = f"""c.id, c.booking_id, c.caller_id, c.callee_id, c.caller_side, c.media, c.policy,
     c.state, c.end_reason, c.ended_by, c.caller_device, c.callee_device, c.instance_id,
     c.ring_deadline, c.caller_lost_at, c.callee_lost_at, c.created_at, c.accepted_at,
     c.connected_at, c.ended_at,
-    (SELECT full_name FROM users WHERE id = c.caller_id) AS caller_name,
-    (SELECT full_name FROM users WHERE id = c.callee_id) AS callee_name"""
+    CASE WHEN c.caller_id IS NULL THEN '{DELETED_NAME}'
+         ELSE (SELECT full_name FROM users WHERE id = c.caller_id) END AS caller_name,
+    CASE WHEN c.callee_id IS NULL THEN '{DELETED_NAME}'
+         ELSE (SELECT full_name FROM users WHERE id = c.callee_id) END AS callee_name"""
 
 
 def _call(row: Any) -> CallRow:
@@ -299,6 +302,19 @@ async def events_of(conn: Executor, call_id: int) -> list[CallEventRow]:
         call_id,
     )
     return [_event(r) for r in rows]
+
+
+async def event_by(conn: Executor, call_id: int, event: str, actor: str) -> CallEventRow | None:
+    """The first ``event`` entry of ``actor`` in the call's trail (calls.report: once per
+    party), if any."""
+    row = await conn.fetchrow(
+        "SELECT id, call_id, event, actor, data::text AS data, created_at FROM call_events"
+        " WHERE call_id = $1 AND event = $2 AND actor = $3 ORDER BY id LIMIT 1",
+        call_id,
+        event,
+        actor,
+    )
+    return None if row is None else _event(row)
 
 
 async def events_since(conn: Executor, since: datetime, limit: int) -> list[CallEventRow]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from storage.erasure import DELETED_NAME
 from storage.events import Executor
 
 
@@ -75,9 +76,11 @@ class ReviewRow:
 async def recent_reviews(db: Executor, provider_service_id: int, limit: int) -> list[ReviewRow]:
     """The newest customer ratings of a registration (first names only)."""
     rows = await db.fetch(
-        """
-        SELECT r.stars, r.review, split_part(coalesce(u.full_name, b.customer_name), ' ', 1)
-                   AS customer_name, r.created_at
+        f"""
+        SELECT r.stars, r.review,
+               CASE WHEN b.customer_id IS NULL THEN '{DELETED_NAME}'
+                    ELSE split_part(coalesce(u.full_name, b.customer_name), ' ', 1)
+               END AS customer_name, r.created_at
         FROM bookings b
         JOIN ratings r ON r.booking_id = b.id AND r.rater_side = 'customer'
         LEFT JOIN users u ON u.id = b.customer_id

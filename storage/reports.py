@@ -1,5 +1,5 @@
 """Queries of reports (table ``reports``): one per booking and side, the daily limit
-per reporter, and the admin console's list and status changes."""
+per reporter, the reporter's own list, and the admin console's list and status changes."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from storage.erasure import DELETED_NAME
 from storage.events import Executor
 
 
@@ -27,9 +28,14 @@ class ReportRow:
     updated_at: datetime
 
 
-_SELECT = """
-    SELECT r.id, r.booking_id, r.reporter_side, r.reporter_id, ru.full_name AS reporter_name,
-           r.reported_id, du.full_name AS reported_name, b.service_name, r.reason,
+_SELECT = f"""
+    SELECT r.id, r.booking_id, r.reporter_side, r.reporter_id,
+           CASE WHEN r.reporter_id IS NULL THEN '{DELETED_NAME}' ELSE ru.full_name END
+               AS reporter_name,
+           r.reported_id,
+           CASE WHEN r.reported_id IS NULL THEN '{DELETED_NAME}' ELSE du.full_name END
+               AS reported_name,
+           b.service_name, r.reason,
            r.description, r.status, r.created_at, r.updated_at
     FROM r
     LEFT JOIN users ru ON ru.id = r.reporter_id
@@ -93,11 +99,28 @@ async def insert_report(
 
 
 async def list_reports(
-    db: Executor, *, status: str | None, before_id: int | None, limit: int
+    db: Executor,
+    *,
+    status: str | None,
+    before_id: int | None,
+    limit: int,
+    reporter_side: str | None = None,
+    reporter_id: int | None = None,
 ) -> list[ReportRow]:
-    """Reports newest first, of one status or all, ``limit`` before ``before_id``."""
-    where = "id < $1" + ("" if status is None else " AND status = $3")
-    args: list[Any] = [before_id or 2**63 - 1, limit] + ([] if status is None else [status])
+    """Reports newest first, ``limit`` before ``before_id`` (keyset), of one status,
+    reporting side or reporter, or all. Each filter combination has a query text of its
+    own, so each keeps its index plan ((reporter, id), (side, status, id), (status, id)
+    or (side, id))."""
+    where = "id < $1"
+    args: list[Any] = [before_id or 2**63 - 1, limit]
+    for column, value in (
+        ("reporter_id", reporter_id),
+        ("reporter_side", reporter_side),
+        ("status", status),
+    ):
+        if value is not None:
+            args.append(value)
+            where += f" AND {column} = ${len(args)}"
     rows = await db.fetch(
         f"WITH r AS (SELECT * FROM reports WHERE {where} ORDER BY id DESC LIMIT $2)"
         f" {_SELECT} ORDER BY r.id DESC",
@@ -106,15 +129,39 @@ async def list_reports(
     return [_report(r) for r in rows]
 
 
-async def set_status(db: Executor, report_id: int, status: str, now: datetime) -> ReportRow | None:
-    row = await db.fetchrow(
+async def get_report(db: Executor, report_id: int) -> ReportRow | None:
+    row = await db.fetchrow(f"WITH r AS (SELECT * FROM reports WHERE id = $1) {_SELECT}", report_id)
+    return None if row is None else _report(row)
+
+
+async def missing(db: Executor, report_ids: list[int]) -> list[int]:
+    """Those of ``report_ids`` that are no report's, ascending."""
+    rows = await db.fetch(
+        """
+        SELECT want.id FROM unnest($1::bigint[]) AS want (id)
+        WHERE NOT EXISTS (SELECT 1 FROM reports WHERE reports.id = want.id)
+        ORDER BY want.id
+        """,
+        report_ids,
+    )
+    return [row["id"] for row in rows]
+
+
+async def set_status(
+    db: Executor, report_ids: list[int], status: str, now: datetime
+) -> list[ReportRow]:
+    """Set ``status`` on those of ``report_ids`` not in it already; the reports changed,
+    by id. (A concurrent change of one of them is waited for, then seen.)"""
+    rows = await db.fetch(
         f"""
         WITH r AS (
-            UPDATE reports SET status = $2, updated_at = $3 WHERE id = $1 RETURNING *
-        ) {_SELECT}
+            UPDATE reports SET status = $2, updated_at = $3
+            WHERE id = ANY($1::bigint[]) AND status <> $2
+            RETURNING *
+        ) {_SELECT} ORDER BY r.id
         """,
-        report_id,
+        report_ids,
         status,
         now,
     )
-    return None if row is None else _report(row)
+    return [_report(r) for r in rows]

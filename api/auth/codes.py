@@ -31,6 +31,7 @@ from api.auth.settings import AuthSettings
 from api.auth.sms import SmsRefused, SmsSender, SmsUnavailable, mask_phone
 from kernel.clock import Clock
 from kernel.errors import InvalidCode, InvalidParams, RateLimited, ServiceUnavailable
+from kernel.feature import PortKey
 from storage import accounts
 from storage.database import Database
 from storage.events import Executor
@@ -67,6 +68,9 @@ class Sent:
 
 
 class LoginCodes:
+    """Login codes: sent by SMS, checked once. Also the proof ``me.delete`` asks for
+    (the :data:`LOGIN_CODES` port)."""
+
     def __init__(
         self,
         db: Database,
@@ -258,6 +262,10 @@ class LoginCodes:
             raise InvalidCode(
                 "wrong or expired code", reason=outcome.reason, attemptsLeft=outcome.attempts_left
             )
+
+
+#: The login codes of the auth feature, for features that ask for a fresh code as proof.
+LOGIN_CODES: PortKey[LoginCodes] = PortKey("login_codes")
 
 
 def _window(counted: accounts.Counted) -> otp.Window:

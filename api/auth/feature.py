@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from api.auth.codes import LOGIN_CODES
 from api.auth.metrics import AuthMetrics
 from api.auth.service import AuthService
 from api.auth.settings import AuthSettings
@@ -34,9 +35,11 @@ class AuthFeature(Feature):
             sms=sms,
             metrics=AuthMetrics(kit.metrics),
             on_revoked=kit.revoke,
+            outbox=kit.outbox,
         )
         self.service.register(kit.methods)
         kit.provide(AUTHENTICATOR, self.service)
+        kit.provide(LOGIN_CODES, self.service.codes)
         kit.cleanup(self._prune)
 
     async def _prune(self) -> None:

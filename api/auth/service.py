@@ -21,6 +21,7 @@ from api.auth.codes import LoginCodes
 from api.auth.metrics import AuthMetrics
 from api.auth.settings import AuthSettings
 from api.auth.sms import SmsSender
+from api.notifications import WELCOME, NotificationType, new_notification, stage_notification
 from kernel.clock import Clock
 from kernel.errors import (
     Forbidden,
@@ -29,6 +30,7 @@ from kernel.errors import (
     Unauthenticated,
 )
 from kernel.identity import Identity
+from kernel.outbox import Outbox, StagedEvents
 from kernel.rpc.registry import Access, Caller, Empty, MethodRegistry, Params, Result, UserId
 from kernel.rpc.text import FullName
 from storage import accounts, admin
@@ -137,8 +139,10 @@ class AuthService:
         sms: SmsSender,
         metrics: AuthMetrics,
         on_revoked: RevokedHook,
+        outbox: Outbox,
     ) -> None:
         self._db = db
+        self._outbox = outbox
         self._settings = settings
         self._clock = clock
         self._on_revoked = on_revoked
@@ -194,20 +198,30 @@ class AuthService:
         return user is None or user.is_active
 
     async def verify_otp(self, caller: Caller, params: VerifyOtp) -> Tokens:
-        """Check the code; on success create the account if new and open a session."""
+        """Check the code; on success create the account if new (with its welcome
+        notification) and open a session."""
         phone = self.codes.phone(params.phone)
         now = self._clock.now()
+        staged = self._outbox.stage()
         async with self._db.transaction() as conn:
             outcome = await self.codes.check(conn, phone, params.role, params.code, caller.ip, now)
             if isinstance(outcome, otp.Accepted):
-                result = await self._login(conn, phone, params, caller.ip, now)
+                result = await self._login(conn, staged, phone, params, caller.ip, now)
+        if staged:
+            await staged.deliver()
         self.codes.raise_refusal(outcome, phone, caller.ip)  # wrong guesses stay counted
         if isinstance(result, _Rejection):
             raise result.error
         return result
 
     async def _login(
-        self, conn: Any, phone: str, params: VerifyOtp, ip: str | None, now: datetime
+        self,
+        conn: Any,
+        staged: StagedEvents,
+        phone: str,
+        params: VerifyOtp,
+        ip: str | None,
+        now: datetime,
     ) -> Tokens | _Rejection:
         if await admin.phone_blocked(conn, phone):
             # Removed by an admin: no code was sent for it. Same answer as a bad code.
@@ -222,7 +236,11 @@ class AuthService:
                     InvalidCode("wrong or expired code", reason="no_code", attemptsLeft=0)
                 )
         else:
-            user = await accounts.upsert_verified_user(conn, phone, params.role, params.full_name)
+            user, created = await accounts.upsert_verified_user(
+                conn, phone, params.role, params.full_name
+            )
+            if created:
+                await self._welcome(conn, staged, user, now)
         if not user.is_active:
             return _Rejection(Forbidden("this account is disabled"))
         device = params.device.model_dump(by_alias=True, exclude_none=True) if params.device else {}
@@ -240,6 +258,16 @@ class AuthService:
         )
         log.info("login", extra={"user": user.id, "role": user.role, "session": str(session_id)})
         return self._tokens(user, session_id, refresh, refresh_expires, now)
+
+    @staticmethod
+    async def _welcome(
+        conn: Any, staged: StagedEvents, user: accounts.UserRow, now: datetime
+    ) -> None:
+        """A new account's welcome notification (its first event), with the account."""
+        values = {**WELCOME[user.role], "name": user.full_name}
+        note = await new_notification(conn, user.id, NotificationType.WELCOME, values, now=now)
+        stage_notification(staged, note)
+        await staged.write(conn)
 
     def _tokens(
         self,

@@ -9,8 +9,9 @@ from api.bookings.push import offer_push
 from api.bookings.service import BookingService
 from api.bookings.settings import BookingSettings
 from api.earnings import EARNINGS_UPDATED, EarningsService
+from api.erasure import ERASURE
 from api.ratings import RatingService
-from api.reports import ReportService
+from api.reports import REPORT_UPDATED, ReportService
 from kernel.feature import Feature, Kit
 
 
@@ -22,13 +23,16 @@ class BookingsFeature(Feature):
         s = kit.settings(BookingSettings)
         self.metrics = BookingMetrics(kit.metrics)
         methods = kit.methods
-        BookingService(
+        service = BookingService(
             kit.db, kit.outbox, kit.clock, s, timezone=kit.timezone, metrics=self.metrics
-        ).register(methods)
+        )
+        service.register(methods)
+        kit.port(ERASURE).step(service.close_account, lock=service.lock_for_closing)
         RatingService(kit.db, kit.outbox, kit.clock).register(methods)
-        ReportService(kit.db, kit.clock, s).register(methods)
+        ReportService(kit.db, kit.outbox, kit.clock, s, timezone=kit.timezone).register(methods)
         EarningsService(kit.db, kit.clock, kit.timezone).register(methods)
         kit.event(BOOKING_OFFERED, push=offer_push(kit.timezone))
         kit.event(BOOKING_UPDATED)
         kit.event(BOOKING_UNREAD)
         kit.event(EARNINGS_UPDATED)
+        kit.event(REPORT_UPDATED)

@@ -90,8 +90,10 @@ class BookingAddress(Result):
     type: str
     state: str
     city: str | None
-    full_address: str
-    pincode: str | None
+    full_address: str | None = Field(
+        None, description="null once the customer deleted their account (city and state stay)"
+    )
+    pincode: str | None = None
 
 
 class RatingView(Result):

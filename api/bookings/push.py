@@ -11,24 +11,32 @@ from __future__ import annotations
 from zoneinfo import ZoneInfo
 
 from api.bookings.models import BookingOffered
+from api.notifications import CATALOGUE, NotificationType
 from kernel.events import PushRenderer
 from kernel.push import PushNotice, PushPolicy
 
 
 def offer_push(timezone: str) -> PushRenderer[BookingOffered]:
-    """``booking.offered`` → "New booking request", one alert per booking (collapse key)."""
+    """``booking.offered`` → the ``booking_request`` notification's texts, one alert per
+    booking (collapse key)."""
     zone = ZoneInfo(timezone)
+    kind = CATALOGUE[NotificationType.BOOKING_REQUEST]
 
     def render(offer: BookingOffered) -> PushPolicy:
         booking = offer.booking
         when = booking.appointment_at.astimezone(zone)
-        customer = booking.customer_name or "A customer"
+        title, body = kind.render(
+            {
+                "customer": booking.customer_name or "A customer",
+                "service": booking.service_name,
+                "when": when.strftime("%d %b %Y, %I:%M %p"),
+            }
+        )
         return PushPolicy(
             PushNotice(
-                "New booking request",
-                f"{customer} booked {booking.service_name} for "
-                f"{when.strftime('%d %b %Y, %I:%M %p')}.",
-                "bookings",
+                title,
+                body,
+                kind.category,
                 collapse_key=f"booking:{booking.id}",
                 urgency="high",
                 data={"bookingId": str(booking.id)},

@@ -19,6 +19,7 @@ statement stores them all: two statements between BEGIN and COMMIT (see
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -42,7 +43,9 @@ from api.bookings.models import (
 from api.bookings.rules import Action, Side, Status
 from api.bookings.settings import BookingSettings
 from api.earnings import EARNINGS_UPDATED, earnings
+from api.erasure import Closing
 from api.notifications import (
+    CATALOGUE,
     NOTIFICATION_CREATED,
     NotificationCreated,
     NotificationType,
@@ -63,7 +66,7 @@ from kernel.outbox import Outbox, StagedEvents
 from kernel.rpc.cursors import decode_cursor, next_cursor
 from kernel.rpc.registry import Caller, Empty, MethodRegistry
 from kernel.rpc.text import invalid
-from storage import bookings
+from storage import bookings, erasure
 from storage.bookings import (
     BookingRow,
     Counts,
@@ -75,38 +78,20 @@ from storage.database import Database
 from storage.errors import UniqueViolation
 from storage.events import Answer, Executor, NewEvent
 
+# The cancellation reason of the bookings of an account that was closed.
+ACCOUNT_CLOSED = "account closed"
+
 CUSTOMERS = frozenset({"customer"})
 PROVIDERS = frozenset({"provider"})
 BOTH = CUSTOMERS | PROVIDERS
 
-# What the other side is told about a change: type, title, body (str.format fields:
-# service, when, customer, provider, reason).
-_TOLD: dict[Status, tuple[NotificationType, str, str]] = {
-    Status.ACCEPTED: (
-        NotificationType.BOOKING_ACCEPTED,
-        "Booking accepted",
-        "{provider} accepted your {service} booking for {when}.",
-    ),
-    Status.REJECTED: (
-        NotificationType.BOOKING_REJECTED,
-        "Booking rejected",
-        "{provider} cannot take your {service} booking for {when}: {reason}",
-    ),
-    Status.IN_PROGRESS: (
-        NotificationType.BOOKING_STARTED,
-        "Job started",
-        "{provider} started your {service} job.",
-    ),
-    Status.COMPLETED: (
-        NotificationType.BOOKING_COMPLETED,
-        "Job completed",
-        "{provider} completed your {service} job. Rate it?",
-    ),
-    Status.CANCELLED: (
-        NotificationType.BOOKING_CANCELLED,
-        "Booking cancelled by the customer",
-        "{customer} cancelled the {service} booking for {when}.",
-    ),
+# What the other side is told about a change (texts: api.notifications.CATALOGUE).
+_TOLD: dict[Status, NotificationType] = {
+    Status.ACCEPTED: NotificationType.BOOKING_ACCEPTED,
+    Status.REJECTED: NotificationType.BOOKING_REJECTED,
+    Status.IN_PROGRESS: NotificationType.BOOKING_STARTED,
+    Status.COMPLETED: NotificationType.BOOKING_COMPLETED,
+    Status.CANCELLED: NotificationType.BOOKING_CANCELLED,
 }
 
 
@@ -208,13 +193,19 @@ class BookingService:
             if place.address is None:
                 raise NotFound("no such address", field="addressId")
             row = self._new_booking(place, customer_id, params, now)
+            title, body = CATALOGUE[NotificationType.BOOKING_REQUEST].render(
+                {
+                    "customer": place.customer_name or "A customer",
+                    "service": place.service_name,
+                    "when": self._when(params.appointment_at),
+                }
+            )
             note_row = NotificationRow(
                 place.notification_id,
                 place.provider_id,
                 NotificationType.BOOKING_REQUEST,
-                "New booking request",
-                f"{place.customer_name or 'A customer'} booked {place.service_name}"
-                f" for {self._when(params.appointment_at)}.",
+                title,
+                body,
                 row.id,
                 now,
                 None,
@@ -416,15 +407,35 @@ class BookingService:
         found = await bookings.lock_for_change(conn, booking_id, user_id, key_claim())
         if found is None or party(found.booking, actor) != user_id:
             raise NotFound("no such booking", field="bookingId")
+        transition = self._decide(found.locked, actor, action)
+        note = self._notification(transition, found.locked, reason)
+        return await self._store_change(
+            conn, staged, found, transition, note, reason, now, answers=True
+        )
+
+    async def _store_change(
+        self,
+        conn: Executor,
+        staged: StagedEvents,
+        found: bookings.ForChange,
+        transition: rules.Transition,
+        note: NewNotification,
+        reason: str | None,
+        now: datetime,
+        *,
+        answers: bool,
+    ) -> Booking:
+        """One statement for the change, the other side's notification, both sides'
+        counts and every event (with ``answers``, also the request's answer, for its
+        ``idempotencyKey``). Returns the booking as the actor sees it."""
         locked = found.locked
-        transition = self._decide(locked, actor, action)
+        actor = transition.actor
         row = bookings.with_status(
             found.booking, transition.after.value, actor=actor.value, reason=reason, now=now
         )
         note_row = None
         told = party(locked, transition.notify)
         if told is not None:
-            note = self._notification(transition, locked, reason)
             note_row = NotificationRow(
                 found.notification_id, told, note.type, note.title, note.body, row.id, now, None
             )
@@ -434,7 +445,8 @@ class BookingService:
             stand_ins = Counts(stand_ins.unread, None)
         self._stage_change(staged, row, locked, transition, note_row, stand_ins, now)
         answer = booking_view(row, actor)
-        staged.answer(answer)  # stored for the idempotencyKey with the change
+        if answers:
+            staged.answer(answer)  # stored for the idempotencyKey with the change
 
         async def store(
             events: list[NewEvent], stored_answer: Answer | None
@@ -471,16 +483,16 @@ class BookingService:
     def _notification(
         self, transition: rules.Transition, locked: LockedBooking, reason: str | None
     ) -> NewNotification:
-        kind, title, body = _TOLD[transition.after]
-        text = body.format(
-            service=locked.service_name,
-            when=self._when(locked.appointment_at),
-            customer=locked.customer_name or "The customer",
-            provider=locked.provider_name or "The provider",
-            reason=reason or "no reason given",
+        kind = _TOLD[transition.after]
+        title, text = CATALOGUE[kind].render(
+            {
+                "service": locked.service_name,
+                "when": self._when(locked.appointment_at),
+                "customer": locked.customer_name or "The customer",
+                "provider": locked.provider_name or "The provider",
+                "reason": reason,  # required to reject, optional to cancel
+            }
         )
-        if transition.after is Status.CANCELLED and reason:
-            text += f" Reason: {reason}"
         return NewNotification(transition.notify.value, kind, title, text)
 
     def _stage_change(
@@ -532,6 +544,56 @@ class BookingService:
         if counts.earnings is not None:
             money = earnings(counts.earnings, self._timezone, now)
             staged.add(provider_id, EARNINGS_UPDATED, money, fill=True)
+
+    # --- Closing an account ------------------------------------------------------------
+
+    async def lock_for_closing(self, closing: Closing) -> list[int]:
+        """Before an account is sealed for erasure: lock its unfinished bookings; their
+        other parties will be told (:meth:`close_account`)."""
+        return await erasure.lock_open_bookings(closing.conn, closing.user_id, closing.role)
+
+    async def close_account(self, closing: Closing) -> None:
+        """An account is being erased: cancel its unfinished bookings (pending, accepted,
+        rejected or in progress), each with the usual events and a notification to the
+        other side, which does not name the account."""
+        side = Side(closing.role)
+        for booking_id, other in await erasure.open_bookings(closing.conn, closing.user_id, side):
+            if other is not None:
+                closing.may_tell(other)
+            found = await bookings.lock_for_change(closing.conn, booking_id, closing.user_id)
+            if found is None:
+                continue
+            # The other side is told in the words that stay: no name, no address.
+            found = dataclasses.replace(
+                found, booking=erasure.erased_party(found.booking, side.value)
+            )
+            locked = found.locked
+            transition = rules.Transition(
+                before=Status(locked.status),
+                after=Status.CANCELLED,
+                action=Action.CANCEL,
+                actor=side,
+            )
+            kind = NotificationType.BOOKING_PARTY_GONE
+            title, body = CATALOGUE[kind].render(
+                {
+                    "side": side.value,
+                    "service": locked.service_name,
+                    "when": self._when(locked.appointment_at),
+                }
+            )
+            note = NewNotification(transition.notify.value, kind, title, body)
+            await self._store_change(
+                closing.conn,
+                closing.stage(),
+                found,
+                transition,
+                note,
+                ACCOUNT_CLOSED,
+                closing.now,
+                answers=False,
+            )
+            self._metrics.booking_transitions.labels("cancel").inc()
 
     # --- Reading -----------------------------------------------------------------------
 

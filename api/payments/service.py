@@ -28,12 +28,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from api.notifications import (
-    NOTIFICATION_CREATED,
-    NotificationCreated,
-    NotificationType,
-    notification,
-)
+from api.notifications import NotificationType, new_notification, stage_notification
 from api.payments import rules
 from api.payments.gateway import (
     ForgedAnswer,
@@ -86,7 +81,6 @@ from kernel.jobs import Job, Tick
 from kernel.outbox import Outbox, StagedEvents
 from kernel.rpc.cursors import decode_cursor, next_cursor
 from kernel.rpc.registry import Caller, Empty
-from storage import notifications as notification_store
 from storage import payments as store
 from storage.database import Database
 from storage.events import Executor
@@ -107,23 +101,11 @@ Source = Literal["callback", "webhook", "verify", "reconcile"]
 # Statuses no answer of the gateway can change (refunds are followed by refund status).
 FINAL = frozenset({Status.PAID, Status.REVIEW, Status.REFUND_PENDING, Status.REFUNDED})
 
-# What the payer is told of a change (type, title, body; format fields: what, amount).
-_TOLD: dict[Status, tuple[NotificationType, str, str]] = {
-    Status.PAID: (
-        NotificationType.PAYMENT_SUCCESS,
-        "Payment successful",
-        "₹{amount} received: {what}.",
-    ),
-    Status.FAILED: (
-        NotificationType.PAYMENT_FAILED,
-        "Payment failed",
-        "Your payment of ₹{amount} for {what} did not go through. Nothing was charged; try again.",
-    ),
-    Status.REFUNDED: (
-        NotificationType.PAYMENT_REFUNDED,
-        "Payment refunded",
-        "₹{amount} for {what} was refunded to you.",
-    ),
+# What the payer is told of a change (texts: api.notifications.CATALOGUE).
+_TOLD: dict[Status, NotificationType] = {
+    Status.PAID: NotificationType.PAYMENT_SUCCESS,
+    Status.FAILED: NotificationType.PAYMENT_FAILED,
+    Status.REFUNDED: NotificationType.PAYMENT_REFUNDED,
 }
 
 
@@ -418,30 +400,19 @@ class PaymentService:
         if payment.user_id is None:
             return
         staged.add(payment.user_id, PAYMENT_UPDATED, PaymentUpdated(payment=view(payment)))
-        told = _TOLD.get(Status(payment.status))
-        if told is None:
+        kind = _TOLD.get(Status(payment.status))
+        if kind is None:
             return
-        kind, title, body = told
-        what = "your listing" if payment.product == "listing" else "labour access"
+        until = None
         if payment.status == Status.PAID and payment.period_ends_at is not None:
             until = payment.period_ends_at.astimezone(self._zone).strftime("%d %b %Y")
-            what += f", active until {until}"
-        row = await notification_store.insert_notification(
-            conn,
-            user_id=payment.user_id,
-            type=kind,
-            title=title,
-            body=body.format(amount=rupees(payment.amount_paise), what=what),
-            booking_id=None,
-            now=now,
-        )
-        staged.add(
-            payment.user_id,
-            NOTIFICATION_CREATED,
-            NotificationCreated(notification=notification(row)),
-            push_after=PUSH_AFTER,
-            now=now,
-        )
+        values = {
+            "amount": rupees(payment.amount_paise),
+            "what": "your listing" if payment.product == "listing" else "labour access",
+            "until": until,
+        }
+        row = await new_notification(conn, payment.user_id, kind, values, now=now)
+        stage_notification(staged, row, push_after=PUSH_AFTER, now=now)
 
     async def find(self, order_id: str) -> PaymentRow | None:
         return await store.get(self._db, order_id)
@@ -776,28 +747,15 @@ class PaymentService:
         async with self._db.transaction() as conn:
             expired = await store.expire_listings(conn, now, _EXPIRE_BATCH)
             for listing in expired:
-                ended = listing.ended_at.astimezone(self._zone).strftime("%d %b %Y")
-                body = f"Your {listing.service_name} listing ended on {ended}."
-                if listing.price_paise:
-                    body += f" Pay ₹{rupees(listing.price_paise)} to list it again."
-                else:
-                    body += " Renew it to list it again."
-                row = await notification_store.insert_notification(
-                    conn,
-                    user_id=listing.provider_id,
-                    type=NotificationType.SERVICE_EXPIRED,
-                    title="Service expired",
-                    body=body,
-                    booking_id=None,
-                    now=now,
+                values = {
+                    "service": listing.service_name,
+                    "date": listing.ended_at.astimezone(self._zone).strftime("%d %b %Y"),
+                    "price": rupees(listing.price_paise) if listing.price_paise else None,
+                }
+                row = await new_notification(
+                    conn, listing.provider_id, NotificationType.SERVICE_EXPIRED, values, now=now
                 )
-                staged.add(
-                    listing.provider_id,
-                    NOTIFICATION_CREATED,
-                    NotificationCreated(notification=notification(row)),
-                    push_after=PUSH_AFTER,
-                    now=now,
-                )
+                stage_notification(staged, row, push_after=PUSH_AFTER, now=now)
             await staged.write(conn)
         await staged.deliver()
         if expired:

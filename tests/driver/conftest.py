@@ -69,6 +69,15 @@ class MemoryClients:
         tokens = await client.login(phone, role, self.code_log.last("+91" + phone[-10:]))
         return client, tokens
 
+    async def login_existing(self, role: str = "customer") -> tuple[RtcClient, Any]:
+        """A client logged in to an account that existed already (made in the database,
+        not by a first login): its event log is empty, where a new account's starts
+        with its welcome notification."""
+        phone = self.new_phone()
+        assert self.app.db is not None
+        await accounts.upsert_verified_user(self.app.db, "+91" + phone[-10:], role, None)
+        return await self.login(phone, role)
+
     async def admin(self) -> tuple[RtcClient, Any]:
         """An admin (made by an operator, as ``rtc-server create-admin`` does), logged in."""
         phone = self.new_phone()

@@ -34,7 +34,7 @@ async def collect(client: RtcClient, count: int, timeout: float = 10) -> list[in
 async def test_published_event_reaches_every_device_of_the_user(
     core: App, clients: MemoryClients
 ) -> None:
-    first, tokens = await clients.login()
+    first, tokens = await clients.login_existing()
     second = await clients.device(tokens)
     seq = await core.publisher.publish(
         tokens["user"]["id"], loose("booking.offered"), Loose.of({"bookingId": 42})
@@ -45,7 +45,7 @@ async def test_published_event_reaches_every_device_of_the_user(
 
 
 async def test_ack_is_cumulative_and_never_goes_back(core: App, clients: MemoryClients) -> None:
-    client, tokens = await clients.login()
+    client, tokens = await clients.login_existing()
     user_id = tokens["user"]["id"]
     for n in range(3):
         await core.publisher.publish(user_id, loose("notification.created"), Loose.of({"n": n}))
@@ -56,7 +56,7 @@ async def test_ack_is_cumulative_and_never_goes_back(core: App, clients: MemoryC
 
 
 async def test_reconnect_replays_missed_events_in_order(core: App, clients: MemoryClients) -> None:
-    client, tokens = await clients.login()
+    client, tokens = await clients.login_existing()
     user_id = tokens["user"]["id"]
     await core.publisher.publish(user_id, loose("e"), Loose.of({"n": 1}))
     assert await collect(client, 1) == [1]
@@ -73,7 +73,7 @@ async def test_reconnect_replays_missed_events_in_order(core: App, clients: Memo
 async def test_without_last_seq_a_new_socket_resumes_after_the_last_ack(
     core: App, clients: MemoryClients
 ) -> None:
-    client, tokens = await clients.login()
+    client, tokens = await clients.login_existing()
     user_id = tokens["user"]["id"]
     for n in range(4):
         await core.publisher.publish(user_id, loose("e"), Loose.of({"n": n}))
@@ -88,7 +88,7 @@ async def test_without_last_seq_a_new_socket_resumes_after_the_last_ack(
 async def test_resume_under_concurrent_publishing_loses_and_repeats_nothing(
     core: App, clients: MemoryClients
 ) -> None:
-    client, tokens = await clients.login()
+    client, tokens = await clients.login_existing()
     user_id = tokens["user"]["id"]
     total = 300
     published: list[int] = []
@@ -122,7 +122,7 @@ async def test_resume_under_concurrent_publishing_loses_and_repeats_nothing(
 async def test_publish_many_is_one_write_for_all_recipients(
     core: App, clients: MemoryClients
 ) -> None:
-    logged_in = [await clients.login() for _ in range(5)]
+    logged_in = [await clients.login_existing() for _ in range(5)]
     users = [tokens["user"]["id"] for _, tokens in logged_in]
     seqs = await core.publisher.publish_many(users, loose("catalog.changed"), Loose.of({"v": 2}))
     assert sorted(seqs) == sorted(users)
@@ -132,7 +132,7 @@ async def test_publish_many_is_one_write_for_all_recipients(
 
 
 async def test_pruned_log_answers_not_recovered(core: App, clients: MemoryClients) -> None:
-    client, tokens = await clients.login()
+    client, tokens = await clients.login_existing()
     user_id = tokens["user"]["id"]
     for n in range(30):
         await core.publisher.publish(user_id, loose("e"), Loose.of({"n": n}))
@@ -150,7 +150,7 @@ async def test_pruned_log_answers_not_recovered(core: App, clients: MemoryClient
 
 
 async def test_client_ahead_of_the_log_is_told_to_refetch(clients: MemoryClients) -> None:
-    _, tokens = await clients.login()
+    _, tokens = await clients.login_existing()
     fresh = clients.anonymous()
     answer = await fresh.authenticate(tokens["accessToken"], last_seq=500)
     assert answer["recovered"] is False and answer["resumeFrom"] == 0
@@ -161,7 +161,7 @@ async def test_a_replay_follows_the_clients_reading_speed(
 ) -> None:
     """More than a socket's send buffer holds: the replay writes as the client reads
     (never more than the high-water mark ahead of it), every event once, in order."""
-    _, tokens = await clients.login()
+    _, tokens = await clients.login_existing()
     user_id = tokens["user"]["id"]
     filler = "x" * 3000
     for n in range(400):  # 1.2 MB, beyond server.send_buffer_bytes
@@ -179,7 +179,7 @@ async def five_users_in_chunks_of_two(
     """A server whose fan-outs write two users per statement, and five logged-in users."""
     app = await prepared(db_dsn, tmp_path, clock, events={"fanout_chunk": 2})
     opened = MemoryClients(app, code_log)
-    logged_in = [await opened.login() for _ in range(5)]
+    logged_in = [await opened.login_existing() for _ in range(5)]
     return app, opened, logged_in, [tokens["user"]["id"] for _, tokens in logged_in]
 
 
@@ -237,7 +237,7 @@ async def test_fan_out_whose_write_fails_mid_way_tells_the_caller(
 
 
 async def test_deleting_a_user_deletes_their_events(core: App, clients: MemoryClients) -> None:
-    _, tokens = await clients.login()
+    _, tokens = await clients.login_existing()
     user_id = tokens["user"]["id"]
     await core.publisher.publish(user_id, loose("e"), Loose.of({"n": 1}))
     assert core.db is not None

@@ -18,6 +18,7 @@ from api.payments.paytm.simulator import PaytmSimulator
 from kernel.clock import FakeClock
 from rtc_server.app import App
 from rtc_server.client import RtcClient
+from storage import accounts
 from tests.integration.paytm_env import KEY, MID
 from tests.servers import CodeLog, settings_for
 
@@ -89,6 +90,15 @@ class Clients:
         code = self.code_log.last("+91" + phone[-10:])
         tokens = await client.login(phone, role, code)
         return client, tokens
+
+    async def login_existing(self, role: str = "customer") -> tuple[RtcClient, Any]:
+        """A socket logged in to an account that existed already (made in the database,
+        not by a first login): its event log is empty, where a new account's starts
+        with its welcome notification."""
+        phone = self.new_phone()
+        assert self.app.db is not None
+        await accounts.upsert_verified_user(self.app.db, e164(phone), role, None)
+        return await self.login(phone, role)
 
     async def close(self) -> None:
         await asyncio.gather(*(c.close() for c in self.opened), return_exceptions=True)

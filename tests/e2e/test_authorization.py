@@ -28,6 +28,7 @@ ACTORS = ("anonymous", "customer", "provider", "other_customer", "other_provider
 OK, UNAUTH, FORBIDDEN, NOT_FOUND = "allowed", "unauthenticated", "forbidden", "not_found"
 STATE = "state_conflict"  # a party past the authorization checks, the call ringing
 CONFLICT = "conflict"
+CODE = "invalid_code"
 
 _keys = itertools.count(1)
 
@@ -94,6 +95,11 @@ MATRIX: dict[str, tuple[Params, tuple[str, ...]]] = {
     "services.list": (lambda f: {}, (OK, OK, OK, OK, OK, OK)),
     "me.get": (lambda f: {}, (UNAUTH, OK, OK, OK, OK, OK)),
     "me.update": (lambda f: {"email": None}, (UNAUTH, OK, OK, OK, OK, OK)),
+    # Past the role check a wrong code is refused (deleting: tests/e2e/test_account_deletion).
+    "me.delete": (
+        lambda f: {"code": "000000"},
+        (UNAUTH, CODE, CODE, CODE, CODE, FORBIDDEN),
+    ),
     "addresses.list": (lambda f: {}, (UNAUTH, OK, OK, OK, OK, FORBIDDEN)),
     "addresses.create": (
         lambda f: address_params(),
@@ -123,6 +129,18 @@ MATRIX: dict[str, tuple[Params, tuple[str, ...]]] = {
         lambda f: {"id": f.service_id},
         (UNAUTH, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, OK),
     ),
+    "admin.places.list": (
+        lambda f: {"kind": "city", "limit": 1},
+        (UNAUTH, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, OK),
+    ),
+    "admin.places.setAlias": (
+        lambda f: {"kind": "city", "name": "Blr", "canonical": "Bengaluru"},
+        (UNAUTH, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, OK),
+    ),
+    "admin.places.removeAlias": (
+        lambda f: {"kind": "city", "name": "Bangalore"},
+        (UNAUTH, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, OK),
+    ),
     "admin.users.list": (
         lambda f: {"role": "customer", "limit": 1},
         (UNAUTH, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, OK),
@@ -142,6 +160,10 @@ MATRIX: dict[str, tuple[Params, tuple[str, ...]]] = {
     "admin.stats": (lambda f: {}, (UNAUTH, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, OK)),
     "admin.audit.list": (
         lambda f: {},
+        (UNAUTH, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, OK),
+    ),
+    "admin.push.history": (
+        lambda f: {"userId": f.victim_id},
         (UNAUTH, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, OK),
     ),
     "admin.announce": (
@@ -239,6 +261,11 @@ MATRIX: dict[str, tuple[Params, tuple[str, ...]]] = {
         lambda f: {"reportId": f.report_id, "status": "closed"},
         (UNAUTH, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, OK),
     ),
+    "admin.reports.setStatusMany": (
+        lambda f: {"reportIds": [f.report_id], "status": "closed"},
+        (UNAUTH, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, OK),
+    ),
+    "reports.mine": (lambda f: {}, (UNAUTH, OK, OK, OK, OK, FORBIDDEN)),
     "calls.start": (
         lambda f: {"idempotencyKey": key(), "bookingId": f.pending_id},
         (UNAUTH, OK, OK, NOT_FOUND, NOT_FOUND, FORBIDDEN),
@@ -268,6 +295,11 @@ MATRIX: dict[str, tuple[Params, tuple[str, ...]]] = {
         (UNAUTH, OK, STATE, NOT_FOUND, NOT_FOUND, FORBIDDEN),
     ),
     "calls.history": (lambda f: {}, (UNAUTH, OK, OK, OK, OK, FORBIDDEN)),
+    # The parties get past the checks to find the call still ringing.
+    "calls.report": (
+        lambda f: {"idempotencyKey": key(), "callId": f.call_id, "quality": 4},
+        (UNAUTH, STATE, STATE, NOT_FOUND, NOT_FOUND, FORBIDDEN),
+    ),
     "admin.calls.watch": (lambda f: {}, (UNAUTH, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, OK)),
     "admin.calls.unwatch": (
         lambda f: {},
@@ -495,7 +527,7 @@ async def _end_calls(clients: Clients) -> None:
 async def _victim(clients: Clients) -> int:
     assert clients.app.db is not None
     phone = e164(clients.new_phone())
-    user = await accounts.upsert_verified_user(clients.app.db, phone, "customer", "Victim")
+    user, _ = await accounts.upsert_verified_user(clients.app.db, phone, "customer", "Victim")
     return user.id
 
 

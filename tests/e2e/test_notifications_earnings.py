@@ -27,14 +27,20 @@ async def test_notifications_list_filter_page_and_read_marks(clients: Clients, a
         {"idempotencyKey": key(), "bookingId": booked[1]["id"], "reason": "Away that day"},
     )
     created = await next_of(m.customer, "notification.created")
+    assert created["notification"]["type"] == "welcome"  # the new account's first event
+    created = await next_of(m.customer, "notification.created")
     assert created["notification"]["type"] == "booking_accepted"
     page = await m.customer.call("notifications.list", {})
-    assert [n["type"] for n in page["notifications"]] == ["booking_rejected", "booking_accepted"]
-    assert page["unreadCount"] == 2 and page["nextCursor"] is None
+    assert [n["type"] for n in page["notifications"]] == [
+        "booking_rejected",
+        "booking_accepted",
+        "welcome",
+    ]
+    assert page["unreadCount"] == 3 and page["nextCursor"] is None
     assert page["notifications"][1] == created["notification"]
     assert "Away that day" in page["notifications"][0]["body"]
     requests = await m.provider.call("notifications.list", {"type": "booking_request", "limit": 2})
-    assert len(requests["notifications"]) == 2 and requests["unreadCount"] == 3
+    assert len(requests["notifications"]) == 2 and requests["unreadCount"] == 4  # and welcome
     rest = await m.provider.call(
         "notifications.list",
         {"type": "booking_request", "limit": 2, "cursor": requests["nextCursor"]},
@@ -46,12 +52,12 @@ async def test_notifications_list_filter_page_and_read_marks(clients: Clients, a
     # Read marks: only the caller's own ids count.
     mine = page["notifications"][0]["id"]
     marked = await m.customer.call("notifications.markRead", {"ids": [mine, ids[0]]})
-    assert marked == {"updated": 1, "unreadCount": 1}
-    assert await m.provider.call("notifications.unreadCount") == {"count": 3}
+    assert marked == {"updated": 1, "unreadCount": 2}
+    assert await m.provider.call("notifications.unreadCount") == {"count": 4}
     unread = await m.customer.call("notifications.list", {"unreadOnly": True})
-    assert [n["type"] for n in unread["notifications"]] == ["booking_accepted"]
+    assert [n["type"] for n in unread["notifications"]] == ["booking_accepted", "welcome"]
     assert (await m.customer.call("notifications.list", {}))["notifications"][0]["read"] is True
-    assert await m.customer.call("notifications.markAllRead") == {"updated": 1, "unreadCount": 0}
+    assert await m.customer.call("notifications.markAllRead") == {"updated": 2, "unreadCount": 0}
     error = await refused(m.customer, "notifications.list", {"type": "no_such_type"})
     assert error.code == -32602
 
@@ -65,7 +71,7 @@ async def test_reads_and_deletes_reach_the_users_other_devices(
     for h in range(3):
         await m.customer.call("bookings.create", m.booking(at + timedelta(hours=h)))
         clock.advance(3600)
-    page = await m.provider.call("notifications.list", {})
+    page = await m.provider.call("notifications.list", {"type": "booking_request"})
     first, second, third = sorted(n["id"] for n in page["notifications"])
     # A date range: created at or after since, before until.
     created = sorted(datetime.fromisoformat(n["createdAt"]) for n in page["notifications"])
@@ -80,28 +86,28 @@ async def test_reads_and_deletes_reach_the_users_other_devices(
         {"since": created[2].isoformat(), "until": created[1].isoformat()},
     )
     assert error.code == -32602
-    # Read on the phone: the tablet is told, with the badge.
+    # Read on the phone: the tablet is told, with the badge (the welcome is unread too).
     assert await m.provider.call("notifications.markRead", {"ids": [first]}) == {
         "updated": 1,
-        "unreadCount": 2,
+        "unreadCount": 3,
     }
     changed = await next_of(tablet, "notifications.changed")
-    assert changed == {"readIds": [first], "allRead": False, "deletedIds": [], "unreadCount": 2}
+    assert changed == {"readIds": [first], "allRead": False, "deletedIds": [], "unreadCount": 3}
     # Deleted on the tablet (someone else's id ignored): gone, and the phone is told.
     deleted = await tablet.call("notifications.delete", {"ids": [second, 999_999]})
-    assert deleted == {"deleted": 1, "unreadCount": 1}
+    assert deleted == {"deleted": 1, "unreadCount": 2}
     changed = await next_of(m.provider, "notifications.changed")
     while changed["deletedIds"] != [second]:  # the phone's own read came first
         changed = await next_of(m.provider, "notifications.changed")
-    assert changed["unreadCount"] == 1
-    left = await m.provider.call("notifications.list", {})
+    assert changed["unreadCount"] == 2
+    left = await m.provider.call("notifications.list", {"type": "booking_request"})
     assert sorted(n["id"] for n in left["notifications"]) == [first, third]
     # Nothing changed: no event. Then all read.
     assert await tablet.call("notifications.delete", {"ids": [second]}) == {
         "deleted": 0,
-        "unreadCount": 1,
+        "unreadCount": 2,
     }
-    assert await m.provider.call("notifications.markAllRead") == {"updated": 1, "unreadCount": 0}
+    assert await m.provider.call("notifications.markAllRead") == {"updated": 2, "unreadCount": 0}
     changed = await next_of(tablet, "notifications.changed")
     while not changed["allRead"]:
         changed = await next_of(tablet, "notifications.changed")
@@ -115,11 +121,12 @@ async def test_notifications_are_pruned_after_their_retention(
     await m.customer.call("bookings.create", m.booking(later(app)))
     clock.advance(89 * 86400)
     await app.housekeeping.run_once()
-    assert (await m.provider.call("notifications.unreadCount"))["count"] == 1
+    assert (await m.provider.call("notifications.unreadCount"))["count"] == 2  # and welcome
     clock.advance(2 * 86400)
     await app.housekeeping.run_once()
     assert (await m.provider.call("notifications.unreadCount"))["count"] == 0
-    assert app.metrics.registry.get_sample_value("rtc_notifications_pruned_total") == 1
+    # The request and both parties' welcomes.
+    assert app.metrics.registry.get_sample_value("rtc_notifications_pruned_total") == 3
 
 
 async def test_earnings_follow_the_jobs_live(clients: Clients, app: App) -> None:

@@ -59,7 +59,7 @@ def received(app: App) -> float:
 
 async def test_a_client_resumes_on_another_instance_with_nothing_lost(cluster: Cluster) -> None:
     a, b, c = await cluster(3)
-    client, tokens = await b.login()
+    client, tokens = await b.login_existing()
     user = tokens["user"]["id"]
     for n in range(3):
         await a.app.publisher.publish(user, loose("e"), Loose.of({"n": n}))
