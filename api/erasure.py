@@ -176,13 +176,14 @@ class Erasure:
         the steps' work after the commit (:meth:`Closing.after_commit`)."""
         for staged in closing.staged:
             await staged.deliver()
-        if closing.sessions:
-            await self._revoke(closing.user_id, closing.sessions, closing.reason)
         for run in closing.after:
             try:
                 await run()
             except Exception:
                 log.exception("a closing step's work after the commit failed")
+        # Last: the revocation closes the asking socket once the answer is written.
+        if closing.sessions:
+            await self._revoke(closing.user_id, closing.sessions, closing.reason)
         log.info(
             "account erased",
             extra={"user": closing.user_id, "role": closing.role, "reason": closing.reason},

@@ -1,8 +1,10 @@
-"""A user's own profile (methods ``me.*``): name, email.
+"""A user's own profile (methods ``me.*``): name, email, picture.
 
 Rules kept from the original (reference 1.2, 8.6): the full name may really change at
 most twice per account (setting a first name, or sending the same one, is no change);
-an email belongs to one account, whatever its case.
+an email belongs to one account, whatever its case. The picture is an upload
+(:mod:`api.uploads`) of purpose ``profilePicture``; replacing or removing it deletes
+the old one's files.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field
 
+from api.uploads.models import UploadId, UploadView
+from api.uploads.service import UPLOADS, Uploads
 from kernel.errors import Conflict, NotFound, Unprocessable
 from kernel.feature import Feature, Kit
 from kernel.rpc.registry import Access, Caller, Empty, MethodRegistry, Params, Result
@@ -20,6 +24,7 @@ from kernel.rpc.text import FullName, Trimmed
 from storage import admin, profiles
 from storage.database import Database
 from storage.errors import UniqueViolation
+from storage.uploads import UploadRow
 
 MAX_NAME_CHANGES = 2
 
@@ -45,6 +50,11 @@ Email = Annotated[str, Trimmed(6, 254), AfterValidator(_email)]
 class UpdateProfile(Params):
     full_name: FullName | None = None
     email: Email | None = Field(None, description="null removes the email")
+    picture_upload_id: UploadId | None = Field(
+        None,
+        description="an upload of purpose profilePicture (uploads.create) to show;"
+        " null removes the picture",
+    )
 
 
 class Profile(Result):
@@ -57,6 +67,7 @@ class Profile(Result):
     name_change_count: int
     name_changes_left: int
     created_at: datetime
+    picture: UploadView | None = Field(description="the profile picture; null: none")
 
 
 def next_name(current: str | None, wanted: str, changes: int) -> tuple[str, int]:
@@ -72,7 +83,7 @@ def next_name(current: str | None, wanted: str, changes: int) -> tuple[str, int]
     return wanted, changes + 1
 
 
-def _profile(row: profiles.ProfileRow) -> Profile:
+def _profile(row: profiles.ProfileRow, picture: UploadView | None) -> Profile:
     return Profile(
         id=row.id,
         phone=row.phone,
@@ -83,12 +94,14 @@ def _profile(row: profiles.ProfileRow) -> Profile:
         name_change_count=row.name_change_count,
         name_changes_left=max(0, MAX_NAME_CHANGES - row.name_change_count),
         created_at=row.created_at,
+        picture=picture,
     )
 
 
 class ProfileService:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, uploads: Uploads) -> None:
         self._db = db
+        self._uploads = uploads
 
     def register(self, registry: MethodRegistry) -> None:
         # Any role: customers, providers and admins each own exactly their profile.
@@ -102,15 +115,22 @@ class ProfileService:
         row = await profiles.get_profile(self._db, caller.require_user())
         if row is None:
             raise NotFound("no such account")
-        return _profile(row)
+        return _profile(row, await self._picture(row.id))
+
+    async def _picture(self, user_id: int) -> UploadView | None:
+        files = await self._uploads.profile_files(user_id)
+        return self._uploads.first_view(files["profilePicture"], user_id)
 
     async def update(self, caller: Caller, params: UpdateProfile) -> Profile:
-        """Change the full name (at most twice) and/or the email (null removes it).
+        """Change the full name (at most twice), the email (null removes it) and/or the
+        picture (an upload of purpose profilePicture; null removes it, and a replaced
+        or removed picture's files are deleted).
 
         A retry is harmless: the same name again is no change and is not counted.
         """
         user_id = caller.require_user()
         given = params.model_fields_set
+        removed: list[UploadRow] = []
         try:
             async with self._db.transaction() as conn:
                 row = await profiles.lock_profile(conn, user_id)
@@ -126,11 +146,17 @@ class ProfileService:
                             "this email may not be used", reason="email_blocked", field="email"
                         )
                 row = await profiles.save_profile(conn, user_id, name, email, changes)
+                if "picture_upload_id" in given:
+                    wanted = [] if params.picture_upload_id is None else [params.picture_upload_id]
+                    removed = await self._uploads.replace(
+                        conn, user_id, "profilePicture", wanted, field="pictureUploadId"
+                    )
         except UniqueViolation:
             raise Conflict(
                 "this email belongs to another account", reason="email_taken", field="email"
             ) from None
-        return _profile(row)
+        await self._uploads.discard(removed)
+        return _profile(row, await self._picture(user_id))
 
 
 class ProfileFeature(Feature):
@@ -139,4 +165,4 @@ class ProfileFeature(Feature):
     name = "profile"
 
     async def install(self, kit: Kit) -> None:
-        ProfileService(kit.db).register(kit.methods)
+        ProfileService(kit.db, kit.port(UPLOADS)).register(kit.methods)

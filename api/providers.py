@@ -7,7 +7,10 @@ the catalog, each priced above 0 paise. A paid service starts ``pending`` until 
 paid for (payments come later); the free one (labour) is ``active`` for 365 days.
 
 Public listings never carry a phone number, a user id or a street address: the
-original leaked providers' phones in its public routes (reference 1.6).
+original leaked providers' phones in its public routes (reference 1.6). They carry the
+provider's profile picture, and a verified provider's working proofs (up to
+:data:`MAX_PROOFS`) and engineering certificate: uploads (:mod:`api.uploads`) the
+provider attaches with ``providers.profile.update``, public once attached.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ import orjson
 from pydantic import Field, model_validator
 
 from api.addresses import City, FullAddress, State
+from api.uploads.models import UploadId, UploadView
+from api.uploads.service import UPLOADS, Uploads
 from kernel.clock import Clock
 from kernel.errors import Conflict, NotFound
 from kernel.feature import Feature, Kit
@@ -38,6 +43,7 @@ from kernel.rpc.text import Paragraphs, invalid, refuse_nulls
 from storage import bookings, providers, ratings
 from storage.database import Database
 from storage.events import Executor
+from storage.uploads import UploadRow
 
 MAX_PAGE = 50
 MAX_FEATURED = 20
@@ -45,6 +51,8 @@ MAX_REVIEWS = 10
 MAX_SUB_SERVICES = 50
 MAX_PRICE_PAISE = 100_000_000  # ₹10,00,000 for one sub-service: catches typos in paise
 FREE_LISTING = timedelta(days=365)
+MAX_PROOFS = 10
+PROOF_PURPOSES = ("profilePicture", "workingProof", "certificate")
 ROLES = frozenset({"provider"})
 
 Id = Annotated[int, Field(ge=1, le=2**63 - 1)]
@@ -117,10 +125,26 @@ class UpdateProviderProfile(Params):
     years_of_experience: Years | None = None
     description: Description | None = Field(None, description="null removes it")
     is_engineering_provider: bool | None = None
+    working_proof_upload_ids: list[UploadId] | None = Field(
+        None,
+        max_length=MAX_PROOFS,
+        description="uploads of purpose workingProof (uploads.create): they replace the"
+        " working proofs shown (those kept are sent again; [] removes all)",
+    )
+    certificate_upload_id: UploadId | None = Field(
+        None,
+        description="an upload of purpose certificate: the engineering certificate;"
+        " null removes it",
+    )
 
     @model_validator(mode="after")
     def _no_nulls(self) -> UpdateProviderProfile:
-        refuse_nulls(self, ("years_of_experience", "is_engineering_provider"))
+        refuse_nulls(
+            self, ("years_of_experience", "is_engineering_provider", "working_proof_upload_ids")
+        )
+        proofs = self.working_proof_upload_ids or []
+        if len(set(proofs)) != len(proofs):
+            raise invalid(("workingProofUploadIds", "each upload at most once"))
         return self
 
 
@@ -182,6 +206,8 @@ class ProviderProfile(Result):
     years_of_experience: int
     description: str | None
     is_engineering_provider: bool
+    working_proofs: list[UploadView] = Field(description="in the order attached")
+    certificate: UploadView | None = Field(description="the engineering certificate")
 
 
 class Listing(Result):
@@ -203,6 +229,9 @@ class Listing(Result):
     max_price_paise: int | None = Field(description="the highest; null: none priced")
     rating_average: float | None = Field(description="customers' stars, 1-5; null: none yet")
     rating_count: int
+    picture: UploadView | None = Field(
+        description="the provider's profile picture (public, stable URLs); null: none"
+    )
 
 
 class Review(Result):
@@ -214,6 +243,12 @@ class Review(Result):
 
 class ListingDetails(Listing):
     sub_services: list[SubServicePrice]
+    working_proofs: list[UploadView] = Field(
+        description="the provider's photos of past work, once the provider is verified"
+    )
+    certificate: UploadView | None = Field(
+        description="the engineering certificate, once the provider is verified"
+    )
     reviews: list[Review] = Field(description="the newest customer ratings (at most 10)")
 
 
@@ -322,11 +357,15 @@ def _listing_fields(row: providers.ListingRow) -> dict[str, object]:
     }
 
 
-def _profile(row: providers.ProviderProfileRow) -> ProviderProfile:
+def _profile(
+    row: providers.ProviderProfileRow, proofs: list[UploadView], certificate: UploadView | None
+) -> ProviderProfile:
     return ProviderProfile(
         years_of_experience=row.years_of_experience,
         description=row.description,
         is_engineering_provider=row.is_engineering_provider,
+        working_proofs=proofs,
+        certificate=certificate,
     )
 
 
@@ -348,9 +387,10 @@ async def _catalog_entry(conn: Executor, service_id: int) -> providers.CatalogEn
 
 
 class ProviderService:
-    def __init__(self, db: Database, clock: Clock) -> None:
+    def __init__(self, db: Database, clock: Clock, uploads: Uploads) -> None:
         self._db = db
         self._clock = clock
+        self._uploads = uploads
 
     def register(self, registry: MethodRegistry) -> None:
         add = registry.add
@@ -506,15 +546,52 @@ class ProviderService:
         return Removed()
 
     async def get_profile(self, caller: Caller, params: Empty) -> ProviderProfile:
-        """The caller's provider profile (defaults until first saved)."""
-        return _profile(await providers.get_profile(self._db, caller.require_user()))
+        """The caller's provider profile (defaults until first saved), with the
+        working proofs and certificate attached."""
+        user_id = caller.require_user()
+        return await self._own_profile(user_id, await providers.get_profile(self._db, user_id))
+
+    async def _own_profile(
+        self, user_id: int, row: providers.ProviderProfileRow
+    ) -> ProviderProfile:
+        files = await self._uploads.profile_files(user_id)
+        return _profile(
+            row,
+            [self._uploads.view(r, user_id) for r in files["workingProof"]],
+            self._uploads.first_view(files["certificate"], user_id),
+        )
 
     async def update_profile(
         self, caller: Caller, params: UpdateProviderProfile
     ) -> ProviderProfile:
-        """Change the experience, description or engineering flag (the fields sent)."""
-        changes = params.model_dump(include=params.model_fields_set)
-        return _profile(await providers.save_profile(self._db, caller.require_user(), changes))
+        """Change the experience, description or engineering flag, the working proofs
+        (up to 10 uploads, replacing those shown) or the certificate (the fields sent).
+        Proofs and a certificate taken out are deleted."""
+        user_id = caller.require_user()
+        given = params.model_fields_set
+        changes = params.model_dump(include=given & providers.PROFILE_WRITABLE)
+        removed: list[UploadRow] = []
+        async with self._db.transaction() as conn:
+            row = await providers.save_profile(conn, user_id, changes)
+            if params.working_proof_upload_ids is not None:
+                removed += await self._uploads.replace(
+                    conn,
+                    user_id,
+                    "workingProof",
+                    params.working_proof_upload_ids,
+                    field="workingProofUploadIds",
+                )
+            if "certificate_upload_id" in given:
+                certificate = params.certificate_upload_id
+                removed += await self._uploads.replace(
+                    conn,
+                    user_id,
+                    "certificate",
+                    [] if certificate is None else [certificate],
+                    field="certificateUploadId",
+                )
+        await self._uploads.discard(removed)
+        return await self._own_profile(user_id, row)
 
     # --- Public ------------------------------------------------------------------------
 
@@ -540,9 +617,18 @@ class ProviderService:
             last = page[-1]
             key = providers.SearchKey(last.rank, last.years_of_experience, last.id)
             next_cursor = encode_cursor(key, params)
-        return ListingPage(
-            providers=[Listing(**_listing_fields(r)) for r in page], next_cursor=next_cursor
-        )
+        return ListingPage(providers=await self._listings(page), next_cursor=next_cursor)
+
+    async def _listings(self, rows: list[providers.ListingRow]) -> list[Listing]:
+        """Listings with their providers' pictures (one query for the page)."""
+        pictures = await self._uploads.listing_files([r.id for r in rows])
+        return [
+            Listing(
+                **_listing_fields(r),
+                picture=self._uploads.first_view(pictures.get(r.id, []), None),
+            )
+            for r in rows
+        ]
 
     async def get(self, caller: Caller, params: RegistrationRef) -> ListingDetails:
         """An active provider's listing with the price of each sub-service."""
@@ -550,8 +636,15 @@ class ProviderService:
         if row is None:
             raise NotFound("no such provider")
         reviews = await ratings.recent_reviews(self._db, row.id, MAX_REVIEWS)
+        files: dict[str, list[UploadRow]] = {p: [] for p in PROOF_PURPOSES}
+        public = await self._uploads.listing_files([row.id], PROOF_PURPOSES)
+        for upload in public.get(row.id, []):  # proofs of verified providers only
+            files[upload.purpose].append(upload)
         return ListingDetails(
             **_listing_fields(row),
+            picture=self._uploads.first_view(files["profilePicture"], None),
+            working_proofs=[self._uploads.view(u, None) for u in files["workingProof"]],
+            certificate=self._uploads.first_view(files["certificate"], None),
             sub_services=_prices(row.prices),
             reviews=[Review(**{k: getattr(r, k) for k in Review.model_fields}) for r in reviews],
         )
@@ -559,7 +652,7 @@ class ProviderService:
     async def featured(self, caller: Caller, params: FeaturedProviders) -> FeaturedList:
         """A small random set of active providers (any service)."""
         rows = await providers.featured(self._db, self._clock.now(), params.limit)
-        return FeaturedList(providers=[Listing(**_listing_fields(r)) for r in rows])
+        return FeaturedList(providers=await self._listings(rows))
 
 
 class ProvidersFeature(Feature):
@@ -568,4 +661,4 @@ class ProvidersFeature(Feature):
     name = "providers"
 
     async def install(self, kit: Kit) -> None:
-        ProviderService(kit.db, kit.clock).register(kit.methods)
+        ProviderService(kit.db, kit.clock, kit.port(UPLOADS)).register(kit.methods)

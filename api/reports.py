@@ -9,7 +9,9 @@ the original). Admins review reports and set them resolved or closed, one or up 
 :data:`MAX_IDS` at once; each report whose status changed goes to its reporter as
 ``report.updated``, in the transaction of the change. The original's provider reports
 named the customer by a fuzzy name match: here a report always belongs to a booking,
-so it names exactly its two parties.
+so it names exactly its two parties. A report may carry up to :data:`MAX_EVIDENCE`
+images (uploads of purpose ``reportEvidence``, :mod:`api.uploads`), which only admins
+see (``admin.reports.list``, by signed links).
 """
 
 from __future__ import annotations
@@ -18,25 +20,28 @@ from datetime import datetime, timedelta
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from api.bookings.rules import Side
 from api.bookings.service import party, side_of
 from api.bookings.settings import BookingSettings
 from api.notifications import NotificationType, new_notification, stage_notification
+from api.uploads.models import UploadId, UploadView
+from api.uploads.service import Uploads
 from kernel.clock import Clock
 from kernel.errors import Conflict, NotFound, RateLimited
 from kernel.events import EventSpec
 from kernel.outbox import Outbox
 from kernel.rpc.cursors import Cursor, decode_cursor, next_cursor
 from kernel.rpc.registry import Access, Caller, IdempotentParams, MethodRegistry, Params, Result
-from kernel.rpc.text import Line, Paragraphs
+from kernel.rpc.text import Line, Paragraphs, invalid
 from storage import bookings, reports
 from storage.database import Database
 
 ROLES = frozenset({"customer", "provider"})
 MAX_PAGE = 100
 MAX_IDS = 100
+MAX_EVIDENCE = 5
 DAY = timedelta(days=1)
 
 Id = Annotated[int, Field(ge=1, le=2**63 - 1)]
@@ -48,6 +53,18 @@ class CreateReport(IdempotentParams):
     booking_id: Id
     reason: Annotated[str, Line(2, 100)]
     description: Annotated[str, Paragraphs(10, 2000)]
+    evidence_upload_ids: list[UploadId] = Field(
+        default_factory=list,
+        max_length=MAX_EVIDENCE,
+        description="images of what happened: uploads of purpose reportEvidence"
+        " (uploads.create), seen by admins only",
+    )
+
+    @model_validator(mode="after")
+    def _distinct(self) -> CreateReport:
+        if len(set(self.evidence_upload_ids)) != len(self.evidence_upload_ids):
+            raise invalid(("evidenceUploadIds", "each upload at most once"))
+        return self
 
 
 class MyReports(Params):
@@ -101,8 +118,12 @@ class MyReportPage(Result):
     next_cursor: str | None = Field(description="pass as cursor for the next page; null: no more")
 
 
+class ListedReport(AdminReport):
+    evidence: list[UploadView] = Field(description="the reporter's images (signed links)")
+
+
 class ReportPage(Result):
-    reports: list[AdminReport]
+    reports: list[ListedReport]
     next_cursor: str | None = Field(description="pass as cursor for the next page; null: no more")
 
 
@@ -139,7 +160,9 @@ class ReportService:
         settings: BookingSettings,
         *,
         timezone: str,
+        uploads: Uploads,
     ) -> None:
+        self._uploads = uploads
         self._db = db
         self._outbox = outbox
         self._clock = clock
@@ -204,6 +227,15 @@ class ReportService:
             )
             if row is None:
                 raise Conflict("you reported this booking already", reason="already_reported")
+            if params.evidence_upload_ids:
+                await self._uploads.replace(
+                    conn,
+                    user_id,
+                    "reportEvidence",
+                    params.evidence_upload_ids,
+                    field="evidenceUploadIds",
+                    report_id=row.id,
+                )
             when = booking.appointment_at.astimezone(self._zone).strftime("%d %b %Y, %I:%M %p")
             note = await new_notification(
                 conn,
@@ -236,7 +268,8 @@ class ReportService:
         )
 
     async def list_reports(self, caller: Caller, params: ListReports) -> ReportPage:
-        """Reports, newest first, of one status or reporting side, or all."""
+        """Reports, newest first, of one status or reporting side, or all, with their
+        evidence (links for the asking admin)."""
         query = ("reports", params.status, params.reporter_side)
         rows = await reports.list_reports(
             self._db,
@@ -245,8 +278,17 @@ class ReportService:
             before_id=decode_cursor(params.cursor, query),
             limit=params.limit + 1,
         )
+        page = rows[: params.limit]
+        evidence = await self._uploads.evidence([r.id for r in page])
+        admin_id = caller.require_user()
         return ReportPage(
-            reports=[_admin_report(r) for r in rows[: params.limit]],
+            reports=[
+                ListedReport(
+                    **_admin_report(r).model_dump(),
+                    evidence=[self._uploads.view(u, admin_id) for u in evidence.get(r.id, [])],
+                )
+                for r in page
+            ],
             next_cursor=next_cursor([r.id for r in rows], params.limit, query),
         )
 

@@ -23,7 +23,7 @@ The media path (no database, no wire; the host drives it):
 Around it:
 
     host.py         the recorded calls whose media this instance carries
-    store.py        RecordingStore: files appear under their key only once complete
+    store.py        the files in the shared object store (kernel/objects.py), keys
     links.py        HMAC-signed, expiring download links
     service.py      recordings.* methods, the download on the HTTP port, retention
     models.py       their wire models

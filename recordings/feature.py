@@ -1,12 +1,15 @@
 """Recorded calls as a feature: the server's own media path, plugged into calls through
 :data:`signalling.ports.CALLS`; ``recordings.*``, the signed download on the HTTP port,
-the mixing and retention jobs."""
+the mixing and retention jobs; the files in the shared object store
+(:data:`kernel.objects.OBJECTS`)."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from kernel.feature import Feature, Kit
+from kernel.objects import OBJECTS
 from kernel.settings import ConfigError
 from recordings.events import RECORDING_FAILED, RECORDING_READY
 from recordings.host import MediaHost
@@ -15,7 +18,7 @@ from recordings.links import LinkSigner
 from recordings.metrics import RecordingMetrics
 from recordings.service import RecordingService
 from recordings.settings import RecordingSettings
-from recordings.store import LocalStore
+from recordings.store import adopt_former_folder, recording_store
 from signalling.ports import CALLS
 
 
@@ -31,7 +34,13 @@ class RecordingsFeature(Feature):
                 " download links point at (the HTTP port as clients reach it)"
             )
         metrics = RecordingMetrics(kit.metrics)
-        self.store = LocalStore(Path(s.dir) if s.dir else kit.data_dir / "recordings")
+        objects = kit.port(OBJECTS)
+        try:
+            self.store = recording_store(objects, own_dir=Path(s.dir) if s.dir else None)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        if not s.dir:
+            await asyncio.to_thread(adopt_former_folder, kit.data_dir / "recordings", objects)
         self.media = MediaHost(
             kit.db,
             self.store,

@@ -12,8 +12,9 @@ answers the party's device with ``call.signal`` wherever that socket is
 
 When both legs are answered the call is connected. When the call ends (any instance
 may end it: every call event reaches every instance, :meth:`MediaHost.call_event`) the
-media stops, both files are flushed and committed to the store atomically, the
-recording's rows are written, and a ``recording.ready`` call event goes to admins
+media stops, both files are flushed and committed to the shared object store (whole or
+absent: from then on any instance can mix and serve them), the recording's rows are
+written, and a ``recording.ready`` call event goes to admins
 (and to the parties when they may download). A leg whose file cannot be written (disk
 full) stops recording at once with a ``recording.failed`` event; the call goes on.
 """
@@ -30,6 +31,7 @@ from kernel.bus import Signal
 from kernel.clock import Clock
 from kernel.errors import InvalidParams, NotFound, Unprocessable
 from kernel.jobs import JobQueue
+from kernel.objects import ObjectStore
 from kernel.outbox import Outbox, StagedEvents
 from kernel.rpc.text import invalid
 from kernel.signals import Signals
@@ -40,7 +42,7 @@ from recordings.metrics import RecordingMetrics
 from recordings.models import RecordingFailed, RecordingReady
 from recordings.service import leg_view
 from recordings.settings import RecordingSettings
-from recordings.store import RecordingStore, file_key
+from recordings.store import CONTENT_TYPE, file_key
 from signalling.ports import CallEnded, CallNote, CallParties, Calls, CallSignal, Description
 from storage import recordings as store_rows
 from storage.database import Database
@@ -83,7 +85,7 @@ class MediaHost:
     def __init__(
         self,
         db: Database,
-        store: RecordingStore,
+        store: ObjectStore,
         outbox: Outbox,
         instance_id: str,
         signals: Signals,
@@ -307,8 +309,10 @@ class MediaHost:
                 continue
             error = result.error
             try:
-                stored = await self.store.commit(result.path, hosted.keys[leg])
-            except OSError as failed:
+                stored = await self.store.commit(
+                    result.path, hosted.keys[leg], content_type=CONTENT_TYPE
+                )
+            except OSError as failed:  # a full disk, an unreachable bucket
                 errors.append(f"{leg}: the file could not be stored ({failed.strerror})")
                 self._metrics.recording_failures.inc()
                 continue

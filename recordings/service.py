@@ -4,14 +4,16 @@ the download itself (HTTP port), and retention.
 Who may: admins always; the call's parties only when ``recordings.parties_may_download``
 is on. A link (:mod:`recordings.links`) is issued to one user for one leg and expires
 after ``recordings.link_ttl`` seconds; the HTTP handler checks the signature (constant
-time) and expiry before anything else, then serves the file with Range support
-(aiohttp's ``FileResponse``: 206 for a satisfiable range, 416 otherwise). Anything
-else is refused: a bad or expired link 403, a deleted recording 410.
+time) and expiry before anything else, then streams the file from the object store
+with Range support (:mod:`kernel.ranges`: 206 for a satisfiable range, 416 otherwise,
+``If-Range`` on its ETag or date), whichever instance stored it. Anything else is
+refused: a bad or expired link 403, a deleted recording 410.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from datetime import UTC, datetime, timedelta
 
@@ -20,6 +22,8 @@ from aiohttp import web
 from kernel.clock import Clock
 from kernel.errors import Forbidden, NotFound, StateConflict
 from kernel.jobs import Job, Tick
+from kernel.objects import ObjectInfo, ObjectStore
+from kernel.ranges import RangeNotSatisfiable, http_date, requested_range, unsatisfied
 from kernel.rpc.cursors import decode_cursor, next_cursor
 from kernel.rpc.registry import Access, Caller, MethodRegistry
 from recordings.jobs import MixRecording
@@ -37,7 +41,7 @@ from recordings.models import (
     RecordingView,
 )
 from recordings.settings import RecordingSettings
-from recordings.store import RecordingStore, file_key
+from recordings.store import CONTENT_TYPE, file_key
 from storage import recordings as rows
 from storage.database import Database
 from storage.recordings import LegRow, RecordingRow
@@ -55,7 +59,7 @@ class RecordingService:
     def __init__(
         self,
         db: Database,
-        store: RecordingStore,
+        store: ObjectStore,
         signer: LinkSigner,
         clock: Clock,
         settings: RecordingSettings,
@@ -154,8 +158,8 @@ class RecordingService:
             return web.json_response({"error": str(refused)}, status=403)
         row = await rows.get(self._db, grant.recording_id)
         key = _key_of(row, grant.leg) if row is not None else None
-        path = self.store.local_path(key) if key is not None else None
-        if row is None or row.state == "deleted" or path is None:
+        info = await self.store.stat(key) if key is not None else None
+        if row is None or row.state == "deleted" or key is None or info is None:
             self._metrics.recording_downloads.labels("gone").inc()
             return web.json_response({"error": "this recording is gone"}, status=410)
         self._metrics.recording_downloads.labels("ok").inc()
@@ -163,40 +167,41 @@ class RecordingService:
             "recording downloaded",
             extra={"recording": grant.recording_id, "leg": grant.leg, "user": grant.user_id},
         )
-        return web.FileResponse(
-            path,
-            headers={
-                "Content-Type": "audio/ogg",
-                "Cache-Control": "private, no-store",
-                "Content-Disposition": (
-                    f'attachment; filename="call-{row.call_id}-{grant.leg}.ogg"'
-                ),
-            },
-        )
+        headers = {
+            "Content-Type": CONTENT_TYPE,
+            "Cache-Control": "private, no-store",
+            "Content-Disposition": f'attachment; filename="call-{row.call_id}-{grant.leg}.ogg"',
+        }
+        return await _serve(request, self.store, info, headers)
 
     # --- The mixed file (job recordings.mix) ---------------------------------------------
 
     async def mix(self, job: Job[MixRecording]) -> None:
-        """Mix a recording's two legs into one file (enqueued when both were stored)."""
+        """Mix a recording's two legs into one file (enqueued when both were stored), on
+        whichever instance runs the job: the legs come from the object store."""
         recording_id = job.payload.recording_id
         row = await rows.get(self._db, recording_id)
         if row is None or row.state == "deleted" or row.mixed_key is not None:
             return  # gone, or made by an earlier attempt
-        legs = []
-        for leg in row.legs:
-            path = self.store.local_path(leg.storage_key)
-            if path is None:
-                # Not on this machine (recordings.dir not shared): another instance's
-                # attempt may find it; the job queue retries with backoff.
-                raise FileNotFoundError(f"recording {row.id}: the {leg.leg} leg is not here")
-            legs.append((path, leg.offset_ms))
         key = file_key(row.started_at, row.call_id, "mixed")
+        scratch = [self.store.temp_path(leg.storage_key) for leg in row.legs]
         temp = self.store.temp_path(key)
         try:
+            for leg, path in zip(row.legs, scratch, strict=True):
+                if not await self.store.fetch(leg.storage_key, path):
+                    # Stored before its rows were written: gone since (retention), so no
+                    # later attempt can find it either.
+                    log.error(
+                        "recording not mixed: a leg is not in the store",
+                        extra={"recording": row.id, "leg": leg.leg, "key": leg.storage_key},
+                    )
+                    return
+            legs = [(path, leg.offset_ms) for leg, path in zip(row.legs, scratch, strict=True)]
             duration = await asyncio.to_thread(mix_legs, legs, temp)
-            stored = await self.store.commit(temp, key)
+            stored = await self.store.commit(temp, key, content_type=CONTENT_TYPE)
         finally:
-            temp.unlink(missing_ok=True)
+            for path in (*scratch, temp):
+                path.unlink(missing_ok=True)
         if not await rows.set_mixed(
             self._db,
             row.id,
@@ -236,6 +241,48 @@ class RecordingService:
         if deleted or removed:
             log.info("recordings pruned", extra={"deleted": deleted, "temp_files": removed})
         return deleted
+
+
+async def _serve(
+    request: web.Request, store: ObjectStore, info: ObjectInfo, headers: dict[str, str]
+) -> web.StreamResponse:
+    """The object of ``info`` as the answer to a GET (or HEAD), streamed from the store:
+    all of it (200), the range asked for (206), or 416."""
+    size = info.bytes
+    headers = {
+        **headers,
+        "Accept-Ranges": "bytes",
+        "Last-Modified": http_date(info.modified),
+    }
+    if info.etag:
+        headers["ETag"] = f'"{info.etag}"'
+    try:
+        wanted = requested_range(
+            request.headers.get("Range"),
+            size,
+            if_range=request.headers.get("If-Range"),
+            etag=info.etag,
+            modified=info.modified,
+        )
+    except RangeNotSatisfiable:
+        headers["Content-Range"] = unsatisfied(size)
+        return web.Response(status=416, headers=headers)
+    response = web.StreamResponse(status=200 if wanted is None else 206, headers=headers)
+    start, end = (0, size) if wanted is None else (wanted.start, wanted.end)
+    if wanted is not None:
+        response.headers["Content-Range"] = wanted.content_range(size)
+    response.content_length = end - start
+    await response.prepare(request)
+    if request.method == "HEAD":
+        return response
+    try:
+        async with contextlib.aclosing(store.read(info.key, start, end)) as chunks:
+            async for chunk in chunks:
+                await response.write(chunk)
+        await response.write_eof()
+    except ConnectionResetError:
+        pass  # the client went away (a player seeking elsewhere, a closed app)
+    return response
 
 
 def _files_of(row: RecordingRow) -> set[str]:

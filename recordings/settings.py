@@ -16,7 +16,9 @@ class RecordingSettings(Section):
     # Recorded calls in progress whose media this instance carries, at most (then
     # "overloaded", reason recordings_full). About 40 per core (bench/recordings.py).
     max_calls_per_instance: int = Field(40, ge=1, le=10000)
-    # Where the local store keeps files. Empty: "<data_dir>/recordings".
+    # The folder of recordings before the object store ([objects]). Set: recordings
+    # stay in it, as before (with objects.backend "local" only). Empty: recordings are
+    # in the object store, under "recordings/".
     dir: str = ""
     # Days a recording is kept; then its files are deleted and it is marked deleted.
     retention_days: float = Field(90.0, gt=0)

@@ -1,11 +1,12 @@
 """The composition root: builds the core from the settings, installs the features, runs.
 
-Start order: database (embedded if no DSN) → migrations → bus → the kernel's parts
-(hub, events, jobs) → each feature of :data:`rtc_server.features.FEATURES` installs
-itself (:class:`kernel.feature.Kit`) → socket port → HTTP port → the features' start
-hooks → job worker, schedules and tasks. Stop order is the reverse, with the socket
-port draining first (see :meth:`SocketServer.shutdown`) and features stopping in the
-reverse order of installation.
+Start order: database (embedded if no DSN) → migrations → bus → object store (its
+bucket checked) → the kernel's parts (hub, events, jobs) → each feature of
+:data:`rtc_server.features.FEATURES` installs itself (:class:`kernel.feature.Kit`) →
+socket port → HTTP port → the features' start hooks → job worker, schedules and
+tasks. Stop order is the reverse, with the socket port draining first (see
+:meth:`SocketServer.shutdown`) and features stopping in the reverse order of
+installation, then the HTTP port, the object store, the bus and the database.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from kernel.feature import Feature
 from kernel.idempotency import Idempotency
 from kernel.identity import AUTHENTICATOR
 from kernel.jobs import Backoff, Job, JobQueue, JobSpec, PeriodicJobs, Tick, Worker
+from kernel.objects import OBJECTS, ObjectStore
 from kernel.outbox import Outbox
 from kernel.publisher import EventPublisher
 from kernel.rpc.registry import MethodRegistry
@@ -38,6 +40,7 @@ from rtc_server.http import HttpServer
 from rtc_server.hub import Hub
 from rtc_server.kit import AppKit
 from rtc_server.metrics import Metrics
+from rtc_server.objects import SCRATCH_MAX_AGE, SWEEP_OBJECTS, open_object_store
 from rtc_server.server import SocketServer
 from rtc_server.session_check import SessionCheck
 from rtc_server.session_methods import SessionMethods
@@ -123,6 +126,7 @@ class App:
         self.registry = MethodRegistry()
         self.features: list[Feature] = [kind() for kind in features]
         self.db: Database | None = None
+        self.objects: ObjectStore | None = None
         self._embedded: EmbeddedPostgres | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.worker: Worker | None = None
@@ -156,6 +160,7 @@ class App:
             log.info("migrations applied", extra={"migrations": applied})
         self.metrics.bind_pool(self.db.stats)
         await self.bus.start()
+        self.objects = await open_object_store(self.settings)
         self.kit = self._build_kernel(self.db)
         for feature in self.features:
             await feature.install(self.kit)
@@ -209,6 +214,10 @@ class App:
         kit.every(s.events.prune_interval, HOUSEKEEPING)
         kit.job(PRUNE_JOBS, self._prune_jobs)
         kit.every(3600.0, PRUNE_JOBS)
+        assert self.objects is not None
+        kit.provide(OBJECTS, self.objects)
+        kit.job(SWEEP_OBJECTS, self._sweep_objects)
+        kit.every(3600.0, SWEEP_OBJECTS)
         return kit
 
     def _build_dispatcher(self) -> None:
@@ -288,6 +297,13 @@ class App:
         if removed:
             log.info("job queue pruned", extra={"removed": removed})
 
+    async def _sweep_objects(self, job: Job[Tick]) -> int:
+        assert self.objects is not None
+        removed = await self.objects.sweep_temp(SCRATCH_MAX_AGE)
+        if removed:
+            log.info("object store leftovers removed", extra={"removed": removed})
+        return removed
+
     async def _readiness(self) -> dict[str, bool]:
         assert self.db is not None
         database = await self.db.ping()
@@ -328,6 +344,8 @@ class App:
                 await hook()
         if hasattr(self, "http"):
             await self.http.stop()
+        if self.objects is not None:
+            await self.objects.close()
         await self.bus.close()
         if self.db is not None:
             await self.db.close()

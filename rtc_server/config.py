@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import Field, ValidationError, create_model, field_validator
+from pydantic import Field, ValidationError, create_model, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -30,6 +30,7 @@ from kernel.feature import Feature
 from kernel.settings import ConfigError as ConfigError
 from kernel.settings import Section
 from rtc_server.admission import check_origins, parse_networks
+from storage.objects.model import check_key
 
 _Section = Section
 S = TypeVar("S", bound=Section)
@@ -190,6 +191,66 @@ class JobSettings(_Section):
     failed_retention_days: float = Field(7.0, gt=0)
 
 
+class ObjectSettings(_Section):
+    """The object store every instance shares (kernel/objects.py): recordings, uploads."""
+
+    # "local": a folder (the embedded default; several instances share it only on a
+    # shared mount). "s3": S3-compatible object storage (AWS S3, MinIO, R2 ...).
+    backend: Literal["local", "s3"] = "local"
+    # The local store's folder; empty: "<data_dir>/objects". With "s3", only the scratch
+    # files written before an upload live here (in its .tmp/).
+    dir: str = ""
+    # s3: the bucket (required), and a prefix of every key ("" or ending with "/") so
+    # several deployments can share one bucket.
+    bucket: str = ""
+    prefix: str = ""
+    # s3: the service's address; empty: AWS's own for the region. MinIO:
+    # "http://minio:9000"; Cloudflare R2: "https://<account id>.r2.cloudflarestorage.com".
+    endpoint_url: str = ""
+    # s3: the region ("auto" for R2); empty: the standard AWS chain's (AWS_REGION ...).
+    region: str = ""
+    # s3: credentials; empty: the standard AWS chain (AWS_ACCESS_KEY_ID and
+    # AWS_SECRET_ACCESS_KEY, ~/.aws/credentials, an instance or task role). Secret: set
+    # it with RTC_OBJECTS__SECRET_ACCESS_KEY.
+    access_key_id: str = ""
+    secret_access_key: str = ""
+    # s3: "path" (bucket in the path: MinIO and most self-hosted servers), "virtual"
+    # (bucket in the host name), or "auto" (botocore's choice).
+    addressing_style: Literal["auto", "virtual", "path"] = "auto"
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, prefix: str) -> str:
+        if not prefix:
+            return prefix
+        words = prefix.strip("/")
+        try:
+            check_key(words)
+        except ValueError:
+            raise ValueError(
+                f"{prefix!r}: words of letters, digits and _.- separated by /"
+            ) from None
+        return words + "/"
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _endpoint(cls, url: str) -> str:
+        if url and not url.startswith(("http://", "https://")):
+            raise ValueError(f"{url!r}: must start with http:// or https:// (or be empty)")
+        return url.rstrip("/")
+
+    @model_validator(mode="after")
+    def _s3_needs(self) -> ObjectSettings:
+        if self.backend == "s3" and not self.bucket:
+            raise ValueError('backend "s3" needs bucket (RTC_OBJECTS__BUCKET)')
+        if bool(self.access_key_id) != bool(self.secret_access_key):
+            raise ValueError(
+                "access_key_id and secret_access_key go together (or both empty: the"
+                " standard AWS credentials chain)"
+            )
+        return self
+
+
 class LogSettings(_Section):
     format: Literal["json", "text"] = "json"
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -214,6 +275,7 @@ class CoreSettings(BaseSettings):
     redis: RedisSettings = RedisSettings()
     events: EventSettings = EventSettings()
     jobs: JobSettings = JobSettings()
+    objects: ObjectSettings = ObjectSettings()
     log: LogSettings = LogSettings()
 
     def section(self, kind: type[S]) -> S:

@@ -19,6 +19,7 @@ from api.payments.feature import PaymentsFeature
 from api.profile import ProfileFeature
 from api.providers import ProvidersFeature
 from api.reminders import RemindersFeature
+from api.uploads.feature import UploadsFeature
 from kernel.feature import Feature
 from recordings.feature import RecordingsFeature
 from rtc_server.config import settings_model
@@ -29,14 +30,15 @@ FEATURES: tuple[type[Feature], ...] = (
     PushFeature,
     AuthFeature,
     ErasureFeature,  # uses auth's LOGIN_CODES; provides ERASURE
-    ProfileFeature,
+    UploadsFeature,  # uses OBJECTS (the core's) and ERASURE; provides UPLOADS
+    ProfileFeature,  # uses UPLOADS
     AddressesFeature,
     CatalogFeature,
-    ProvidersFeature,
+    ProvidersFeature,  # uses UPLOADS
     AdminFeature,
     AnnouncementsFeature,
     NotificationsFeature,
-    BookingsFeature,
+    BookingsFeature,  # uses UPLOADS (reports' evidence)
     PaymentsFeature,
     RemindersFeature,
     CallsFeature,  # provides signalling.ports.CALLS

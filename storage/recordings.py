@@ -3,7 +3,8 @@
 A recording is inserted when the server's media path starts for a call (state
 ``recording``), finished once with its legs (``ready`` or ``failed``), and marked
 ``deleted`` by retention once its files are gone. The rows never hold a path outside
-the store: ``storage_key`` is resolved by the :class:`recordings.store.RecordingStore`.
+the store: ``storage_key`` is a key under ``recordings/`` of the object store
+(:mod:`recordings.store`).
 """
 
 from __future__ import annotations

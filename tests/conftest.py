@@ -26,6 +26,14 @@ Redis (rtc_server/scaleout/local_redis.py): a real redis-server started once per
     redis_servers      function  RedisServer factory: servers of the test's own (for
                                  outage tests), killed after
 
+S3 (tests/s3_server.py): moto's server in a process of its own, started once per run,
+with one bucket; each test gets its own key prefix in it.
+
+    s3_endpoint        session   URL of the run's S3 server
+    s3_bucket          session   the bucket's name (made at start)
+    s3_prefix          function  a key prefix of the test's own ("t<hex>/")
+    s3_objects         function  an [objects] section for an App on that prefix
+
 The local servers of the SMS gateways (tests/fakes/), each a test's own:
 
     msg91              function  FakeMsg91: MSG91's flow API
@@ -41,6 +49,7 @@ fixture outlives the per-test event loops of pytest-asyncio.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import os
@@ -62,6 +71,7 @@ from rtc_server.scaleout.local_redis import RedisServer
 from storage import Database, EmbeddedPostgres, PoolSettings, apply_migrations
 from tests.fakes.msg91 import FakeMsg91
 from tests.fakes.twilio import FakeTwilio
+from tests.s3_server import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, LocalS3
 from tests.servers import CodeLog
 
 TEMPLATE_DATABASE = "rtc_template"
@@ -264,6 +274,56 @@ def redis_servers() -> Iterator[Callable[[], RedisServer]]:
     finally:
         for server in started:
             server.close()
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    server = LocalS3()
+    server.start()
+    try:
+        yield server.endpoint
+    finally:
+        server.close()
+
+
+async def _create_bucket(endpoint: str, bucket: str) -> None:
+    from aiobotocore.session import get_session
+
+    async with get_session().create_client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name=REGION,
+        aws_access_key_id=ACCESS_KEY_ID,
+        aws_secret_access_key=SECRET_ACCESS_KEY,
+    ) as client:
+        await client.create_bucket(Bucket=bucket)
+
+
+@pytest.fixture(scope="session")
+def s3_bucket(s3_endpoint: str) -> str:
+    # In a thread of its own: the first test to ask may be running its event loop.
+    with concurrent.futures.ThreadPoolExecutor(1) as thread:
+        thread.submit(_run, _create_bucket(s3_endpoint, "rtc-tests")).result()
+    return "rtc-tests"
+
+
+@pytest.fixture
+def s3_prefix() -> str:
+    return f"t{uuid.uuid4().hex[:12]}/"
+
+
+@pytest.fixture
+def s3_objects(s3_endpoint: str, s3_bucket: str, s3_prefix: str) -> dict[str, Any]:
+    return {
+        "backend": "s3",
+        "bucket": s3_bucket,
+        "prefix": s3_prefix,
+        "endpoint_url": s3_endpoint,
+        "region": REGION,
+        "access_key_id": ACCESS_KEY_ID,
+        "secret_access_key": SECRET_ACCESS_KEY,
+        "addressing_style": "path",
+    }
 
 
 # Servers of a test's own (driver and end-to-end tiers).

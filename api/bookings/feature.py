@@ -12,6 +12,7 @@ from api.earnings import EARNINGS_UPDATED, EarningsService
 from api.erasure import ERASURE
 from api.ratings import RatingService
 from api.reports import REPORT_UPDATED, ReportService
+from api.uploads.service import UPLOADS
 from kernel.feature import Feature, Kit
 
 
@@ -29,7 +30,9 @@ class BookingsFeature(Feature):
         service.register(methods)
         kit.port(ERASURE).step(service.close_account, lock=service.lock_for_closing)
         RatingService(kit.db, kit.outbox, kit.clock).register(methods)
-        ReportService(kit.db, kit.outbox, kit.clock, s, timezone=kit.timezone).register(methods)
+        ReportService(
+            kit.db, kit.outbox, kit.clock, s, timezone=kit.timezone, uploads=kit.port(UPLOADS)
+        ).register(methods)
         EarningsService(kit.db, kit.clock, kit.timezone).register(methods)
         kit.event(BOOKING_OFFERED, push=offer_push(kit.timezone))
         kit.event(BOOKING_UPDATED)

@@ -48,6 +48,7 @@ def production(msg91: FakeMsg91, paytm: PaytmSimulator, **sections: Any) -> dict
         "auth": sms_by_msg91(msg91),
         "payments": gateway(paytm, public_url="https://api.buildxpert.example"),
         "recordings": {"public_url": "https://media.buildxpert.example"},
+        "uploads": {"public_url": "https://api.buildxpert.example"},
     }
     for name, values in sections.items():
         settings[name] = {**settings.get(name, {}), **values}

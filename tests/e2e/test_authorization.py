@@ -266,6 +266,20 @@ MATRIX: dict[str, tuple[Params, tuple[str, ...]]] = {
         (UNAUTH, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, OK),
     ),
     "reports.mine": (lambda f: {}, (UNAUTH, OK, OK, OK, OK, FORBIDDEN)),
+    # Evidence is for the parties of bookings; profile pictures for anyone (uploads tests).
+    "uploads.create": (
+        lambda f: {
+            "idempotencyKey": key(),
+            "purpose": "reportEvidence",
+            "contentType": "image/jpeg",
+            "bytes": 1000,
+        },
+        (UNAUTH, OK, OK, OK, OK, FORBIDDEN),
+    ),
+    "admin.uploads.list": (
+        lambda f: {"userId": f.victim_id},
+        (UNAUTH, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, OK),
+    ),
     "calls.start": (
         lambda f: {"idempotencyKey": key(), "bookingId": f.pending_id},
         (UNAUTH, OK, OK, NOT_FOUND, NOT_FOUND, FORBIDDEN),
@@ -383,6 +397,7 @@ OURS = (
     "recordings.",
     "payments.",
     "listings.",
+    "uploads.",
 )
 
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import aiohttp
 import pytest
@@ -471,6 +472,14 @@ async def test_only_the_public_http_routes_go_through_nginx(front: Front) -> Non
         # is the instance's refusal, a payment callback without a checksum too.
         async with http.get(f"{front.https}/recordings/1/mixed.ogg?exp=1&u=1&sig=x") as answer:
             assert answer.status == 403 and "error" in await answer.json()
+        # Uploads: the URL's signature is the instance's to check, behind a body limit
+        # of the upload's size; public pictures pass too.
+        upload = f"{front.https}/uploads/{uuid4()}?exp=1&sig=x"
+        async with http.put(upload, data=b"\xff" * 1_000_000) as answer:
+            assert answer.status == 403 and (await answer.json())["reason"] == "invalid_link"
+        picture = f"{front.https}/public/uploads/{uuid4()}/thumb"
+        async with http.get(picture) as answer:
+            assert answer.status == 404 and (await answer.json())["reason"] == "gone"
         callback = f"{front.https}/payments/paytm/webhook"
         async with http.post(callback, data={"ORDERID": "x"}) as answer:
             assert answer.status == 400

@@ -210,15 +210,22 @@ async def test_update_and_remove_belong_to_the_owner(clients: Clients, app: App)
 
 async def test_provider_profile(clients: Clients) -> None:
     ravi, _ = await provider(clients)
+    no_files = {"workingProofs": [], "certificate": None}  # uploads: tests/e2e/test_uploads.py
     assert await ravi.call("providers.profile.get") == {
         "yearsOfExperience": 0,
         "description": None,
         "isEngineeringProvider": False,
+        **no_files,
     }
     saved = await ravi.call(
         "providers.profile.update", {"yearsOfExperience": 12, "isEngineeringProvider": True}
     )
-    assert saved == {"yearsOfExperience": 12, "description": None, "isEngineeringProvider": True}
+    assert saved == {
+        "yearsOfExperience": 12,
+        "description": None,
+        "isEngineeringProvider": True,
+        **no_files,
+    }
     saved = await ravi.call("providers.profile.update", {"description": "Civil engineer"})
     assert saved["yearsOfExperience"] == 12 and saved["description"] == "Civil engineer"
     assert await ravi.call("providers.profile.get") == saved

@@ -19,14 +19,18 @@ from typing import Any
 import aiohttp
 import numpy as np
 import pytest
+from multidict import CIMultiDict
 
 from kernel.clock import FakeClock
+from kernel.objects import PrefixedStore
 from recordings import host as host_module
 from recordings.feature import RecordingsFeature
 from recordings.media import LEGS
-from recordings.store import LocalStore, file_key
+from recordings.store import file_key
 from rtc_server.client import RpcCallError, RtcClient
 from storage.errors import DatabaseUnavailable
+from storage.objects import LocalStore
+from storage.objects.s3 import S3Store
 from tests.media_tools import decode_ogg, dominant_frequency
 
 from .admins import login_admin
@@ -101,9 +105,9 @@ async def mixed_of(client: RtcClient, recording_id: int) -> Any:
             await asyncio.sleep(0.05)
 
 
-async def download(url: str, **headers: str) -> tuple[int, bytes, dict[str, str]]:
+async def download(url: str, **headers: str) -> tuple[int, bytes, CIMultiDict[str]]:
     async with aiohttp.ClientSession() as http, http.get(url, headers=headers) as response:
-        return response.status, await response.read(), dict(response.headers)
+        return response.status, await response.read(), CIMultiDict(response.headers)
 
 
 async def fetch_leg(client: RtcClient, recording_id: int, leg: str, folder: Path) -> Path:
@@ -226,8 +230,14 @@ async def test_links_are_signed_expire_and_serve_ranges_and_retention_deletes(
 
     link = await admin.call("recordings.link", {"recordingId": recording_id, "leg": "caller"})
     url = link["url"]
-    status, whole, _ = await download(url)
+    status, whole, headers = await download(url)
     assert status == 200 and whole.startswith(b"OggS")
+    assert (headers["Accept-Ranges"], headers["Cache-Control"]) == ("bytes", "private, no-store")
+    # A resumed download: the range only if the file is still the one it began with.
+    status, part, _ = await download(url, Range="bytes=0-99", **{"If-Range": headers["ETag"]})
+    assert (status, part) == (206, whole[:100])
+    status, body, _ = await download(url, Range="bytes=0-99", **{"If-Range": '"changed"'})
+    assert (status, body) == (200, whole)
     status, part, headers = await download(url, Range="bytes=0-99")
     assert (status, part, headers["Content-Range"]) == (
         206,
@@ -254,7 +264,7 @@ async def test_links_are_signed_expire_and_serve_ranges_and_retention_deletes(
 
     # Retention: past 30 days the files go, the mixed one too, and the rows say so.
     await mixed_of(admin, recording_id)
-    assert len(list((app.settings.data_dir / "recordings").glob("**/*.ogg"))) == 3
+    assert len(list((app.settings.data_dir / "objects/recordings").glob("**/*.ogg"))) == 3
     clock.advance(31 * 86400)
     fresh = await admin.call("recordings.link", {"recordingId": recording_id, "leg": "callee"})
     assert await app.feature(RecordingsFeature).service.enforce_retention() == 1
@@ -262,7 +272,7 @@ async def test_links_are_signed_expire_and_serve_ranges_and_retention_deletes(
     assert status == 410
     got = await admin.call("recordings.get", {"recordingId": recording_id})
     assert got["state"] == "deleted"
-    assert not list((app.settings.data_dir / "recordings").glob("**/*.ogg"))
+    assert not list((app.settings.data_dir / "objects/recordings").glob("**/*.ogg"))
     assert await app.feature(RecordingsFeature).service.enforce_retention() == 0
 
 
@@ -372,7 +382,8 @@ async def test_a_full_disk_ends_the_recording_of_a_leg_not_the_call(
 ) -> None:
     app = await make_app(recordings=PARTIES)
     recordings = app.feature(RecordingsFeature)
-    recordings.media.store = recordings.service.store = DevFullStore(recordings.store.root)
+    store = PrefixedStore(DevFullStore(app.settings.data_dir / "objects"), "recordings/")
+    recordings.media.store = recordings.service.store = store
     clients.app = app
     b = await booked(clients, app)
     call_id, caller, callee = await recorded_call(b, packets=SHORT)
@@ -419,6 +430,63 @@ async def test_a_recorded_call_across_instances_has_its_media_where_it_started(
         "SELECT instance_id FROM recordings WHERE call_id = $1", call_id
     )
     assert instance == a.app.devices.instance_id != b.app.devices.instance_id
+
+
+async def test_with_s3_a_call_recorded_on_one_instance_is_mixed_and_served_by_another(
+    cluster: Cluster, s3_objects: dict[str, Any], tmp_path: Path
+) -> None:
+    """Both instances on the S3 store (a real S3-protocol server) and nothing shared on
+    disk: the call's media and legs are on A; A runs no jobs, so B mixes the legs it
+    fetches from the bucket, and B serves the download, ranges included."""
+    a, b = await cluster(2, recordings=PARTIES, objects=s3_objects)
+    assert a.app.worker is not None
+    await a.app.worker.stop()  # whatever is mixed, B mixes
+    m = await market(a, a.app)
+    booking = await m.customer.call("bookings.create", m.booking(later(a.app)))
+    on_b = await device(b, m.provider_tokens)
+    call_id, _, _ = await recorded_call(Booked(m, booking["id"]), callee=on_b)
+    ready = await next_of(on_b, "recording.ready", timeout=10)
+    assert (ready["callId"], ready["state"]) == (call_id, "ready")
+    assert a.app.db is not None
+    assert (
+        await a.app.db.fetchval(
+            "SELECT instance_id FROM recordings WHERE id = $1", ready["recordingId"]
+        )
+        == a.app.devices.instance_id
+    )
+
+    mixed = await mixed_of(on_b, ready["recordingId"])
+    # The files are in the bucket, under the deployment's prefix; none is on disk.
+    store = b.app.objects
+    assert isinstance(store, S3Store)
+    got = await on_b.call("recordings.get", {"recordingId": ready["recordingId"]})
+    started = datetime.fromisoformat(got["startedAt"])
+    for name in (*LEGS, "mixed"):
+        info = await store.stat("recordings/" + file_key(started, call_id, name))
+        assert info is not None and info.content_type == "audio/ogg", name
+    assert not list(tmp_path.glob("**/*.ogg"))
+    assert not list((tmp_path / "objects/.tmp").iterdir())  # no scratch file left behind
+
+    link = await on_b.call("recordings.link", {"recordingId": ready["recordingId"], "leg": "mixed"})
+    assert link["url"].startswith(b.app.kit.http_url())  # B's HTTP port answers
+    status, whole, headers = await download(link["url"])
+    assert status == 200 and headers["Content-Type"] == "audio/ogg"
+    assert hashlib.sha256(whole).hexdigest() == mixed["sha256"]
+    samples = decode_ogg(_write(tmp_path / "mixed.ogg", whole))
+    spectrum = np.abs(np.fft.rfft(samples * np.hanning(len(samples))))
+    freqs = np.fft.rfftfreq(len(samples), 1 / 48_000)
+    for hz in (CALLER_HZ, CALLEE_HZ):  # both legs, mixed by B from A's files
+        assert spectrum[np.abs(freqs - hz) < 5].max() > 0.5 * spectrum.max()
+    status, part, headers = await download(link["url"], Range="bytes=100-1099")
+    assert (status, part) == (206, whole[100:1100])
+    assert headers["Content-Range"] == f"bytes 100-1099/{len(whole)}"
+    status, _, headers = await download(link["url"], Range=f"bytes={len(whole)}-")
+    assert (status, headers["Content-Range"]) == (416, f"bytes */{len(whole)}")
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
 
 
 async def test_recording_rows_wait_out_a_database_outage_and_no_file_outlives_retention(
@@ -478,8 +546,8 @@ async def test_recording_rows_wait_out_a_database_outage_and_no_file_outlives_re
     second = await recording_of(second_call)
     assert second["state"] == "recording" and second["legs"] == []
     started = datetime.fromisoformat(second["startedAt"])
-    orphans = [store.local_path(file_key(started, second_call, leg)) for leg in LEGS]
-    assert all(path is not None and path.exists() for path in orphans)
+    orphans = [file_key(started, second_call, leg) for leg in LEGS]
+    assert all([await store.stat(key) is not None for key in orphans])
 
     # Retention marks it failed once its call has been over for a while; at the end of
     # retention the files of both recordings go, the orphans included.
@@ -487,7 +555,7 @@ async def test_recording_rows_wait_out_a_database_outage_and_no_file_outlives_re
     assert await app.feature(RecordingsFeature).service.enforce_retention() == 0
     got = await admin.call("recordings.get", {"recordingId": second["recordingId"]})
     assert got["state"] == "failed"
-    assert all(path is not None and path.exists() for path in orphans)
+    assert all([await store.stat(key) is not None for key in orphans])
     clock.advance(31 * 86400)
     assert await app.feature(RecordingsFeature).service.enforce_retention() == 2
-    assert not list((app.settings.data_dir / "recordings").glob("**/*.ogg"))
+    assert not list((app.settings.data_dir / "objects/recordings").glob("**/*.ogg"))

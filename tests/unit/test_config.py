@@ -80,6 +80,11 @@ def test_missing_config_file_is_an_error(tmp_path: Path) -> None:
         ("RTC_PAYMENTS__CALLBACK_NETWORKS", '["203.192.240.*"]', "payments.callback_networks"),
         ("RTC_PAYMENTS__PAYTM_BASE_URL", "securegw.paytm.in", "payments.paytm_base_url"),
         ("RTC_PAYMENTS__GATEWAY", "paytm", "payments.*needs paytm_mid"),
+        ("RTC_OBJECTS__BACKEND", "s3", "objects.*needs bucket"),
+        ("RTC_OBJECTS__BACKEND", "gcs", "objects.backend"),
+        ("RTC_OBJECTS__PREFIX", "../elsewhere", "objects.prefix"),
+        ("RTC_OBJECTS__ENDPOINT_URL", "minio:9000", "objects.endpoint_url"),
+        ("RTC_OBJECTS__ACCESS_KEY_ID", "AKIAEXAMPLE", "objects.*go together"),
     ],
 )
 def test_settings_that_would_fail_later_fail_at_start(
@@ -88,6 +93,11 @@ def test_settings_that_would_fail_later_fail_at_start(
     monkeypatch.setenv(env, value)
     with pytest.raises(ConfigError, match=named):
         load_settings(ROOT / "config.toml")
+
+
+def test_an_object_prefix_is_kept_as_a_folder(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RTC_OBJECTS__PREFIX", "/buildxpert/prod")
+    assert load_settings(ROOT / "config.toml").objects.prefix == "buildxpert/prod/"
 
 
 def test_a_redis_url_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:

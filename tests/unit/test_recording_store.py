@@ -1,59 +1,70 @@
-"""The local recording store: files appear under their key only once complete."""
+"""Where recordings live: in the object store under recordings/, keyed by day and call;
+recordings.dir and the former default folder of before the object store."""
 
 from __future__ import annotations
 
-import hashlib
-import os
-import time
+import logging
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
-from recordings.store import LocalStore, check_key
+from kernel.objects import PrefixedStore
+from recordings.store import adopt_former_folder, file_key, recording_store
+from storage.objects import LocalStore
 
 
-async def test_a_committed_file_appears_under_its_key_with_its_checksum(tmp_path: Path) -> None:
-    store = LocalStore(tmp_path)
+def test_a_file_key_is_the_utc_day_then_the_call() -> None:
+    late_in_kolkata = datetime(2026, 11, 27, 1, 0, tzinfo=timezone(timedelta(hours=5, minutes=30)))
+    assert file_key(late_in_kolkata, 7, "caller") == "2026/11/26/7/caller.ogg"
+    assert file_key(datetime(2026, 1, 2, tzinfo=UTC), 8, "mixed") == "2026/01/02/8/mixed.ogg"
+
+
+async def test_recordings_are_under_their_prefix_of_the_shared_store(tmp_path: Path) -> None:
+    objects = LocalStore(tmp_path / "objects")
+    store = recording_store(objects, own_dir=None)
     temp = store.temp_path("2026/11/26/7/caller.ogg")
-    assert store.local_path("2026/11/26/7/caller.ogg") is None
-    temp.write_bytes(b"OggS" + bytes(1000))
-    # Not visible under its key while it is being written.
-    assert store.local_path("2026/11/26/7/caller.ogg") is None
-    stored = await store.commit(temp, "2026/11/26/7/caller.ogg")
-    assert stored.bytes == 1004
-    assert stored.sha256 == hashlib.sha256(b"OggS" + bytes(1000)).hexdigest()
-    path = store.local_path("2026/11/26/7/caller.ogg")
-    assert path is not None and path.read_bytes().startswith(b"OggS")
-    assert not temp.exists()
-    assert await store.delete("2026/11/26/7/caller.ogg")
-    assert not await store.delete("2026/11/26/7/caller.ogg")
-    assert store.local_path("2026/11/26/7/caller.ogg") is None
+    temp.write_bytes(b"OggS")
+    stored = await store.commit(temp, "2026/11/26/7/caller.ogg", content_type="audio/ogg")
+    assert stored.key == "2026/11/26/7/caller.ogg"  # as the rows keep it
+    assert (tmp_path / "objects/recordings/2026/11/26/7/caller.ogg").read_bytes() == b"OggS"
 
 
-async def test_recordings_are_readable_by_owner_and_group_only(tmp_path: Path) -> None:
-    root = tmp_path / "recordings"
-    store = LocalStore(root)
-    temp = store.temp_path("2026/11/26/7/mix.ogg")
-    temp.write_bytes(b"OggS")  # as PyAV writes it: with the process umask
-    await store.commit(temp, "2026/11/26/7/mix.ogg")
-    path = store.local_path("2026/11/26/7/mix.ogg")
-    assert path is not None and path.stat().st_mode & 0o777 == 0o640
-    for directory in (root, root / ".tmp", root / "2026", root / "2026/11/26/7"):
-        assert directory.stat().st_mode & 0o777 == 0o750, directory
+def test_recordings_dir_keeps_its_folder_with_the_local_backend_only(tmp_path: Path) -> None:
+    own = recording_store(LocalStore(tmp_path / "objects"), own_dir=tmp_path / "recordings")
+    assert isinstance(own, LocalStore) and own.root == tmp_path / "recordings"
+    not_local = PrefixedStore(LocalStore(tmp_path / "objects"), "elsewhere/")
+    with pytest.raises(ValueError, match="recordings.dir is for the local object store"):
+        recording_store(not_local, own_dir=tmp_path / "recordings")
 
 
-async def test_leftover_temporary_files_are_swept_by_age(tmp_path: Path) -> None:
-    store = LocalStore(tmp_path)
-    old, new = store.temp_path("a/caller.ogg"), store.temp_path("a/callee.ogg")
-    old.write_bytes(b"x")
-    new.write_bytes(b"y")
-    an_hour_ago = time.time() - 3600
-    os.utime(old, (an_hour_ago, an_hour_ago))
-    assert await store.sweep_temp(older_than=600) == 1
-    assert not old.exists() and new.exists()
+def test_the_former_default_folder_is_moved_into_the_local_store(tmp_path: Path) -> None:
+    former = tmp_path / "recordings"
+    (former / "2026/11/26/7").mkdir(parents=True)
+    (former / "2026/11/26/7/caller.ogg").write_bytes(b"OggS")
+    (former / ".tmp").mkdir()
+    (former / ".tmp/x.partial").write_bytes(b"half")
+    objects = LocalStore(tmp_path / "objects")
+    adopt_former_folder(former, objects)
+    assert not former.exists()
+    moved = tmp_path / "objects/recordings"
+    assert (moved / "2026/11/26/7/caller.ogg").read_bytes() == b"OggS"
+    assert not (moved / ".tmp").exists()  # a crash's leftovers are not kept
+    adopt_former_folder(former, objects)  # nothing left to move: nothing happens
 
 
-@pytest.mark.parametrize("key", ["../etc/passwd", "/abs/caller.ogg", "a/../b.ogg", "a//b", ""])
-def test_keys_cannot_leave_the_store(key: str) -> None:
-    with pytest.raises(ValueError, match="not a recording key"):
-        check_key(key)
+def test_a_former_folder_that_cannot_be_moved_is_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    former = tmp_path / "recordings"
+    (former / "2026").mkdir(parents=True)
+    objects = LocalStore(tmp_path / "objects")
+    (tmp_path / "objects/recordings").mkdir()  # already there: never merged by hand
+    with caplog.at_level(logging.WARNING, logger="rtc.recordings"):
+        adopt_former_folder(former, objects)
+        adopt_former_folder(former, PrefixedStore(objects, "x/"))  # the bucket's case
+    assert (former / "2026").is_dir()
+    assert len([r for r in caplog.records if "before the object store" in r.getMessage()]) == 2
+    caplog.clear()
+    adopt_former_folder(tmp_path / "absent", objects)
+    assert not caplog.records
