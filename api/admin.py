@@ -155,6 +155,15 @@ class JoinedDay(Result):
     providers: int
 
 
+class ActivityDay(Result):
+    day: date = Field(description="a day of the calendar of Stats.timezone")
+    bookings: int = Field(description="bookings made that day")
+    calls: int = Field(description="calls started that day, answered or not")
+    revenue_paise: int = Field(
+        description="payments received that day (by when paid), not refunded, in paise"
+    )
+
+
 class Stats(Result):
     users_by_role: dict[str, int] = Field(description="active accounts by role")
     verified_users: int
@@ -167,7 +176,12 @@ class Stats(Result):
     joined_per_day: list[JoinedDay] = Field(
         description=f"the last {JOINED_DAYS} days up to today, oldest first, days with none too"
     )
-    timezone: str = Field(description="the calendar of joinedPerDay (database.timezone)")
+    activity_per_day: list[ActivityDay] = Field(
+        description=f"the last {JOINED_DAYS} days up to today, oldest first, days with none too"
+    )
+    timezone: str = Field(
+        description="the calendar of joinedPerDay and activityPerDay (database.timezone)"
+    )
     computed_at: datetime = Field(description="the counts are cached for 30 s")
 
 
@@ -308,8 +322,9 @@ class AdminService:
         return UserRemoved(revoked=len(closing.sessions))
 
     async def stats(self, caller: Caller, params: Empty) -> Stats:
-        """Counts of accounts, registrations, services, bookings, open reports and the
-        accounts joined per day (cached for 30 s)."""
+        """Counts of accounts, registrations, services, bookings, open reports, the
+        accounts joined per day and the bookings, calls and revenue per day (cached for
+        30 s)."""
         now = self._clock.now()
         cached = self._stats
         if cached is not None and now - cached.computed_at < STATS_TTL:
@@ -327,6 +342,12 @@ class AdminService:
             joined_per_day=[
                 JoinedDay(day=d.day, users=d.users, customers=d.customers, providers=d.providers)
                 for d in row.joined
+            ],
+            activity_per_day=[
+                ActivityDay(
+                    day=d.day, bookings=d.bookings, calls=d.calls, revenue_paise=d.revenue_paise
+                )
+                for d in row.activity
             ],
             timezone=self._timezone,
             computed_at=now,

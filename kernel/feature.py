@@ -143,6 +143,11 @@ class Kit(Protocol):
         """Where this instance's HTTP port listens (after start)."""
         ...
 
+    def socket_url(self) -> str:
+        """Where this instance's socket port listens, ``ws://127.0.0.1:<port><path>``
+        (after start)."""
+        ...
+
     def client_address(self, peer: str | None, forwarded_for: Sequence[str]) -> str | None:
         """The client of an HTTP request behind ``server.trusted_proxies`` (``peer``: the
         TCP peer, ``forwarded_for``: the X-Forwarded-For header values)."""

@@ -257,7 +257,10 @@ class App:
         self.http = HttpServer(s.http, self.metrics, self._readiness)
         self.http.add_routes(self.kit.declared.routes)
         await self.http.start()
-        self.kit.listening(f"http://127.0.0.1:{self.http.port}")
+        self.kit.listening(
+            f"http://127.0.0.1:{self.http.port}",
+            f"ws://127.0.0.1:{self.sockets.port}{s.server.path}",
+        )
 
     def _run_background(self) -> None:
         assert self.db is not None

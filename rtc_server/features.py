@@ -23,6 +23,7 @@ from api.uploads.feature import UploadsFeature
 from kernel.feature import Feature
 from recordings.feature import RecordingsFeature
 from rtc_server.config import settings_model
+from rtc_server.console.feature import ConsoleFeature
 from rtc_server.push.feature import PushFeature
 from signalling.feature import CallsFeature
 
@@ -43,6 +44,7 @@ FEATURES: tuple[type[Feature], ...] = (
     RemindersFeature,
     CallsFeature,  # provides signalling.ports.CALLS
     RecordingsFeature,  # uses CALLS
+    ConsoleFeature,  # the admin console's page (reads recordings' settings)
 )
 
 #: The settings of a server made of :data:`FEATURES` (the core's sections and theirs).

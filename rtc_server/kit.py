@@ -88,6 +88,7 @@ class AppKit:
         self.declared = Declared()
         self._ports: dict[str, Any] = {}
         self._http_url: str | None = None
+        self._socket_url: str | None = None
         self._client_address = ClientAddress(settings.server.trusted_proxies)
         self._revocations: set[asyncio.Task[None]] = set()
 
@@ -124,8 +125,14 @@ class AppKit:
             raise RuntimeError("the HTTP port is not listening yet: ask in an on_start hook")
         return self._http_url
 
-    def listening(self, http_url: str) -> None:
+    def socket_url(self) -> str:
+        if self._socket_url is None:
+            raise RuntimeError("the socket port is not listening yet: ask in an on_start hook")
+        return self._socket_url
+
+    def listening(self, http_url: str, socket_url: str) -> None:
         self._http_url = http_url
+        self._socket_url = socket_url
 
     async def revoke(self, user_id: int, session_ids: Sequence[UUID], reason: str) -> None:
         # Published from a task so that the revoking request's own answer is written

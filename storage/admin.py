@@ -166,6 +166,15 @@ class StatsRow:
     bookings_by_status: dict[str, int]
     open_reports: int
     joined: list[JoinedDay]  # oldest first, one per day, days with none included
+    activity: list[ActivityDay]  # the same days: bookings, calls, revenue
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityDay:
+    day: date  # in the time zone asked for
+    bookings: int  # bookings made that day
+    calls: int  # calls started that day (answered or not)
+    revenue_paise: int  # payments received that day, not refunded
 
 
 # Accounts created on each of the ``$3`` days up to the day of ``$1`` in zone ``$2``:
@@ -192,9 +201,45 @@ GROUP BY d ORDER BY d
 """
 
 
+# One figure per day over the same days as _JOINED: ``{value}`` of the rows of
+# ``{table}`` whose ``{column}`` falls on that day (a range of it) and ``{where}``.
+_PER_DAY = """
+WITH bounds AS (
+    SELECT ($1::timestamptz AT TIME ZONE $2::text)::date - ($3::int - 1) AS first_day,
+           ($1::timestamptz AT TIME ZONE $2::text)::date AS last_day
+), counted AS (
+    SELECT (t.{column} AT TIME ZONE $2::text)::date AS day, {value} AS n
+    FROM {table} t, bounds b
+    WHERE t.{column} >= (b.first_day::timestamp AT TIME ZONE $2::text)
+      AND t.{column} < ((b.last_day + 1)::timestamp AT TIME ZONE $2::text)
+      AND {where}
+    GROUP BY 1
+)
+SELECT coalesce(c.n, 0)::bigint AS n
+FROM bounds b
+CROSS JOIN generate_series(b.first_day, b.last_day, interval '1 day') AS d
+LEFT JOIN counted c ON c.day = d::date
+ORDER BY d
+"""
+_BOOKINGS_PER_DAY = _PER_DAY.format(
+    table="bookings", column="created_at", value="count(*)", where="true"
+)
+_CALLS_PER_DAY = _PER_DAY.format(
+    table="call_sessions", column="created_at", value="count(*)", where="true"
+)
+# Received: as revenuePaise counts it (paid, or a refund not settled yet).
+_REVENUE_PER_DAY = _PER_DAY.format(
+    table="payments",
+    column="paid_at",
+    value="sum(t.amount_paise)",
+    where="t.status IN ('paid', 'refund_pending')",
+)
+
+
 async def stats(db: Executor, *, now: datetime, timezone: str, days: int) -> StatsRow:
-    """The counts of ``admin.stats``; accounts joined on each of the last ``days`` days
-    (up to today) of the calendar of ``timezone``."""
+    """The counts of ``admin.stats``; accounts joined, bookings made, calls started and
+    revenue received on each of the last ``days`` days (up to today) of the calendar of
+    ``timezone`` (one query per series)."""
     roles = await db.fetch("SELECT role, count(*) AS n FROM users WHERE is_active GROUP BY role")
     verified = await db.fetchval("SELECT count(*) FROM users WHERE is_active AND is_verified")
     statuses = await db.fetch("SELECT status, count(*) AS n FROM provider_services GROUP BY status")
@@ -206,6 +251,10 @@ async def stats(db: Executor, *, now: datetime, timezone: str, days: int) -> Sta
     bookings = await db.fetch("SELECT status, count(*) AS n FROM bookings GROUP BY status")
     open_reports = await db.fetchval("SELECT count(*) FROM reports WHERE status = 'open'")
     joined = await db.fetch(_JOINED, now, timezone, days)
+    per_day = [
+        [r["n"] for r in await db.fetch(query, now, timezone, days)]
+        for query in (_BOOKINGS_PER_DAY, _CALLS_PER_DAY, _REVENUE_PER_DAY)
+    ]
     return StatsRow(
         users_by_role={r["role"]: r["n"] for r in roles},
         verified_users=verified,
@@ -216,6 +265,9 @@ async def stats(db: Executor, *, now: datetime, timezone: str, days: int) -> Sta
         bookings_by_status={r["status"]: r["n"] for r in bookings},
         open_reports=open_reports,
         joined=[JoinedDay(r["day"], r["users"], r["customers"], r["providers"]) for r in joined],
+        activity=[
+            ActivityDay(r["day"], *counts) for r, *counts in zip(joined, *per_day, strict=True)
+        ],
     )
 
 

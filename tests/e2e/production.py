@@ -49,6 +49,7 @@ def production(msg91: FakeMsg91, paytm: PaytmSimulator, **sections: Any) -> dict
         "payments": gateway(paytm, public_url="https://api.buildxpert.example"),
         "recordings": {"public_url": "https://media.buildxpert.example"},
         "uploads": {"public_url": "https://api.buildxpert.example"},
+        "console": {"socket_url": "wss://api.buildxpert.example/ws"},
     }
     for name, values in sections.items():
         settings[name] = {**settings.get(name, {}), **values}

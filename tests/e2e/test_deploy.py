@@ -483,6 +483,10 @@ async def test_only_the_public_http_routes_go_through_nginx(front: Front) -> Non
         callback = f"{front.https}/payments/paytm/webhook"
         async with http.post(callback, data={"ORDERID": "x"}) as answer:
             assert answer.status == 400
+        # The admin console's page, with its own policy.
+        async with http.get(f"{front.https}/admin/") as answer:
+            assert answer.status == 200 and "<title>" in await answer.text()
+            assert "frame-ancestors 'none'" in answer.headers["Content-Security-Policy"]
         # Bodies past the largest a public route takes stop at nginx.
         async with http.post(callback, data={"ORDERID": "x" * 20_000}) as answer:
             assert answer.status == 413

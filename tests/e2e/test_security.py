@@ -157,6 +157,7 @@ async def test_metrics_need_their_token(make_app: AppFactory) -> None:
         ({"http": {"host": "0.0.0.0", "metrics_token": ""}}, "http.metrics_token"),
         ({"recordings": {"public_url": ""}}, "recordings.public_url"),
         ({"payments": {"public_url": ""}}, "payments.public_url"),
+        ({"console": {"socket_url": ""}}, "console.socket_url"),
         ({"uploads": {"public_url": ""}}, "uploads.public_url"),
         ({"auth": {"sms_sender": "log"}}, "auth.sms_sender"),
     ],
