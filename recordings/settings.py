@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field, field_validator
 
 from kernel.settings import Section, public_url
+from kernel.signing import link_secret
 
 
 class RecordingSettings(Section):
@@ -59,7 +60,5 @@ class RecordingSettings(Section):
 
     @field_validator("link_secret")
     @classmethod
-    def _long_secret(cls, secret: str) -> str:
-        if secret and len(secret.encode()) < 32:
-            raise ValueError("at least 32 bytes (or empty: generated and kept in the database)")
-        return secret
+    def _link_secret(cls, secret: str) -> str:
+        return link_secret(secret)

@@ -15,12 +15,11 @@ with a good signature.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 from dataclasses import dataclass
 from urllib.parse import urlencode
 from uuid import UUID
+
+from kernel.signing import UrlSigner
 
 VARIANTS = ("image", "thumb")
 
@@ -43,13 +42,8 @@ class FileGrant:
 
 class UploadSigner:
     def __init__(self, key: bytes) -> None:
-        if len(key) < 32:
-            raise ValueError("the link key must be at least 32 bytes")
-        self._key = key
-
-    def _sign(self, message: str) -> str:
-        digest = hmac.new(self._key, message.encode(), hashlib.sha256).digest()
-        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+        self._signer = UrlSigner(key)
+        self._sign = self._signer.sign
 
     # --- The upload ---
 
@@ -62,8 +56,7 @@ class UploadSigner:
             uid, expires = UUID(upload_id), int(query["exp"])
         except (KeyError, ValueError):
             raise LinkRefused("invalid_link", "malformed upload URL") from None
-        expected = self._sign(f"upload:put:{uid}:{expires}")
-        if not hmac.compare_digest(expected.encode(), query.get("sig", "").encode()):
+        if not self._signer.valid(f"upload:put:{uid}:{expires}", query.get("sig", "")):
             raise LinkRefused("invalid_link", "bad signature")
         if expires <= now:
             raise LinkRefused("expired", "this upload URL expired: ask uploads.create again")
@@ -71,16 +64,15 @@ class UploadSigner:
 
     # --- Private files ---
 
-    def _file_signature(self, grant: FileGrant) -> str:
-        return self._sign(
-            f"upload:get:{grant.upload_id}:{grant.variant}:{grant.expires}:{grant.user_id}"
-        )
+    @staticmethod
+    def _file_message(grant: FileGrant) -> str:
+        return f"upload:get:{grant.upload_id}:{grant.variant}:{grant.expires}:{grant.user_id}"
 
     def file_path(self, grant: FileGrant) -> str:
         if grant.variant not in VARIANTS:
             raise ValueError(f"not a variant: {grant.variant!r}")
         query = urlencode(
-            {"exp": grant.expires, "u": grant.user_id, "sig": self._file_signature(grant)}
+            {"exp": grant.expires, "u": grant.user_id, "sig": self._sign(self._file_message(grant))}
         )
         return f"/uploads/{grant.upload_id}/{grant.variant}?{query}"
 
@@ -93,8 +85,7 @@ class UploadSigner:
             raise LinkRefused("invalid_link", "malformed link") from None
         if variant not in VARIANTS:
             raise LinkRefused("invalid_link", "malformed link")
-        expected = self._file_signature(grant)
-        if not hmac.compare_digest(expected.encode(), query.get("sig", "").encode()):
+        if not self._signer.valid(self._file_message(grant), query.get("sig", "")):
             raise LinkRefused("invalid_link", "bad signature")
         if grant.expires <= now:
             raise LinkRefused("expired", "this link expired: ask for a new one")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pydantic import Field, field_validator
 
 from kernel.settings import Section, public_url
+from kernel.signing import link_secret
 
 MIB = 1024 * 1024
 
@@ -58,7 +59,5 @@ class UploadSettings(Section):
 
     @field_validator("link_secret")
     @classmethod
-    def _long_secret(cls, secret: str) -> str:
-        if secret and len(secret.encode()) < 32:
-            raise ValueError("at least 32 bytes (or empty: generated and kept in the database)")
-        return secret
+    def _link_secret(cls, secret: str) -> str:
+        return link_secret(secret)
