@@ -42,7 +42,7 @@ from recordings.metrics import RecordingMetrics
 from recordings.models import RecordingFailed, RecordingReady
 from recordings.service import leg_view
 from recordings.settings import RecordingSettings
-from recordings.store import CONTENT_TYPE, file_key
+from recordings.store import commit_leg, file_key
 from signalling.ports import CallEnded, CallNote, CallParties, Calls, CallSignal, Description
 from storage import recordings as store_rows
 from storage.database import Database
@@ -309,9 +309,7 @@ class MediaHost:
                 continue
             error = result.error
             try:
-                stored = await self.store.commit(
-                    result.path, hosted.keys[leg], content_type=CONTENT_TYPE
-                )
+                stored = await commit_leg(self.store, result.path, hosted.keys[leg])
             except OSError as failed:  # a full disk, an unreachable bucket
                 errors.append(f"{leg}: the file could not be stored ({failed.strerror})")
                 self._metrics.recording_failures.inc()

@@ -15,19 +15,23 @@ store at start (one rename).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import shutil
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from kernel.objects import ObjectStore, PrefixedStore
+from kernel.objects import ObjectStore, ObjectStoreError, PrefixedStore, StoredObject
 from storage.objects import LocalStore
 
 log = logging.getLogger("rtc.recordings")
 
 PREFIX = "recordings/"
 CONTENT_TYPE = "audio/ogg"
+# Seconds between the tries of a leg's commit while the store is away (about 2 min).
+COMMIT_RETRY_DELAYS = (1.0, 5.0, 15.0, 30.0, 60.0)
 
 
 def file_key(started_at: datetime, call_id: int, name: str) -> str:
@@ -82,3 +86,36 @@ def adopt_former_folder(former: Path, objects: ObjectStore) -> None:
         " or deleted by retention until moved into it (docs/operations.md, Recorded calls)",
         former,
     )
+
+
+async def commit_leg(
+    store: ObjectStore,
+    path: Path,
+    key: str,
+    *,
+    delays: Sequence[float] = COMMIT_RETRY_DELAYS,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> StoredObject:
+    """Commit the leg written at ``path``, trying again after each of ``delays`` while
+    the store answers a retryable failure (a bucket away for a minute must not cost a
+    call its audio). Each try commits a hard link of the file, which the store consumes,
+    so a failed try leaves the leg in place; ``path`` is gone afterwards either way."""
+    try:
+        for attempt, delay in enumerate((*delays, None), start=1):
+            attempt_path = path.with_name(f"{path.name}.{attempt}")
+            os.link(path, attempt_path)
+            try:
+                return await store.commit(attempt_path, key, content_type=CONTENT_TYPE)
+            except ObjectStoreError as failed:
+                if not failed.retryable or delay is None:
+                    raise
+                log.warning(
+                    "recording leg not stored yet; trying again",
+                    extra={"key": key, "attempt": attempt, "error": str(failed)},
+                )
+            finally:
+                attempt_path.unlink(missing_ok=True)
+            await sleep(delay)
+        raise AssertionError("unreachable")
+    finally:
+        path.unlink(missing_ok=True)

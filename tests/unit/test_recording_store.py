@@ -9,8 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from kernel.objects import PrefixedStore
-from recordings.store import adopt_former_folder, file_key, recording_store
+from kernel.objects import ObjectStoreError, PrefixedStore, StoredObject
+from recordings.store import (
+    COMMIT_RETRY_DELAYS,
+    adopt_former_folder,
+    commit_leg,
+    file_key,
+    recording_store,
+)
 from storage.objects import LocalStore
 
 
@@ -68,3 +74,59 @@ def test_a_former_folder_that_cannot_be_moved_is_warned_about(
     caplog.clear()
     adopt_former_folder(tmp_path / "absent", objects)
     assert not caplog.records
+
+
+class FlakyStore:
+    """A local store whose first ``failures`` commits fail as an unreachable bucket does
+    (each consuming its temp file, as every store's commit does)."""
+
+    def __init__(self, root: Path, failures: int, *, retryable: bool = True) -> None:
+        self.store = LocalStore(root)
+        self.failures = failures
+        self.retryable = retryable
+        self.tries = 0
+
+    async def commit(self, temp: Path, key: str, *, content_type: str) -> StoredObject:
+        self.tries += 1
+        if self.tries <= self.failures:
+            temp.unlink()
+            raise ObjectStoreError("the bucket is away", retryable=self.retryable)
+        return await self.store.commit(temp, key, content_type=content_type)
+
+
+def leg_file(tmp_path: Path) -> Path:
+    path = tmp_path / "scratch" / "caller.ogg.partial"
+    path.parent.mkdir()
+    path.write_bytes(b"OggS leg")
+    return path
+
+
+async def test_a_leg_waits_out_a_store_that_is_away_for_a_while(tmp_path: Path) -> None:
+    flaky = FlakyStore(tmp_path / "objects", failures=2)
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    leg = leg_file(tmp_path)
+    stored = await commit_leg(flaky, leg, "2026/11/26/7/caller.ogg", sleep=sleep)  # type: ignore[arg-type]
+    assert stored.bytes == len(b"OggS leg") and flaky.tries == 3
+    assert slept == list(COMMIT_RETRY_DELAYS[:2])
+    assert (tmp_path / "objects/2026/11/26/7/caller.ogg").read_bytes() == b"OggS leg"
+    assert list(leg.parent.iterdir()) == []  # the leg and every try's link are gone
+
+
+@pytest.mark.parametrize(("failures", "retryable", "tries"), [(99, True, 6), (1, False, 1)])
+async def test_a_leg_the_store_keeps_refusing_fails_and_leaves_nothing(
+    tmp_path: Path, failures: int, retryable: bool, tries: int
+) -> None:
+    flaky = FlakyStore(tmp_path / "objects", failures=failures, retryable=retryable)
+
+    async def sleep(seconds: float) -> None:
+        pass
+
+    leg = leg_file(tmp_path)
+    with pytest.raises(ObjectStoreError):
+        await commit_leg(flaky, leg, "2026/11/26/7/caller.ogg", sleep=sleep)  # type: ignore[arg-type]
+    assert flaky.tries == tries
+    assert list(leg.parent.iterdir()) == []
