@@ -145,6 +145,14 @@ async def forget(db: Executor, upload_id: UUID) -> None:
     await db.execute("DELETE FROM uploads WHERE id = $1 AND state = 'pending'", upload_id)
 
 
+async def lock_owner(conn: Executor, owner_id: int) -> bool:
+    """Serialise the quota checks of one owner's uploads (the user row, ``FOR NO KEY
+    UPDATE``, as an erasure takes it first too); False if the account is gone."""
+    return bool(
+        await conn.fetchval("SELECT true FROM users WHERE id = $1 FOR NO KEY UPDATE", owner_id)
+    )
+
+
 async def mark_ready(
     db: Executor, upload_id: UUID, stored: Stored, expires: datetime
 ) -> UploadRow | None:

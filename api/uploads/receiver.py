@@ -199,7 +199,16 @@ class UploadRoutes:
             )
             expires = self._uploads.clock.now() + timedelta(seconds=s.unattached_ttl)
             try:
-                ready = await rows.mark_ready(self._db, row.id, stored, expires)
+                async with self._db.transaction() as conn:
+                    # Checked again under the owner's lock with what is stored now: two
+                    # uploads finishing at once cannot both fit where one would.
+                    if await rows.lock_owner(conn, row.owner_id or 0):
+                        used = await rows.stored_bytes(conn, row.owner_id or 0)
+                        if used + size > s.quota_bytes:
+                            raise Refused(
+                                409, "quota_exceeded", "your uploads take all the room you have"
+                            )
+                    ready = await rows.mark_ready(conn, row.id, stored, expires)
             except BaseException:
                 await asyncio.shield(self._delete_objects(image.key, thumb.key))
                 raise

@@ -298,6 +298,34 @@ async def test_the_hourly_rate_and_the_quota(
         await clients.close()
 
 
+async def test_uploads_finishing_at_once_cannot_both_fit_where_one_would(
+    make_app: AppFactory, code_log: Any
+) -> None:
+    """Both pass the early check (nothing stored yet); the one that records its files
+    second, under the owner's lock, finds the first's and is refused."""
+    app = await make_app(uploads={"quota_bytes": 60_000})
+    clients = Clients(app, code_log)
+    try:
+        client, tokens = await clients.login()
+        tickets = [await ticket(client, "profilePicture") for _ in range(4)]
+        answers = await asyncio.gather(
+            *(put(t["url"], noise_jpeg(30_000, seed=i)) for i, t in enumerate(tickets))
+        )
+        statuses = sorted(status for status, _ in answers)
+        assert statuses == [201, 409, 409, 409], answers
+        assert {a["reason"] for status, a in answers if status == 409} == {"quota_exceeded"}
+        assert app.db is not None
+        stored = await app.db.fetchval(
+            "SELECT coalesce(sum(bytes + thumb_bytes), 0) FROM uploads"
+            " WHERE owner_id = $1 AND state IN ('ready', 'attached')",
+            tokens["user"]["id"],
+        )
+        assert 0 < stored <= 60_000
+        assert scratch_files(app) == []
+    finally:
+        await clients.close()
+
+
 async def _create_params() -> dict[str, Any]:
     return {
         "idempotencyKey": key(),
