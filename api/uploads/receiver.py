@@ -249,9 +249,14 @@ class UploadRoutes:
         return head
 
     async def _refuse(self, request: web.Request, refused: Refused) -> web.StreamResponse:
-        """Answer a refusal; when the request's body was not all read, close the
-        connection after the answer rather than read (or discard) the rest."""
+        """Answer a refusal. A body within the cap that was not read yet (a bad, expired
+        or used URL) is read and discarded first: a proxy still sending it would
+        otherwise see the connection close under it and answer 502 instead of the
+        refusal. A body over the cap is not read: the connection is closed after the
+        answer."""
         self._metrics.received.labels(refused.reason).inc()
+        if refused.status != 413:
+            await self._discard_body(request)
         body = orjson.dumps({"error": refused.message, "reason": refused.reason})
         response = web.Response(
             status=refused.status,
@@ -267,6 +272,20 @@ class UploadRoutes:
         await response.write_eof()
         transport.close()  # the rest of the body is not read
         return response
+
+    async def _discard_body(self, request: web.Request) -> None:
+        """Read what is left of the body, at most ``max_bytes`` + 1 (then give up: the
+        connection is closed after the answer)."""
+        left = self._settings.max_bytes + 1
+        try:
+            async with asyncio.timeout(self._settings.receive_timeout):
+                while left > 0 and not request.content.at_eof():
+                    chunk = await request.content.read(min(_CHUNK, left))
+                    if not chunk:
+                        break
+                    left -= len(chunk)
+        except (TimeoutError, ConnectionError, HttpProcessingError):
+            pass
 
     # --- Serving -------------------------------------------------------------------------
 

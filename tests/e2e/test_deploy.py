@@ -15,6 +15,7 @@ nginx appends to X-Forwarded-For is not one the instances trust, as in productio
 from __future__ import annotations
 
 import asyncio
+import io
 import ipaddress
 import os
 import re
@@ -474,9 +475,13 @@ async def test_only_the_public_http_routes_go_through_nginx(front: Front) -> Non
             assert answer.status == 403 and "error" in await answer.json()
         # Uploads: the URL's signature is the instance's to check, behind a body limit
         # of the upload's size; public pictures pass too.
-        upload = f"{front.https}/uploads/{uuid4()}?exp=1&sig=x"
-        async with http.put(upload, data=b"\xff" * 1_000_000) as answer:
-            assert answer.status == 403 and (await answer.json())["reason"] == "invalid_link"
+        # A refused body within the cap is read and discarded by the instance, so nginx
+        # (still sending it) relays the refusal rather than a 502.
+        for _ in range(5):
+            upload = f"{front.https}/uploads/{uuid4()}?exp=1&sig=x"
+            async with http.put(upload, data=io.BytesIO(b"\xff" * 4_000_000)) as answer:
+                assert answer.status == 403
+                assert (await answer.json())["reason"] == "invalid_link"
         picture = f"{front.https}/public/uploads/{uuid4()}/thumb"
         async with http.get(picture) as answer:
             assert answer.status == 404 and (await answer.json())["reason"] == "gone"
