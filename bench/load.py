@@ -194,10 +194,14 @@ class LoadClient:
         warm = await self.open_many(tokens["warmup"])
         await self.close_many(warm)
         rss_before = await self.settled_rss(control, settle)
+        pg0 = postgres_cpu(self.postmaster) if self.postmaster else {}
         cpu0, t0 = cpu_seconds(self.pid), time.monotonic()
         sockets = await self.open_many(tokens["sockets"][:count])
         open_seconds = time.monotonic() - t0
         open_cpu = cpu_seconds(self.pid) - cpu0
+        pg1 = postgres_cpu(self.postmaster) if self.postmaster else {}
+        # A backend born meanwhile counts whole (it started at 0).
+        open_pg = sum(pg1[p] - pg0.get(p, 0.0) for p in pg1)
         rss_after = await self.settled_rss(control, settle)
         result: dict[str, Any] = {
             "sockets": len(sockets),
@@ -208,6 +212,8 @@ class LoadClient:
             "open_seconds": open_seconds,
             "open_per_second": len(sockets) / open_seconds,
             "server_cpu_us_per_open": open_cpu / len(sockets) * 1e6,
+            # The bare server has no database: PostgreSQL idles (its background work).
+            "postgres_cpu_us_per_open": open_pg / len(sockets) * 1e6,
             "protocol_errors": sum(s.protocol_errors for s in sockets),
         }
         if spec.get("fanout_rounds"):

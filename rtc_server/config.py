@@ -67,6 +67,10 @@ class ServerSettings(_Section):
     compression: bool = False
     # Sockets that this instance accepts at most (new ones are refused with HTTP 503).
     max_connections: int = Field(50_000, ge=1)
+    # Connections the kernel queues for accept(): a reconnect storm's burst waits here
+    # instead of its SYNs being dropped (retried by clients only after 1, 3, 7 s ...).
+    # Capped by the kernel's net.core.somaxconn.
+    listen_backlog: int = Field(4096, ge=1, le=65535)
     # "production" refuses what is only for development (the payment simulator ...).
     environment: Literal["development", "production"] = "development"
     # Addresses or networks (CIDR) of the proxies in front of this server that append

@@ -24,10 +24,12 @@ from rtc_server.metrics import Metrics
 from rtc_server.session_state import Resumed
 from rtc_server.sink import SinkClosed
 from storage import events as event_log
+from storage.coalesce import Coalesced
 from storage.database import Database
 from storage.errors import StorageError
 
 log = logging.getLogger("rtc.events")
+_NO_EVENTS = event_log.Cursor(0, 0, None)
 
 
 class EventDelivery:
@@ -40,6 +42,12 @@ class EventDelivery:
         self._metrics = metrics
         self._tasks: set[asyncio.Task[None]] = set()
         hub.on_gap = self._schedule_gap_fill
+        # Resumes arriving together (a reconnect storm) read their cursors in one
+        # query; each from a query started after the socket was attached and routed.
+        self._cursors: Coalesced[int, event_log.Cursor] = Coalesced(self._read_cursors, _NO_EVENTS)
+
+    async def _read_cursors(self, user_ids: list[int]) -> dict[int, event_log.Cursor]:
+        return await event_log.cursors(self._db, user_ids)
 
     async def resume(self, conn: Connection, last_seq: int | None) -> Resumed:
         """Attach ``conn`` to its user's events; decide where its replay starts.
@@ -57,7 +65,7 @@ class EventDelivery:
             # With several instances, the bus must route the user's events here
             # before the log is read, or one committed in between would be missed.
             await self._hub.routed(user_id)
-            cursor = await event_log.cursor(self._db, user_id)
+            cursor = await self._cursors.get(user_id)
         except BaseException:
             self._hub.detach(conn)
             conn.unbind()
@@ -71,7 +79,14 @@ class EventDelivery:
         return Resumed(True, start, cursor.last_seq)
 
     def start_replay(self, conn: Connection, resumed: Resumed) -> None:
-        self._spawn(self._replay(conn, resumed.resume_from))
+        if resumed.resume_from < resumed.last_seq:
+            self._spawn(self._replay(conn, resumed.resume_from))
+        else:
+            # The log held nothing newer when the cursor was read, after the socket
+            # was attached: whatever came since reaches the cursor live (or as a gap
+            # it fills from the log). No read, no task; still after the answer
+            # that is being written, as a replay would be.
+            asyncio.get_running_loop().call_soon(self._go_live, conn, resumed.resume_from)
 
     async def _replay(self, conn: Connection, after: int) -> None:
         user_id = conn.user_id
@@ -96,6 +111,12 @@ class EventDelivery:
             # and resumes from its last seq.
             log.warning("replay failed: closing the socket", extra={"user": user_id})
             conn.close(CloseCode.INTERNAL_ERROR, "could not resume: reconnect")
+            return
+        self._go_live(conn, after)
+
+    def _go_live(self, conn: Connection, after: int) -> None:
+        cursor = conn.cursor
+        if cursor is None:  # unbound meanwhile
             return
         for frame in cursor.start_live(after):
             conn.send(frame)

@@ -410,20 +410,9 @@ async def revoke_sessions(
     return [row["id"] for row in rows]
 
 
-async def session_alive(db: Executor, session_id: UUID) -> bool:
-    """True while the session is not revoked or expired and its user is active."""
-    alive = await db.fetchval(
-        """
-        SELECT true FROM auth_sessions s JOIN users u ON u.id = s.user_id
-        WHERE s.id = $1 AND s.revoked_at IS NULL AND s.expires_at > now() AND u.is_active
-        """,
-        session_id,
-    )
-    return bool(alive)
-
-
 async def sessions_alive(db: Executor, session_ids: Sequence[UUID]) -> set[UUID]:
-    """Those of ``session_ids`` still alive (as :func:`session_alive`), in one query."""
+    """Those of ``session_ids`` still alive (not revoked, not expired, their user active),
+    in one query."""
     rows = await db.fetch(
         """
         SELECT s.id FROM auth_sessions s JOIN users u ON u.id = s.user_id

@@ -106,6 +106,22 @@ async def cursor(db: Executor, user_id: int) -> Cursor:
     return Cursor(row["last_seq"], row["acked_seq"], row["first_seq"])
 
 
+async def cursors(db: Executor, user_ids: Sequence[int]) -> dict[int, Cursor]:
+    """:func:`cursor` of each of ``user_ids`` in one query (users without events are
+    left out: their cursor is ``Cursor(0, 0, None)``)."""
+    rows = await db.fetch(
+        """
+        SELECT c.user_id, c.last_seq, c.acked_seq,
+               (SELECT min(seq) FROM user_events e WHERE e.user_id = c.user_id) AS first_seq
+        FROM user_event_cursors c WHERE c.user_id = ANY($1::bigint[])
+        """,
+        list(user_ids),
+    )
+    return {
+        row["user_id"]: Cursor(row["last_seq"], row["acked_seq"], row["first_seq"]) for row in rows
+    }
+
+
 async def last_seqs(db: Executor, user_ids: Sequence[int]) -> dict[int, int]:
     """The newest ``seq`` of each of ``user_ids`` that has events (others left out)."""
     rows = await db.fetch(

@@ -34,6 +34,7 @@ from kernel.outbox import Outbox, StagedEvents
 from kernel.rpc.registry import Access, Caller, Empty, MethodRegistry, Params, Result, UserId
 from kernel.rpc.text import FullName
 from storage import accounts, admin
+from storage.coalesce import Coalesced
 from storage.database import Database
 
 log = logging.getLogger("rtc.auth")
@@ -151,6 +152,9 @@ class AuthService:
         )
         self._refresh_ttl = timedelta(seconds=settings.refresh_token_ttl)
         self._retry_grace = timedelta(seconds=settings.refresh_retry_grace)
+        # Handshakes arriving together (a reconnect storm) share one query: nothing is
+        # cached, each answer comes from a query started after its handshake asked.
+        self._session_alive: Coalesced[UUID, bool] = Coalesced(self._sessions_alive, False)
         self.codes = LoginCodes(
             db,
             settings,
@@ -363,7 +367,7 @@ class AuthService:
             raise Unauthenticated("access token expired", reason="token_expired") from None
         except tokens.TokenError:
             raise Unauthenticated("invalid access token", reason="token_invalid") from None
-        if not await accounts.session_alive(self._db, claims.session_id):
+        if not await self._session_alive.get(claims.session_id):
             raise Unauthenticated("session ended; log in again", reason="session_revoked")
         return Identity(
             user_id=UserId(claims.user_id),
@@ -371,6 +375,9 @@ class AuthService:
             session_id=claims.session_id,
             expires_at=claims.expires_at.timestamp(),
         )
+
+    async def _sessions_alive(self, session_ids: list[UUID]) -> dict[UUID, bool]:
+        return dict.fromkeys(await accounts.sessions_alive(self._db, session_ids), True)
 
     async def alive(self, session_ids: Collection[UUID]) -> set[UUID]:
         alive: set[UUID] = set()

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import asyncio
 
+from websockets.exceptions import InvalidStatus
+
 from rtc_server.app import App
 from rtc_server.client import RtcClient
+from storage import events as event_log
 from tests.events import Loose, loose
 
 from .conftest import AppFactory, Clients
@@ -53,3 +56,50 @@ async def test_events_survive_a_server_restart(make_app: AppFactory, code_log: o
     assert await collect(resumed, 1) == [2]
     await resumed.close()
     await opened.close()
+
+
+async def test_handshakes_arriving_together_each_get_their_own_session_and_events(
+    app: App, clients: Clients
+) -> None:
+    """A reconnect storm in small: the session checks and cursor reads of handshakes
+    made at the same moment are answered by shared queries, yet every socket is told
+    about its own session and user, a revoked session is refused among live ones, and
+    each replays exactly its own user's events (or none, then live ones)."""
+    users = []
+    for n in range(4):
+        client, tokens = await clients.login()
+        user_id = tokens["user"]["id"]
+        for k in range(n):
+            await app.publisher.publish(user_id, loose("e"), Loose.of({"k": k}))
+        assert app.db is not None
+        last = (await event_log.cursor(app.db, user_id)).last_seq
+        users.append((user_id, tokens["accessToken"], last, n))
+    revoked, revoked_tokens = await clients.login()
+    await revoked.call("auth.logout")
+
+    url = f"ws://127.0.0.1:{app.sockets.port}/ws"
+    # Each user resumes from before its n events (n of them replayed) and, on a second
+    # socket, from its newest event (nothing to replay: a live one follows).
+    attempts = [
+        RtcClient.connect(url, access_token=token, last_seq=last - n) for _, token, last, n in users
+    ] + [RtcClient.connect(url, access_token=token, last_seq=last) for _, token, last, _ in users]
+    attempts.append(RtcClient.connect(url, access_token=revoked_tokens["accessToken"]))
+    opened = await asyncio.gather(*attempts, return_exceptions=True)
+    refused = opened.pop()
+    assert isinstance(refused, InvalidStatus) and refused.response.status_code == 401
+    sockets = [c for c in opened if isinstance(c, RtcClient)]
+    assert len(sockets) == len(opened) == 8
+    clients.opened.extend(sockets)
+
+    for i, (user_id, _, last, n) in enumerate(users):
+        replaying, current = sockets[i], sockets[len(users) + i]
+        for socket, resume_from in ((replaying, last - n), (current, last)):
+            ready = await socket.next_event()
+            assert ready.method == "session.ready"
+            assert ready.params["userId"] == user_id
+            assert ready.params["resumeFrom"] == resume_from
+            assert ready.params["lastSeq"] == last
+        assert await collect(replaying, n) == list(range(last - n + 1, last + 1))
+        await app.publisher.publish(user_id, loose("e"), Loose.of({"k": "live"}))
+        assert await collect(current, 1) == [last + 1]
+        assert await collect(replaying, 1) == [last + 1]
