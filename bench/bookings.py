@@ -13,7 +13,10 @@ per pair):
 After a warm-up, windows of ``--duration`` seconds: completed bookings per second
 (loops that ended in the window), and the latency from sending ``bookings.create`` to
 ``booking.offered`` arriving at the provider's socket (p50/p99, client clock), with
-the server's and PostgreSQL's CPU per booking. Prints a table, writes
+the server's and PostgreSQL's CPU per booking; then, per booking sent, the rows the run
+wrote to each table of the loop and the scans of each of their indexes (PostgreSQL's
+statistics, reset after seeding: an index no query scans is only upkeep). Prints the
+tables, writes
 ``bench/results/<timestamp>-bookings.json``; ``--profile`` records the server with
 py-spy (collapsed stacks in ``bench/results/``; read them with ``python -m bench.stacks``).
 
@@ -469,6 +472,76 @@ def table(args: argparse.Namespace, r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+# The tables a booking loop writes: what each statement costs PostgreSQL follows the
+# rows it writes and the indexes it keeps, and an index no query reads is pure cost.
+_LOOP_TABLES = (
+    "bookings",
+    "notifications",
+    "user_events",
+    "user_event_cursors",
+    "push_intents",
+    "idempotency_keys",
+)
+
+
+async def _reset_statistics(dsn: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("SELECT pg_stat_reset()")
+    finally:
+        await conn.close()
+
+
+async def _table_usage(dsn: str) -> dict[str, Any]:
+    """Rows written and index scans on the loop's tables since :func:`_reset_statistics`
+    (the server's own jobs included)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        tables = await conn.fetch(
+            """
+            SELECT relname, n_tup_ins, n_tup_upd, n_tup_hot_upd, n_tup_del, seq_scan
+            FROM pg_stat_user_tables WHERE relname = ANY($1::text[])
+            """,
+            list(_LOOP_TABLES),
+        )
+        indexes = await conn.fetch(
+            """
+            SELECT relname, indexrelname, idx_scan FROM pg_stat_user_indexes
+            WHERE relname = ANY($1::text[]) ORDER BY relname, indexrelname
+            """,
+            list(_LOOP_TABLES),
+        )
+    finally:
+        await conn.close()
+    return {
+        "tables": {r["relname"]: dict(r) for r in tables},
+        "indexes": [dict(r) for r in indexes],
+    }
+
+
+def usage_table(usage: dict[str, Any], loops: int) -> str:
+    """Rows written per loop by table, and every index of those tables with its scans
+    (0: no statement of the run read it, though each write maintains it)."""
+    lines = [
+        f"Rows written and index scans per booking loop ({loops:,} bookings sent;"
+        " the server's jobs included)",
+        f"  {'table':<20} {'inserted':>9} {'updated':>9} {'of which HOT':>13} {'deleted':>9}",
+    ]
+    per = max(loops, 1)
+    for name in _LOOP_TABLES:
+        t = usage["tables"].get(name)
+        if t is None:
+            continue
+        lines.append(
+            f"  {name:<20} {t['n_tup_ins'] / per:>9.2f} {t['n_tup_upd'] / per:>9.2f}"
+            f" {t['n_tup_hot_upd'] / per:>13.2f} {t['n_tup_del'] / per:>9.2f}"
+        )
+    lines.append(f"  {'index':<44} {'scans per loop':>15}")
+    for i in usage["indexes"]:
+        lines.append(f"  {i['indexrelname']:<44} {i['idx_scan'] / per:>15.2f}")
+    return "\n".join(lines)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m bench.bookings", description=__doc__.split("\n\n")[0]
@@ -505,6 +578,7 @@ def measure(args: argparse.Namespace, runner: Runner) -> Measured:
     say(f"seeding {args.pairs} providers with a listing and {args.pairs} customers")
     seeded = asyncio.run(seed_market(runner.dsn, args.pairs, runner.jwt_secret.encode()))
     os.sched_setaffinity(0, {int(CLIENT_CPU)})  # the runner waits on core 1
+    asyncio.run(_reset_statistics(runner.dsn))
     say("starting our server; booking loop")
     with runner.server(report.OURS, "bookings") as server:
         result = runner.run_load(
@@ -521,13 +595,17 @@ def measure(args: argparse.Namespace, runner: Runner) -> Measured:
                 "windows": args.windows,
             },
         )
+    # Read once the server stopped: its backends have exited, so their counters are in.
+    usage = asyncio.run(_table_usage(runner.dsn))
     extra = {
+        "table_usage": usage,
         "our_settings_bookings": {
             "RTC_BOOKINGS__MAX_PER_MINUTE": BOOKING_LIMIT,
             "RTC_BOOKINGS__MAX_PER_HOUR": BOOKING_LIMIT,
-        }
+        },
     }
-    return Measured(table(args, result), result, extra, failed=bool(result["errors"]))
+    text = table(args, result) + "\n" + usage_table(usage, result["bookings_sent"])
+    return Measured(text, result, extra, failed=bool(result["errors"]))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -283,9 +283,12 @@ class CustomerContext:
 
 @functools.cache
 def _apply_create_sql(with_answer: bool) -> str:
+    # A new booking is viewed by its customer: their badge does not move, and is not
+    # counted (nor sent).
     fill = "i.payload"
     for column in _STAND_INS:
-        fill = f"replace({fill}, '{_STAND_INS[column]}', (SELECT {column} FROM c)::text)"
+        if column != "unread_customer":
+            fill = f"replace({fill}, '{_STAND_INS[column]}', (SELECT {column} FROM c)::text)"
     events, seqs = append_each_sql(24, fill, only_if="EXISTS (SELECT FROM b)")
     sql = f"""
         WITH ctx AS (
@@ -314,7 +317,7 @@ def _apply_create_sql(with_answer: bool) -> str:
             OVERRIDING SYSTEM VALUE
             SELECT $19, b.provider_id, $20, $21, $22, b.id, $NOW FROM b
         ), {_EARNINGS_AFTER}, c AS (
-            SELECT {_UNREAD_AFTER}, e.* FROM b CROSS JOIN e
+            SELECT {_UNREAD_PROVIDER_AFTER} AS unread_provider, e.* FROM b CROSS JOIN e
         ), {events}{", " + answer_sql(29) if with_answer else ""}
         SELECT ctx.*, (SELECT count(*) FROM b) AS inserted, {seqs}, c.*
         FROM ctx LEFT JOIN c ON true
@@ -377,7 +380,8 @@ async def apply_create(
     )
     if not row["inserted"]:
         return context, None
-    return context, (list(row["seqs"] or []), _counts_after(row, with_earnings=True))
+    counts = _counts_after(row, with_earnings=True, sides=("provider",))
+    return context, (list(row["seqs"] or []), counts)
 
 
 # --- Changing the status -----------------------------------------------------------------
@@ -532,7 +536,8 @@ def _apply_status_sql(with_earnings: bool, with_answer: bool) -> str:
             OVERRIDING SYSTEM VALUE
             SELECT $9, $10, $11, $12, $13, $1, $3 WHERE $9::bigint IS NOT NULL
         ){earnings_cte}, c AS (
-            SELECT {_UNREAD_AFTER}{", e.*" if with_earnings else ""}
+            SELECT {_UNREAD_CUSTOMER_AFTER} AS unread_customer,
+                   {_UNREAD_PROVIDER_AFTER} AS unread_provider{", e.*" if with_earnings else ""}
             FROM b{" CROSS JOIN e" if with_earnings else ""}
         ), {events}{", " + answer_sql(first + 5) if with_answer else ""}
         SELECT {seqs}, c.* FROM c
@@ -716,20 +721,22 @@ async def earnings(db: Executor, provider_id: int, now: datetime, timezone: str)
 
 @dataclass(frozen=True, slots=True)
 class Counts:
-    unread: dict[Side, int]
+    unread: dict[Side, int]  # by side; after a creation only the provider's
     earnings: EarningsRow | None
 
 
 # The counts after a change, in the statement that makes it (CTE ``b``: the booking as
 # inserted or updated). The statement's other reads do not see its own change, so the
 # booking's old version is left out and its new one added. ($NOW, $TZ: now, time zone.)
-_UNREAD_AFTER = """
+_UNREAD_CUSTOMER_AFTER = """
     (SELECT count(*) FROM bookings x
      WHERE x.customer_id = b.customer_id AND NOT x.viewed_by_customer AND x.id <> b.id)
-        + (NOT b.viewed_by_customer)::int AS unread_customer,
+        + (NOT b.viewed_by_customer)::int
+"""
+_UNREAD_PROVIDER_AFTER = """
     (SELECT count(*) FROM bookings x
      WHERE x.provider_id = b.provider_id AND NOT x.viewed_by_provider AND x.id <> b.id)
-        + (NOT b.viewed_by_provider)::int AS unread_provider
+        + (NOT b.viewed_by_provider)::int
 """
 _EARNINGS_AFTER = """
     e AS (
@@ -741,23 +748,34 @@ _EARNINGS_AFTER = """
                 AS e_today,
             coalesce(sum(w.charge_paise) FILTER (WHERE w.status <> 'completed'), 0) AS e_pending
         FROM (
+            -- The open work and the month's completed work each on its index
+            -- ((provider, status, id); (provider, completed_at) of the completed), not
+            -- every booking the provider ever had.
             SELECT x.status, x.charge_paise, x.completed_at
             FROM b JOIN bookings x ON x.provider_id = b.provider_id AND x.id <> b.id
+                AND x.status IN ('pending', 'accepted', 'in_progress')
+            UNION ALL
+            SELECT x.status, x.charge_paise, x.completed_at
+            FROM b JOIN bookings x ON x.provider_id = b.provider_id AND x.id <> b.id
+                AND x.status = 'completed'
+                AND x.completed_at >= date_trunc('month', $NOW::timestamptz, $TZ::text)
             UNION ALL
             SELECT b.status, b.charge_paise, b.completed_at FROM b
+            WHERE b.status IN ('pending', 'accepted', 'in_progress')
+               OR (b.status = 'completed'
+                   AND b.completed_at >= date_trunc('month', $NOW::timestamptz, $TZ::text))
         ) w
-        WHERE w.status IN ('pending', 'accepted', 'in_progress')
-           OR (w.status = 'completed'
-               AND w.completed_at >= date_trunc('month', $NOW::timestamptz, $TZ::text))
     )
 """
 
 
-def _counts_after(row: Any, *, with_earnings: bool) -> Counts:
+def _counts_after(row: Any, *, with_earnings: bool, sides: tuple[Side, ...] = SIDES) -> Counts:
+    """The counts a statement read: the badges of ``sides`` and, ``with_earnings``, the
+    provider's earnings."""
     money = None
     if with_earnings:
         money = EarningsRow(int(row["e_month"]), int(row["e_today"]), int(row["e_pending"]))
-    return Counts({"customer": row["unread_customer"], "provider": row["unread_provider"]}, money)
+    return Counts({side: row[f"unread_{side}"] for side in sides}, money)
 
 
 # Stand-ins for the counts in the events of a change, replaced by the statement that
@@ -777,10 +795,7 @@ FILL_COUNTS = Counts(
 
 
 def _count_values(counts: Counts) -> dict[str, int]:
-    values = {
-        "unread_customer": counts.unread["customer"],
-        "unread_provider": counts.unread["provider"],
-    }
+    values = {f"unread_{side}": count for side, count in counts.unread.items()}
     if counts.earnings is not None:
         values |= {
             "e_month": counts.earnings.this_month_paise,

@@ -105,3 +105,20 @@ async def test_pruning_drops_push_intents_of_pruned_events(db: Database) -> None
         await event_log.append_each(conn, [NewEvent(a, "offer", "{}", push_due=old)])
     await event_log.prune(db, max_age_seconds=7 * 86400, max_per_user=1000)
     assert await db.fetchval("SELECT count(*) FROM push_intents") == 0
+
+
+async def test_deleting_a_user_removes_their_events_and_push_intents(db: Database) -> None:
+    # push_intents has no foreign key to users (migration 0071): the trigger that
+    # removes a deleted user's events removes their intents too.
+    a, b = await users(db, 2)
+    due = datetime(2030, 1, 1, tzinfo=UTC)
+    async with db.transaction() as conn:
+        await event_log.append_each(
+            conn,
+            [NewEvent(a, "offer", "{}", push_due=due), NewEvent(b, "offer", "{}", push_due=due)],
+        )
+    await db.execute("DELETE FROM users WHERE id = $1", a)
+    intents = await db.fetch("SELECT user_id FROM push_intents")
+    assert [r["user_id"] for r in intents] == [b]
+    assert await db.fetchval("SELECT count(*) FROM user_events WHERE user_id = $1", a) == 0
+    assert await db.fetchval("SELECT count(*) FROM user_events WHERE user_id = $1", b) == 1
