@@ -79,6 +79,21 @@ async def find_user(db: Executor, phone: str, role: str) -> UserRow | None:
     )
 
 
+async def admin_login(conn: Executor, phone: str) -> UserRow | None:
+    """The admin account of ``phone``, its last login set to now if it is active (admins
+    are made by operators, never signed up: :func:`upsert_verified_user` is not theirs)."""
+    return _user(
+        await conn.fetchrow(
+            f"""
+            UPDATE users SET last_login_at = CASE WHEN is_active THEN now() ELSE last_login_at END
+            WHERE phone = $1 AND role = 'admin'
+            RETURNING {_USER_COLUMNS}
+            """,
+            phone,
+        )
+    )
+
+
 async def get_user(db: Executor, user_id: int) -> UserRow | None:
     return _user(await db.fetchrow(f"SELECT {_USER_COLUMNS} FROM users WHERE id = $1", user_id))
 

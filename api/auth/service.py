@@ -233,7 +233,7 @@ class AuthService:
                 InvalidCode("wrong or expired code", reason="no_code", attemptsLeft=0)
             )
         if params.role == "admin":
-            user = await accounts.find_user(conn, phone, "admin")
+            user = await accounts.admin_login(conn, phone)
             if user is None:
                 # No admin account: its code was never sent. Same answer as a bad code.
                 return _Rejection(

@@ -256,3 +256,10 @@ async def test_audit_keeps_every_admin_action(clients: Clients) -> None:
         "admin.audit.list",
         "admin.audit.list",
     ]
+
+
+async def test_an_admins_login_is_its_last_login(clients: Clients) -> None:
+    admin, tokens = await login_admin(clients)
+    page = await admin.call("admin.users.list", {"role": "admin"})
+    [me] = [u for u in page["users"] if u["id"] == tokens["user"]["id"]]
+    assert me["lastLoginAt"] is not None
