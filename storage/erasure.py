@@ -71,31 +71,31 @@ def _side_column(side: str) -> str:
     return {"customer": "customer_id", "provider": "provider_id"}[side]
 
 
-async def lock_open_bookings(conn: Executor, user_id: int, side: str) -> list[int]:
-    """Row-lock the account's unfinished bookings on ``side`` in id order (as a booking
-    change does, before the event cursors); returns the other parties of them."""
+async def _open_bookings(
+    conn: Executor, user_id: int, side: str, *, lock: bool
+) -> list[tuple[int, int | None]]:
     other = "provider_id" if side == "customer" else "customer_id"
     rows = await conn.fetch(
         f"SELECT id, {other} AS other FROM bookings"
         f" WHERE {_side_column(side)} = $1 AND status = ANY($2::text[])"
-        " ORDER BY id FOR NO KEY UPDATE",
+        f" ORDER BY id{' FOR NO KEY UPDATE' if lock else ''}",
         user_id,
         list(OPEN_STATUSES),
     )
-    return [r["other"] for r in rows if r["other"] is not None]
+    return [(r["id"], r["other"]) for r in rows]
+
+
+async def lock_open_bookings(conn: Executor, user_id: int, side: str) -> list[int]:
+    """Row-lock the account's unfinished bookings on ``side`` in id order (as a booking
+    change does, before the event cursors); returns the other parties of them."""
+    found = await _open_bookings(conn, user_id, side, lock=True)
+    return [other for _, other in found if other is not None]
 
 
 async def open_bookings(conn: Executor, user_id: int, side: str) -> list[tuple[int, int | None]]:
     """The account's bookings on ``side`` that are not finished, oldest first: (id, the
     other party)."""
-    other = "provider_id" if side == "customer" else "customer_id"
-    rows = await conn.fetch(
-        f"SELECT id, {other} AS other FROM bookings"
-        f" WHERE {_side_column(side)} = $1 AND status = ANY($2::text[]) ORDER BY id",
-        user_id,
-        list(OPEN_STATUSES),
-    )
-    return [(r["id"], r["other"]) for r in rows]
+    return await _open_bookings(conn, user_id, side, lock=False)
 
 
 async def block(conn: Executor, account: Account, reason: str) -> None:

@@ -5,7 +5,6 @@ FCM server."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -16,6 +15,7 @@ from rtc_server.app import App
 from rtc_server.push.feature import PushFeature
 from rtc_server.push.jobs import PUSH_PRUNE
 from tests.fakes.fcm import FakeFcm, fcm_error
+from tests.waiting import until
 
 from .admins import login_admin
 from .conftest import Clients
@@ -25,6 +25,10 @@ from .test_push_delivery import fcm, offer_market, push_app, push_clients, settl
 __all__ = ["fcm", "push_app", "push_clients"]  # fixtures of test_push_delivery
 
 INDIA = ZoneInfo("Asia/Kolkata")  # database.timezone's default
+
+
+async def not_online(app: App, user_id: int) -> bool:
+    return not await app.bus.online([user_id])
 
 
 async def four_bookings(m: Market) -> list[Any]:
@@ -190,9 +194,7 @@ async def test_push_history_shows_what_was_sent_to_which_device_and_how_it_ended
     fcm.script["fcm-busy"] = [busy]
     assert (await history(admin, m.provider_id)) == {"pushes": [], "nextCursor": None}
     await m.provider.close()  # the app is closed: the offer is pushed at once
-    async with asyncio.timeout(5):
-        while await push_app.bus.online([m.provider_id]):
-            await asyncio.sleep(0.01)
+    await until(lambda: not_online(push_app, m.provider_id), timeout=5)
     booked = await m.customer.call("bookings.create", m.booking(later(push_app)))
     await settle(push_app)
     clock.advance(17)  # the busy device's retry is due

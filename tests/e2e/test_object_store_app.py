@@ -4,7 +4,6 @@ bucket it cannot use stopping start-up."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ from rtc_server.objects import SWEEP_OBJECTS
 from storage.objects.s3 import S3Store
 from tests.s3_server import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY
 from tests.servers import settings_for
+from tests.waiting import until
 
 from .conftest import AppFactory
 
@@ -49,9 +49,8 @@ async def test_the_core_gives_features_its_store_and_sweeps_what_a_crash_left(
         await bucket.create_multipart_upload(Bucket=s3_objects["bucket"], Key=name)
         assert app.db is not None
         await app.jobs.enqueue(SWEEP_OBJECTS, Tick())
-        async with asyncio.timeout(10):
-            while await app.db.fetchval("SELECT count(*) FROM jobs") > 0:
-                await asyncio.sleep(0.02)
+        db = app.db
+        await until(lambda: db.fetchval("SELECT count(*) = 0 FROM jobs"))
         listed = await bucket.list_multipart_uploads(
             Bucket=s3_objects["bucket"], Prefix=s3_objects["prefix"]
         )
