@@ -411,6 +411,78 @@ def test_a_changed_character_never_yields_other_claims(position: int, replacemen
     assert claims == TOKENS.verify(_VALID, NOW)
 
 
+_HEADER = _VALID.partition(".")[0]  # the header every token we issue carries
+_CLAIM_VALUES = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=4)
+    | st.sampled_from(["buildxpert-rtc", "42", "access", str(SESSION), ""])
+    | st.lists(st.text(max_size=2), max_size=2)
+)
+
+
+def _signed(raw_payload: bytes, secret: bytes = SECRET) -> str:
+    signing_input = f"{_HEADER}.{b64url(raw_payload)}"
+    mac = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{b64url(mac)}"
+
+
+def _pyjwt_answer(token: str) -> object:
+    try:
+        return TOKENS._decode_any(token)
+    except TokenInvalid as error:
+        return ("refused", str(error))
+
+
+@given(
+    changes=st.dictionaries(
+        st.sampled_from([*good_payload(), "aud", "nbf", "extra"]), _CLAIM_VALUES, max_size=4
+    ),
+    removed=st.sets(st.sampled_from(list(good_payload())), max_size=2),
+    other_key=st.booleans(),
+)
+def test_our_tokens_are_decoded_as_pyjwt_decodes_them(
+    changes: dict[str, Any], removed: set[str], other_key: bool
+) -> None:
+    """Tokens with our header skip PyJWT's generic decoding: they must get exactly the
+    answer PyJWT gives (the same payload, or a refusal PyJWT words)."""
+    payload = {k: v for k, v in {**good_payload(), **changes}.items() if k not in removed}
+    token = _signed(json.dumps(payload).encode(), b"k" * 32 if other_key else SECRET)
+    ours = TOKENS._decode_issued(token)
+    if ours is not None:
+        assert ours == _pyjwt_answer(token)
+    try:
+        answer: object = TOKENS._decode(token)
+    except TokenInvalid as error:
+        answer = ("refused", str(error))
+    assert answer == _pyjwt_answer(token)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"[]", b'"x"', b"{", b'{"exp": NaN}', b"\xff", b'{"iss": "\\ud800"}', b"{}" * 2],
+)
+def test_payloads_our_decoding_leaves_to_pyjwt(raw: bytes) -> None:
+    token = _signed(raw)
+    assert TOKENS._decode_issued(token) is None
+    with pytest.raises(TokenInvalid):
+        TOKENS.verify(token, NOW)
+
+
+def test_an_issued_token_is_decoded_without_pyjwt(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("PyJWT's decode was called")
+
+    monkeypatch.setattr(jwt, "decode", refuse)
+    assert TOKENS.verify(_VALID, NOW).session_id == SESSION
+    # ... and one signed with another key is refused by PyJWT, not by us.
+    forged = _signed(jwt.utils.base64url_decode(_VALID.split(".")[1]), b"k" * 32)
+    with pytest.raises(AssertionError, match="PyJWT"):
+        TOKENS.verify(forged, NOW)
+
+
 # --- Refresh tokens --------------------------------------------------------------------
 
 
