@@ -43,6 +43,7 @@ from kernel.rpc.codec import (
 from kernel.rpc.registry import Access, Caller, Encoded, MethodRegistry, MethodSpec
 from rtc_server.config import ConfigError, ServerSettings
 from rtc_server.connection import Connection
+from rtc_server.logs import LineBudget
 from rtc_server.metrics import Metrics
 from storage.errors import (
     DatabaseUnavailable,
@@ -58,6 +59,9 @@ log = logging.getLogger("rtc.rpc")
 current_connection: ContextVar[Connection] = ContextVar("current_connection")
 
 SLOW_REQUEST_SECONDS = 1.0
+# Slow-request lines (not failed ones): 10 a second on average, bursts of 50.
+SLOW_LINES_PER_SECOND = 10.0
+SLOW_LINES_BURST = 50
 # Methods whose answer must precede the events they start: never inside a batch.
 ALONE_METHODS = frozenset({"session.authenticate"})
 
@@ -84,6 +88,7 @@ class Dispatcher:
         self.settings = settings
         self.metrics = metrics
         self.log_requests = log_requests
+        self._slow_lines = LineBudget(SLOW_LINES_PER_SECOND, SLOW_LINES_BURST)
         self.draining = False
         self.tasks: set[asyncio.Task[None]] = set()
         self._loop = asyncio.get_running_loop()
@@ -315,22 +320,25 @@ class Dispatcher:
         self.metrics.rpc.observe(method, elapsed)
         if error is not None:
             self._count_error(error)
-        if self.log_requests or elapsed > SLOW_REQUEST_SECONDS or isinstance(error, InternalError):
-            level = (
-                logging.WARNING
-                if error is not None or elapsed > SLOW_REQUEST_SECONDS
-                else logging.INFO
-            )
-            log.log(
-                level,
-                "request",
-                extra={
-                    "method": method,
-                    "user": conn.user_id,
-                    "latency_ms": round(elapsed * 1000, 3),
-                    "error": error.name if error is not None else None,
-                },
-            )
+        slow = elapsed > SLOW_REQUEST_SECONDS
+        if not (self.log_requests or slow or isinstance(error, InternalError)):
+            return
+        extra: dict[str, object] = {
+            "method": method,
+            "user": conn.user_id,
+            "latency_ms": round(elapsed * 1000, 3),
+            "error": error.name if error is not None else None,
+        }
+        if slow and not self.log_requests and not isinstance(error, InternalError):
+            # Under overload every request is slow: a bounded number of lines, each
+            # saying how many were left out (rtc_rpc_latency_seconds counts them all).
+            left_out = self._slow_lines.take(t0 + elapsed)
+            if left_out is None:
+                return
+            if left_out:
+                extra["slow_not_logged"] = left_out
+        level = logging.WARNING if error is not None or slow else logging.INFO
+        log.log(level, "request", extra=extra)
 
     def _count_error(self, error: RpcError) -> None:
         self.metrics.rpc_errors.labels(error.name).inc()

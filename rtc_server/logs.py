@@ -58,3 +58,36 @@ def configure(fmt: str = "json", level: str = "INFO") -> None:
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     # pgserver logs every initdb/pg_ctl command line and its whole output at INFO.
     logging.getLogger("pgserver").setLevel(logging.WARNING)
+
+
+class LineBudget:
+    """At most ``per_second`` lines a second of one kind, on average, in bursts of up to
+    ``burst``; the lines it refuses are counted and reported by the next one it lets
+    through.
+
+    For warnings that come with overload (a slow request each): when the server is
+    slow, every request is, and a line per request would add to the load it reports,
+    and bury the lines that say why.
+    """
+
+    def __init__(self, per_second: float, burst: int) -> None:
+        if per_second <= 0 or burst < 1:
+            raise ValueError("per_second must be positive and burst at least 1")
+        self._rate = per_second
+        self._burst = float(burst)
+        self._tokens = float(burst)
+        self._at: float | None = None
+        self._refused = 0
+
+    def take(self, now: float) -> int | None:
+        """None: do not log this line (it is counted). Else log it, saying how many
+        lines were left out since the last one logged (0 when none were)."""
+        if self._at is not None:
+            self._tokens = min(self._burst, self._tokens + (now - self._at) * self._rate)
+        self._at = now
+        if self._tokens < 1:
+            self._refused += 1
+            return None
+        self._tokens -= 1
+        refused, self._refused = self._refused, 0
+        return refused

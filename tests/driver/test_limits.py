@@ -4,6 +4,7 @@ else (frames in memory; framing, TCP back-pressure and keepalive are in tests/e2
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from hypothesis import strategies as st
 from kernel.clock import FakeClock
 from kernel.errors import CloseCode
 from kernel.rpc.registry import Access, Caller, Empty, Result
+from rtc_server import dispatch
 from rtc_server.app import App
 from rtc_server.client import RpcCallError, RtcClient
 from tests.events import Loose, loose
@@ -321,3 +323,31 @@ def served(db_dsn: str, tmp_path: Path) -> Iterator[tuple[asyncio.Runner, App, R
     runner.run(good.close())
     runner.run(app.stop())
     runner.close()
+
+
+async def test_slow_request_lines_are_bounded_under_overload(
+    db_dsn: str,
+    tmp_path: Path,
+    clock: FakeClock,
+    code_log: CodeLog,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """When every request is slow (an overloaded server), the warnings stop at the
+    budget instead of one per request; the latency metric still counts them all."""
+    monkeypatch.setattr(dispatch, "SLOW_REQUEST_SECONDS", -1.0)  # every request is slow
+    monkeypatch.setattr(dispatch, "SLOW_LINES_BURST", 5)
+    monkeypatch.setattr(dispatch, "SLOW_LINES_PER_SECOND", 1e-6)
+    app = await prepared(db_dsn, tmp_path, clock, server={"rate_per_second": 1000})
+    opened = MemoryClients(app, code_log)
+    try:
+        with caplog.at_level(logging.INFO, logger="rtc.rpc"):
+            for client in [opened.anonymous() for _ in range(4)]:
+                await asyncio.gather(*(client.call("system.ping") for _ in range(10)))
+        lines = [r for r in caplog.records if r.name == "rtc.rpc" and r.message == "request"]
+        assert len(lines) == 5
+        assert {(r.levelno, vars(r)["method"]) for r in lines} == {(logging.WARNING, "system.ping")}
+        assert app.metrics.rpc.methods["system.ping"].count == 40
+    finally:
+        await opened.close()
+        await app.stop()
