@@ -20,7 +20,6 @@ registry, both public:
 from __future__ import annotations
 
 import asyncio
-import gc
 import signal
 import time
 
@@ -33,6 +32,7 @@ from kernel.events import EventSpec
 from kernel.rpc.registry import Access, Caller, Params, Result
 from rtc_server import logs
 from rtc_server.app import App
+from rtc_server.cli import tune_collector
 from rtc_server.config import load_settings
 
 
@@ -124,7 +124,7 @@ async def run() -> int:
     try:
         await app.start()
         bench.time_delivery()
-        gc.freeze()  # as rtc-server serve does after start (rtc_server/cli.py)
+        tune_collector()  # as rtc-server serve does after start
         await stop.wait()
     finally:
         await app.stop()
