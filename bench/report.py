@@ -120,10 +120,11 @@ def idle_table(idle: dict[str, dict[int, Any]], browser_headers: bool) -> str:
             "handshake (Authorization: Bearer) and counted once session.ready arrived;",
             "bare: plain websockets connections. CPU per handshake: the server process;",
             "PostgreSQL's (ours: session check, event cursor, replay) on its own row.",
-            "Handshakes carry a browser's headers (User-Agent, Origin ...), kept per socket."
+            "Handshakes carry a browser's headers (User-Agent, Origin ...): bare keeps them per"
+            " socket, ours empties them once bound."
             if browser_headers
-            else "Handshakes carry only the required headers (a browser's add ~3 KiB per socket:"
-            " --browser-headers).",
+            else "Handshakes carry only the required headers (a browser's add ~3 KiB per socket"
+            " to bare: --browser-headers).",
         ],
         rows,
     )

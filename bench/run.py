@@ -35,6 +35,7 @@ from typing import Any
 import orjson
 
 from bench import report, seed
+from bench.load import BROWSER_HEADERS
 from bench.procfs import postmaster_pid, raise_fd_limit
 from storage.embedded import EmbeddedPostgres
 
@@ -239,6 +240,8 @@ class Runner:
             "RTC_AUTH__JWT_SECRET": self.jwt_secret,
             "RTC_SERVER__RATE_PER_SECOND": str(RATE),
             "RTC_SERVER__RATE_BURST": str(RATE),
+            # The browser's Origin of --browser-headers (else refused with 403).
+            "RTC_SERVER__ALLOWED_ORIGINS": orjson.dumps([BROWSER_HEADERS["Origin"]]).decode(),
         }
 
     def stop(self, process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:

@@ -46,7 +46,6 @@ _WEBSOCKETS_LOG = logging.getLogger("rtc.websockets")
 _WEBSOCKETS_LOG.addFilter(lambda record: record.levelno >= logging.INFO)
 
 LAST_SEQ_HEADER = "RTC-Last-Seq"
-_NO_HEADERS = Headers()
 
 
 class SocketServer:
@@ -157,10 +156,10 @@ class SocketServer:
             ws.request.headers.get_all("X-Forwarded-For") if ws.request is not None else [],
         )
         # The handshake's headers are not needed any more: a few KiB per socket.
-        # (ws.request itself must stay: websockets reads "request is None" as
-        # "handshake not done".)
+        # Emptied in place: websockets' frame parser keeps the request object for
+        # the socket's life (and reads "request is None" as "handshake not done").
         if ws.request is not None:
-            ws.request = Request(ws.request.path, _NO_HEADERS)
+            ws.request.headers.clear()
         ws.response = None
         conn = Connection(
             WebSocketSink(ws),
