@@ -6,8 +6,10 @@ memory: ``tests/driver/test_events.py``."""
 from __future__ import annotations
 
 import asyncio
+import gc
 
 from websockets.exceptions import InvalidStatus
+from websockets.http11 import Request
 
 from rtc_server.app import App
 from rtc_server.client import RtcClient
@@ -103,3 +105,31 @@ async def test_handshakes_arriving_together_each_get_their_own_session_and_event
         await app.publisher.publish(user_id, loose("e"), Loose.of({"k": "live"}))
         assert await collect(current, 1) == [last + 1]
         assert await collect(replaying, 1) == [last + 1]
+
+
+async def test_the_handshake_headers_are_not_kept_for_the_sockets_life(
+    app: App, clients: Clients
+) -> None:
+    """Once a socket is bound, nothing of the server keeps its handshake's headers (its
+    access token among them): a few KiB per socket, for hours. A raw handshake, so the
+    only request objects holding the token would be the server's."""
+    _, tokens = await clients.login()
+    token = tokens["accessToken"]
+    reader, writer = await asyncio.open_connection("127.0.0.1", app.sockets.port)
+    writer.write(
+        (
+            "GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+            f"Authorization: Bearer {token}\r\nUser-Agent: {'x' * 200}\r\n\r\n"
+        ).encode()
+    )
+    assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
+    await asyncio.wait_for(reader.readexactly(2), 5)  # session.ready's frame: bound
+    holding = [
+        obj
+        for obj in gc.get_objects()
+        if type(obj) is Request and any(token in value for _, value in obj.headers.raw_items())
+    ]
+    writer.close()
+    await writer.wait_closed()
+    assert holding == []
