@@ -4,6 +4,7 @@ restarts and crashes, against a real PostgreSQL and the local FCM server."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -15,7 +16,7 @@ from kernel.events import EventSpec, PushedEvent
 from kernel.jobs import Job
 from kernel.push import PushNotice, PushPolicy
 from kernel.rpc.registry import Result
-from rtc_server.push.intents import PushIntents
+from rtc_server.push.intents import BATCH, PushIntents
 from rtc_server.push.jobs import PUSH_EVENT, PUSH_SEND, PushEvent, PushSend
 from rtc_server.push.providers.fcm import FcmProvider, ServiceAccount
 from rtc_server.push.settings import PushSettings
@@ -312,3 +313,37 @@ async def test_an_intent_of_an_event_nobody_renders_is_dropped(
     assert await bare.sweep() == 1
     assert await env.deliver() == 0 and fcm.messages == []
     assert "push intent dropped" in caplog.text
+
+
+async def test_a_long_sweep_lets_the_event_loop_run_between_batches(env: PushEnv) -> None:
+    """Rendering intents is work without a pause: a sweep of many must hand the loop
+    back (to sockets waiting for their answers) at least every BATCH of them."""
+    rendered = 0
+
+    def counting(offer: Offer) -> PushPolicy:
+        nonlocal rendered
+        rendered += 1
+        return offer_push(offer)
+
+    users = [await env.user() for _ in range(4)]
+    for user in users:
+        for _ in range(40):
+            await write_offer(env, user)
+    seen: list[int] = []
+
+    async def watch() -> None:
+        while True:
+            seen.append(rendered)
+            await asyncio.sleep(0)
+
+    watcher = asyncio.get_running_loop().create_task(watch())
+    sweeper = PushIntents(
+        env.db, env.delivery, env.clock, {OFFERED.name: PushedEvent(OFFERED, counting)}
+    )
+    try:
+        assert await sweeper.sweep() == 160
+    finally:
+        watcher.cancel()
+    seen.append(rendered)
+    assert rendered == 160
+    assert max(after - before for before, after in itertools.pairwise(seen)) <= BATCH < 160
