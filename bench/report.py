@@ -121,7 +121,7 @@ def idle_table(idle: dict[str, dict[int, Any]], browser_headers: bool) -> str:
             "bare: plain websockets connections. CPU per handshake: the server process;",
             "PostgreSQL's (ours: session check, event cursor, replay) on its own row.",
             "Handshakes carry a browser's headers (User-Agent, Origin ...): bare keeps them per"
-            " socket, ours empties them once bound."
+            " socket, ours empties them once the socket is open."
             if browser_headers
             else "Handshakes carry only the required headers (a browser's add ~3 KiB per socket"
             " to bare: --browser-headers).",

@@ -137,14 +137,15 @@ async def _run(settings: CoreSettings) -> int:
     return 0
 
 
-# CPython's collector runs a full collection (every tracked object) after every 10
-# collections of the second generation once the long-lived objects grew by a quarter.
-# An instance taking its sockets back (about 60 tracked objects each, long-lived)
-# passes that mark again and again: 8 full collections while 10,000 sockets opened,
-# 30-300 ms each with the event loop stopped, about 100 us of CPU per handshake
-# (bench/README.md, "Handshake cost"). After 100 such collections instead, the quarter
-# rule still bounds the memory a long-lived cycle can hold, and young garbage is
-# collected as often as before.
+# CPython's collector runs a full collection (every tracked object not frozen) after
+# 10 collections of the second generation, if the objects moved to the oldest since
+# the last full one make a quarter of those there. An instance taking its sockets back
+# (about 60 long-lived tracked objects each) meets both again and again: 8 full
+# collections while 10,000 sockets opened, 30-300 ms each with the event loop
+# stopped, about 100 us of CPU per handshake, and nothing to free (bench/README.md,
+# "Garbage collection and the handshake's headers"). After 100 instead: young garbage
+# is collected as often as before; the price is that a cycle which dies in the oldest
+# generation waits longer for a full collection.
 GC_THRESHOLDS = (700, 10, 100)
 
 
