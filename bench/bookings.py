@@ -489,6 +489,7 @@ _LOOP_TABLES = (
     "user_events",
     "user_event_cursors",
     "push_intents",
+    "jobs",  # push.event: each push intent becomes a job that decides the push
     "idempotency_keys",
 )
 
