@@ -8,7 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    GC_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 
 from kernel.metrics import LATENCY_BUCKETS as _LATENCY_BUCKETS
 from kernel.metrics import KernelMetrics
@@ -19,6 +27,10 @@ class Metrics(KernelMetrics):
     def __init__(self) -> None:
         super().__init__(CollectorRegistry(auto_describe=True))
         r = self.registry
+        # The process's CPU, memory and descriptors, and the garbage collector's
+        # collections by generation (process_*, python_gc_*).
+        r.register(PROCESS_COLLECTOR)
+        r.register(GC_COLLECTOR)
         self.sockets_open = Gauge("rtc_sockets_open", "Open websockets", registry=r)
         self.sockets_authenticated = Gauge(
             "rtc_sockets_authenticated", "Websockets bound to a user", registry=r

@@ -76,6 +76,9 @@ async def test_metrics_and_health_on_the_http_port(served: ServerProcess) -> Non
     assert re.search(r'^rtc_rpc_requests_total\{method="system.ping"\} 1\.0$', text, re.M)
     assert re.search(r"^rtc_db_pool_max 20\.0$", text, re.M)
     assert 'rtc_rpc_latency_seconds_bucket{le="0.005",method="auth.verifyOtp"}' in text
+    # The process itself, and the collector's full collections (rtc_server.cli).
+    assert re.search(r"^process_resident_memory_bytes \d", text, re.M)
+    assert re.search(r'^python_gc_collections_total\{generation="2"\} \d', text, re.M)
     await client.close()
     assert await stop_server(served) == 0
 
