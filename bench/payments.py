@@ -44,7 +44,7 @@ from api.payments.paytm.wire import Endpoint
 from bench import report
 from bench.load import percentile
 from bench.procfs import cpu_seconds, own_cpu_seconds, postgres_cpu, postmaster_pid
-from bench.run import ROOT, environment, free_port, save_results, say, tail
+from bench.run import ROOT, environment, free_port, save_results, say, server_env, tail
 from bench.seed import TOKEN_TTL, connect
 from rtc_server.client import RtcClient
 from rtc_server.scaleout.local_redis import RedisServer
@@ -124,17 +124,15 @@ class Storm:
         env = dict(os.environ)
         env.update(
             {
-                "RTC_SERVER__HOST": "127.0.0.1",
-                "RTC_SERVER__PORT": str(port),
-                "RTC_HTTP__HOST": "127.0.0.1",
-                "RTC_HTTP__PORT": str(http_port),
-                "RTC_DATA_DIR": str(self.workdir / f"data-{n}"),
-                "RTC_DATABASE__DSN": self.postgres.dsn,
+                **server_env(
+                    port=port,
+                    http_port=http_port,
+                    data_dir=self.workdir / f"data-{n}",
+                    dsn=self.postgres.dsn,
+                    jwt_secret=self.jwt_secret,
+                    rate=100_000,
+                ),
                 "RTC_REDIS__URL": self.redis.url,
-                "RTC_LOG__LEVEL": "WARNING",
-                "RTC_AUTH__JWT_SECRET": self.jwt_secret,
-                "RTC_SERVER__RATE_PER_SECOND": "100000",
-                "RTC_SERVER__RATE_BURST": "100000",
                 "RTC_PAYMENTS__GATEWAY": "paytm",
                 "RTC_PAYMENTS__PAYTM_MID": MID,
                 "RTC_PAYMENTS__PAYTM_MERCHANT_KEY": KEY,

@@ -144,6 +144,26 @@ def parse_args(argv: list[str] | None) -> tuple[Plan, argparse.Namespace]:
     return plan, args
 
 
+def server_env(
+    *, port: int, http_port: int, data_dir: Path, dsn: str, jwt_secret: str, rate: int
+) -> dict[str, str]:
+    """What every benchmark sets for our server (``bench.server`` or ``rtc-server
+    serve``): loopback ports, its data folder and database, warnings only, a known
+    access-token key, and the per-socket rate limit lifted to ``rate`` a second."""
+    return {
+        "RTC_SERVER__HOST": "127.0.0.1",
+        "RTC_SERVER__PORT": str(port),
+        "RTC_HTTP__HOST": "127.0.0.1",
+        "RTC_HTTP__PORT": str(http_port),
+        "RTC_DATA_DIR": str(data_dir),
+        "RTC_DATABASE__DSN": dsn,
+        "RTC_LOG__LEVEL": "WARNING",
+        "RTC_AUTH__JWT_SECRET": jwt_secret,
+        "RTC_SERVER__RATE_PER_SECOND": str(rate),
+        "RTC_SERVER__RATE_BURST": str(rate),
+    }
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -230,16 +250,14 @@ class Runner:
 
     def our_settings(self, port: int) -> dict[str, str]:
         return {
-            "RTC_SERVER__HOST": "127.0.0.1",
-            "RTC_SERVER__PORT": str(port),
-            "RTC_HTTP__HOST": "127.0.0.1",
-            "RTC_HTTP__PORT": str(free_port()),
-            "RTC_DATA_DIR": str(self.workdir / "data"),
-            "RTC_DATABASE__DSN": self.dsn,
-            "RTC_LOG__LEVEL": "WARNING",
-            "RTC_AUTH__JWT_SECRET": self.jwt_secret,
-            "RTC_SERVER__RATE_PER_SECOND": str(RATE),
-            "RTC_SERVER__RATE_BURST": str(RATE),
+            **server_env(
+                port=port,
+                http_port=free_port(),
+                data_dir=self.workdir / "data",
+                dsn=self.dsn,
+                jwt_secret=self.jwt_secret,
+                rate=RATE,
+            ),
             # The browser's Origin of --browser-headers (else refused with 403).
             "RTC_SERVER__ALLOWED_ORIGINS": orjson.dumps([BROWSER_HEADERS["Origin"]]).decode(),
         }

@@ -85,7 +85,7 @@ from bench.procfs import (
     postmaster_pid,
     raise_fd_limit,
 )
-from bench.run import ROOT, environment, free_port, save_results, say, tail
+from bench.run import ROOT, environment, free_port, save_results, say, server_env, tail
 from bench.wire import HandshakeFailed, WsSocket
 from rtc_server.scaleout.local_redis import RedisServer
 from storage.database import Database, PoolSettings
@@ -283,23 +283,19 @@ class Bench:
     def start_instance(self, port: int, core: int, name: str) -> Instance:
         self._starts += 1
         log = self.workdir / f"server-{self._starts}-{name}.log"
-        env = dict(os.environ)
-        env.update(
-            {
-                "RTC_SERVER__HOST": "127.0.0.1",
-                "RTC_SERVER__PORT": str(port),
-                "RTC_HTTP__HOST": "127.0.0.1",
-                "RTC_HTTP__PORT": str(free_port()),
-                "RTC_DATA_DIR": str(self.workdir / "data"),
-                "RTC_DATABASE__DSN": self.dsn,
-                "RTC_LOG__LEVEL": "WARNING",
-                "RTC_AUTH__JWT_SECRET": self.jwt_secret,
-                "RTC_SERVER__RATE_PER_SECOND": "1000000",
-                "RTC_SERVER__RATE_BURST": "1000000",
-                "RTC_REDIS__URL": self.redis.url,
-                "RTC_REDIS__PREFIX": "storm:",
-            }
-        )
+        env = {
+            **os.environ,
+            **server_env(
+                port=port,
+                http_port=free_port(),
+                data_dir=self.workdir / "data",
+                dsn=self.dsn,
+                jwt_secret=self.jwt_secret,
+                rate=1_000_000,
+            ),
+            "RTC_REDIS__URL": self.redis.url,
+            "RTC_REDIS__PREFIX": "storm:",
+        }
         with open(log, "wb") as out:
             process = subprocess.Popen(
                 ["taskset", "-c", str(core), sys.executable, "-m", "bench.server"],

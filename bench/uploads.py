@@ -41,7 +41,7 @@ import httpx
 from bench import report
 from bench.load import percentile
 from bench.procfs import cpu_seconds, rss_kib
-from bench.run import ROOT, environment, free_port, save_results, say, tail
+from bench.run import ROOT, environment, free_port, save_results, say, server_env, tail
 from bench.seed import create_users
 from rtc_server.client import RtcClient
 from storage.embedded import EmbeddedPostgres
@@ -67,16 +67,14 @@ class Bench:
         env = dict(os.environ)
         env.update(
             {
-                "RTC_SERVER__HOST": "127.0.0.1",
-                "RTC_SERVER__PORT": str(port),
-                "RTC_HTTP__HOST": "127.0.0.1",
-                "RTC_HTTP__PORT": str(http_port),
-                "RTC_DATA_DIR": str(self.workdir / "data"),
-                "RTC_DATABASE__DSN": self.postgres.dsn,
-                "RTC_LOG__LEVEL": "WARNING",
-                "RTC_AUTH__JWT_SECRET": self.jwt_secret,
-                "RTC_SERVER__RATE_PER_SECOND": "100000",
-                "RTC_SERVER__RATE_BURST": "100000",
+                **server_env(
+                    port=port,
+                    http_port=http_port,
+                    data_dir=self.workdir / "data",
+                    dsn=self.postgres.dsn,
+                    jwt_secret=self.jwt_secret,
+                    rate=100_000,
+                ),
                 # The per-user rate and quota would stop a benchmark's few users.
                 "RTC_UPLOADS__PER_HOUR": "10000",
                 "RTC_UPLOADS__QUOTA_BYTES": str(1 << 40),
