@@ -71,7 +71,7 @@ from rtc_server.scaleout.local_redis import RedisServer
 from storage import Database, EmbeddedPostgres, PoolSettings, apply_migrations
 from tests.fakes.msg91 import FakeMsg91
 from tests.fakes.twilio import FakeTwilio
-from tests.s3_server import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, LocalS3
+from tests.s3_server import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, LocalS3, s3_client
 from tests.servers import CodeLog
 
 TEMPLATE_DATABASE = "rtc_template"
@@ -287,15 +287,7 @@ def s3_endpoint() -> Iterator[str]:
 
 
 async def _create_bucket(endpoint: str, bucket: str) -> None:
-    from aiobotocore.session import get_session
-
-    async with get_session().create_client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name=REGION,
-        aws_access_key_id=ACCESS_KEY_ID,
-        aws_secret_access_key=SECRET_ACCESS_KEY,
-    ) as client:
+    async with s3_client(endpoint) as client:
         await client.create_bucket(Bucket=bucket)
 
 

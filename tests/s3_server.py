@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from typing import Any
 
 # Runs in the child: prints the port, serves until its stdin closes (the tests' process
 # ending, even killed, closes it: no server outlives the run).
@@ -27,6 +28,20 @@ REGION = "us-east-1"
 # moto takes any credentials; botocore needs some.
 ACCESS_KEY_ID = "test-access-key"
 SECRET_ACCESS_KEY = "test-secret-key"
+
+
+def s3_client(endpoint: str) -> Any:
+    """A client of the server at ``endpoint`` (``async with``), to look behind a store's
+    back or prepare a bucket."""
+    from aiobotocore.session import get_session
+
+    return get_session().create_client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name=REGION,
+        aws_access_key_id=ACCESS_KEY_ID,
+        aws_secret_access_key=SECRET_ACCESS_KEY,
+    )
 
 
 class LocalS3:

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from aiobotocore.session import get_session
 from botocore.exceptions import EndpointConnectionError
 
 from kernel.objects import ObjectStore, ObjectStoreError, PrefixedStore, check_key
@@ -31,7 +30,7 @@ from rtc_server.objects import open_object_store
 from rtc_server.scaleout.local_redis import free_port
 from storage.objects import LocalStore
 from storage.objects.s3 import MIN_PART_SIZE, S3Config, S3Store
-from tests.s3_server import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY
+from tests.s3_server import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, s3_client
 from tests.servers import settings_for
 
 if TYPE_CHECKING:
@@ -61,17 +60,23 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     elif request.param == "prefixed":
         yield PrefixedStore(LocalStore(tmp_path / "objects"), "uploads/")
     else:
-        endpoint = request.getfixturevalue("s3_endpoint")
-        bucket = request.getfixturevalue("s3_bucket")
-        prefix = request.getfixturevalue("s3_prefix")
-        # The smallest parts S3 takes, so that a large object here is a few parts.
-        s3 = await S3Store.open(
-            s3_config(endpoint, bucket, prefix), tmp_path / "scratch", part_size=MIN_PART_SIZE
+        s3 = await open_s3(
+            request.getfixturevalue("s3_endpoint"),
+            request.getfixturevalue("s3_bucket"),
+            request.getfixturevalue("s3_prefix"),
+            tmp_path,
         )
         try:
             yield s3
         finally:
             await s3.close()
+
+
+async def open_s3(endpoint: str, bucket: str, prefix: str, tmp_path: Path) -> S3Store:
+    # The smallest parts S3 takes, so that a large object here is a few parts.
+    return await S3Store.open(
+        s3_config(endpoint, bucket, prefix), tmp_path / "scratch", part_size=MIN_PART_SIZE
+    )
 
 
 async def put(store: ObjectStore, key: str, data: bytes, content_type: str = "audio/ogg") -> Any:
@@ -295,9 +300,7 @@ async def test_a_local_file_without_its_type_is_served_as_bytes(tmp_path: Path) 
 async def s3(
     s3_endpoint: str, s3_bucket: str, s3_prefix: str, tmp_path: Path
 ) -> AsyncIterator[S3Store]:
-    store = await S3Store.open(
-        s3_config(s3_endpoint, s3_bucket, s3_prefix), tmp_path / "scratch", part_size=MIN_PART_SIZE
-    )
+    store = await open_s3(s3_endpoint, s3_bucket, s3_prefix, tmp_path)
     try:
         yield store
     finally:
@@ -307,13 +310,7 @@ async def s3(
 @pytest.fixture
 async def bucket(s3_endpoint: str) -> AsyncIterator[S3Client]:
     """A client of the test's own, to look at the bucket behind the store's back."""
-    async with get_session().create_client(
-        "s3",
-        endpoint_url=s3_endpoint,
-        region_name=REGION,
-        aws_access_key_id=ACCESS_KEY_ID,
-        aws_secret_access_key=SECRET_ACCESS_KEY,
-    ) as client:
+    async with s3_client(s3_endpoint) as client:
         yield client
 
 
