@@ -14,6 +14,8 @@ from typing import Any
 
 import orjson
 
+from rtc_server.ratelimit import TokenBucket
+
 # Attributes every LogRecord has; anything else came from ``extra``.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 
@@ -62,8 +64,8 @@ def configure(fmt: str = "json", level: str = "INFO") -> None:
 
 class LineBudget:
     """At most ``per_second`` lines a second of one kind, on average, in bursts of up to
-    ``burst``; the lines it refuses are counted and reported by the next one it lets
-    through.
+    ``burst`` (a :class:`~rtc_server.ratelimit.TokenBucket`); the lines it refuses are
+    counted and reported by the next one it lets through.
 
     For warnings that come with overload (a slow request each): when the server is
     slow, every request is, and a line per request would add to the load it reports,
@@ -73,21 +75,14 @@ class LineBudget:
     def __init__(self, per_second: float, burst: int) -> None:
         if per_second <= 0 or burst < 1:
             raise ValueError("per_second must be positive and burst at least 1")
-        self._rate = per_second
-        self._burst = float(burst)
-        self._tokens = float(burst)
-        self._at: float | None = None
+        self._bucket = TokenBucket(per_second, burst, 0.0)  # full from the first line
         self._refused = 0
 
     def take(self, now: float) -> int | None:
         """None: do not log this line (it is counted). Else log it, saying how many
         lines were left out since the last one logged (0 when none were)."""
-        if self._at is not None:
-            self._tokens = min(self._burst, self._tokens + (now - self._at) * self._rate)
-        self._at = now
-        if self._tokens < 1:
+        if self._bucket.take(now):
             self._refused += 1
             return None
-        self._tokens -= 1
         refused, self._refused = self._refused, 0
         return refused
