@@ -334,7 +334,7 @@ def new_refresh_token(*, token_bytes: Callable[[int], bytes] = secrets.token_byt
     raw = token_bytes(_REFRESH_TOKEN_BYTES)
     if len(raw) != _REFRESH_TOKEN_BYTES:
         raise ValueError(f"token_bytes returned {len(raw)} bytes, not {_REFRESH_TOKEN_BYTES}")
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+    return _b64url(raw).decode("ascii")
 
 
 def looks_like_refresh_token(token: object) -> bool:
