@@ -163,20 +163,20 @@ async def lock_otp(conn: Executor, phone: str, role: str) -> OtpRow:
     """Load (creating if absent) and row-lock the code state of (phone, role).
 
     Call inside a transaction: concurrent sends or verifies of one phone serialize.
+    One statement: an insert, or an update that locks the row (a no-op), so a state
+    the housekeeping prune deletes meanwhile comes back fresh instead of missing (an
+    insert followed by a ``SELECT ... FOR UPDATE`` found nothing in that case).
     """
-    await conn.execute(
-        "INSERT INTO otp_challenges (phone, role) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-        phone,
-        role,
-    )
     row = await conn.fetchrow(
         """
-        SELECT code_hmac, expires_at, attempts, last_sent_at, sent_to_ip
-        FROM otp_challenges WHERE phone = $1 AND role = $2 FOR UPDATE
+        INSERT INTO otp_challenges AS c (phone, role) VALUES ($1, $2)
+        ON CONFLICT (phone, role) DO UPDATE SET phone = c.phone
+        RETURNING code_hmac, expires_at, attempts, last_sent_at, sent_to_ip
         """,
         phone,
         role,
     )
+    assert row is not None  # an upsert returns its row
     return OtpRow(*row.values())
 
 
